@@ -1,0 +1,703 @@
+//! Configuration: one TOML file, parsed into [`raw`] structs and validated into [`Config`].
+//!
+//! Validation follows "parse, don't validate": the rest of moat only ever sees the typed values
+//! built here (socket addresses, CIDR sets, durations, file contents checked to exist). Every
+//! error names the key path it concerns and, where the file has it, the line.
+//!
+//! Residency is enforced here first: an upstream must be on loopback, on a unix socket, or inside
+//! a CIDR listed in `residency.in_region_cidrs`. Anything else is refused before moat starts.
+
+pub(crate) mod raw;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use raw::RawConfig;
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Tokio worker threads; `0` means one per core.
+    pub worker_threads: usize,
+    /// Log output settings.
+    pub log: LogConfig,
+    /// Addresses moat accepts TLS connections on.
+    pub listeners: Vec<ListenerConfig>,
+    /// Server certificates and protocol settings.
+    pub tls: TlsConfig,
+    /// Model servers moat forwards to, by name.
+    pub upstreams: BTreeMap<String, UpstreamConfig>,
+    /// Networks that count as in-region besides loopback.
+    pub in_region: Vec<IpNet>,
+    /// HTTP limits and timeouts.
+    pub http: HttpConfig,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable on a terminal, JSON otherwise.
+    Auto,
+    /// JSON objects, one per line.
+    Json,
+    /// Human-readable text.
+    Text,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// Output format.
+    pub format: LogFormat,
+    /// A `tracing` filter directive such as `info` or `moat=debug`.
+    pub level: String,
+}
+
+/// One listening socket.
+#[derive(Debug, Clone)]
+pub struct ListenerConfig {
+    /// Name used in logs.
+    pub name: String,
+    /// Address to bind.
+    pub address: SocketAddr,
+    /// Name of the upstream requests on this listener go to.
+    pub upstream: String,
+}
+
+/// Lowest TLS version accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsVersion {
+    /// TLS 1.2 and 1.3.
+    Tls12,
+    /// TLS 1.3 only.
+    Tls13,
+}
+
+/// TLS settings.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    /// Lowest version accepted.
+    pub min_version: TlsVersion,
+    /// Server certificates; the first is the default when no SNI name matches.
+    pub certificates: Vec<CertificateConfig>,
+}
+
+/// One server certificate and the names it answers for.
+#[derive(Debug, Clone)]
+pub struct CertificateConfig {
+    /// PEM certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// PEM private key.
+    pub key_file: PathBuf,
+    /// SNI names; `None` means "the certificate's own DNS names".
+    pub server_names: Option<Vec<String>>,
+    /// Key path of this entry, for error messages raised when the files are loaded.
+    pub key_path: String,
+}
+
+/// Where an upstream listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamAddr {
+    /// A TCP address on loopback or inside an in-region network.
+    Tcp(SocketAddr),
+    /// A unix domain socket path.
+    Unix(PathBuf),
+}
+
+impl fmt::Display for UpstreamAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Tcp(a) => write!(f, "{a}"),
+            Self::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+/// One model server.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// Where it listens.
+    pub address: UpstreamAddr,
+    /// Limit for establishing a connection.
+    pub connect_timeout: Duration,
+    /// Limit between the end of the request and the response head.
+    pub response_header_timeout: Duration,
+    /// Most idle keep-alive connections kept.
+    pub pool_max_idle: usize,
+    /// An idle pooled connection older than this is closed instead of reused.
+    pub pool_idle_timeout: Duration,
+}
+
+/// HTTP limits and timeouts.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Keep an incoming `X-Request-Id` instead of replacing it.
+    pub trust_request_id: bool,
+    /// Longest request line (431 beyond).
+    pub max_request_line_bytes: usize,
+    /// Largest request head, request line included (431 beyond).
+    pub max_header_bytes: usize,
+    /// Most header fields in a request (431 beyond).
+    pub max_headers: usize,
+    /// Largest request body (413 beyond).
+    pub max_request_body_bytes: u64,
+    /// Time allowed to receive a whole request head once it started (and the TLS handshake).
+    pub header_timeout: Duration,
+    /// Time an idle keep-alive connection waits for the next request.
+    pub keepalive_timeout: Duration,
+    /// Longest pause in a body transfer, either direction; resets on every byte of progress.
+    pub body_idle_timeout: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            trust_request_id: false,
+            max_request_line_bytes: 8 * 1024,
+            max_header_bytes: 32 * 1024,
+            max_headers: 100,
+            max_request_body_bytes: 32 * 1024 * 1024,
+            header_timeout: Duration::from_secs(10),
+            keepalive_timeout: Duration::from_secs(60),
+            body_idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Upstream defaults, shared by the validator and the example file's test.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default `response_header_timeout`: long, because a model may think before it answers.
+pub const DEFAULT_RESPONSE_HEADER_TIMEOUT: Duration = Duration::from_secs(120);
+/// Default `pool_max_idle`.
+pub const DEFAULT_POOL_MAX_IDLE: usize = 64;
+/// Default `pool_idle_timeout`.
+pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What is wrong with a configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {file}: {source}")]
+    Read {
+        /// The configuration file.
+        file: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, or a key is unknown or has the wrong type.
+    #[error("{path}{line}: {message}", line = LineSuffix(*line))]
+    Syntax {
+        /// Key path, or `(document)` when the error is not under a key.
+        path: String,
+        /// 1-based line, when known.
+        line: Option<usize>,
+        /// What the parser said.
+        message: String,
+    },
+    /// A value is present but not acceptable.
+    #[error("{path}{line}: invalid value `{value}`: {reason}", line = LineSuffix(*line))]
+    Invalid {
+        /// Key path such as `upstreams.model.address`.
+        path: String,
+        /// 1-based line, when known.
+        line: Option<usize>,
+        /// The offending value as written.
+        value: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// A required key is absent.
+    #[error("{path}: missing: {reason}")]
+    Missing {
+        /// Key path of the absent key.
+        path: String,
+        /// What it is needed for.
+        reason: String,
+    },
+}
+
+/// Renders ` (line N)` when a line is known.
+struct LineSuffix(Option<usize>);
+
+impl fmt::Display for LineSuffix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(n) => write!(f, " (line {n})"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(file: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+            file: file.to_owned(),
+            source,
+        })?;
+        // Relative certificate paths are taken relative to the configuration file.
+        let base = file.parent().unwrap_or(Path::new("."));
+        Self::parse(&text, base)
+    }
+
+    /// Parses and validates configuration text; relative file paths resolve against `base`.
+    pub fn parse(text: &str, base: &Path) -> Result<Self, ConfigError> {
+        let spans = Spans::new(text);
+        let deserializer = toml::Deserializer::parse(text).map_err(|e| spans.syntax(&e))?;
+        let raw: RawConfig = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let mut err = spans.syntax(&inner);
+            if let ConfigError::Syntax { path: p, .. } = &mut err {
+                if path != "." && !path.is_empty() {
+                    *p = path;
+                }
+            }
+            err
+        })?;
+        Validator { spans, base }.config(raw)
+    }
+
+    /// A short multi-line summary for `moat check`.
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        for l in &self.listeners {
+            let up = &self.upstreams[&l.upstream];
+            out.push_str(&format!(
+                "listener {} on {} -> upstream {} at {}\n",
+                l.name, l.address, l.upstream, up.address
+            ));
+        }
+        out.push_str(&format!(
+            "tls: {} certificate(s), minimum version {}\n",
+            self.tls.certificates.len(),
+            match self.tls.min_version {
+                TlsVersion::Tls12 => "1.2",
+                TlsVersion::Tls13 => "1.3",
+            }
+        ));
+        if !self.in_region.is_empty() {
+            let nets: Vec<String> = self.in_region.iter().map(ToString::to_string).collect();
+            out.push_str(&format!("in-region networks: {}\n", nets.join(", ")));
+        }
+        out
+    }
+}
+
+/// Finds the line of a key path, or the key path at an error offset, in the source text.
+struct Spans {
+    doc: Option<toml_edit::Document<String>>,
+    text: String,
+}
+
+impl Spans {
+    fn new(text: &str) -> Self {
+        Self {
+            doc: toml_edit::Document::parse(text.to_owned()).ok(),
+            text: text.to_owned(),
+        }
+    }
+
+    fn line_of_offset(&self, offset: usize) -> usize {
+        let end = offset.min(self.text.len());
+        self.text.as_bytes()[..end]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
+    }
+
+    /// Line of the key at `path` (dot-separated, array indexes as numbers).
+    fn line(&self, path: &str) -> Option<usize> {
+        let doc = self.doc.as_ref()?;
+        let parts: Vec<&str> = path.split('.').collect();
+        let span = span_in_table(doc.as_table(), &parts)?;
+        Some(self.line_of_offset(span.start))
+    }
+
+    fn syntax(&self, e: &toml::de::Error) -> ConfigError {
+        let line = e.span().map(|s| self.line_of_offset(s.start));
+        ConfigError::Syntax {
+            path: "(document)".to_owned(),
+            line,
+            message: e.message().trim().to_owned(),
+        }
+    }
+}
+
+/// Span of the key (or array element) at `parts` inside `table`; the nearest known ancestor's span
+/// when the exact one is unknown.
+fn span_in_table(
+    table: &dyn toml_edit::TableLike,
+    parts: &[&str],
+) -> Option<std::ops::Range<usize>> {
+    let (first, rest) = parts.split_first()?;
+    let (key, item) = table.get_key_value(first)?;
+    let here = key.span();
+    if rest.is_empty() {
+        return here;
+    }
+    let deeper = match item {
+        toml_edit::Item::Table(t) => span_in_table(t, rest),
+        toml_edit::Item::ArrayOfTables(a) => {
+            let (idx, tail) = rest.split_first()?;
+            let t = a.get(idx.parse().ok()?)?;
+            if tail.is_empty() {
+                t.span()
+            } else {
+                span_in_table(t, tail)
+            }
+        }
+        toml_edit::Item::Value(v) => span_in_value(v, rest),
+        toml_edit::Item::None => None,
+    };
+    deeper.or(here)
+}
+
+fn span_in_value(value: &toml_edit::Value, parts: &[&str]) -> Option<std::ops::Range<usize>> {
+    let (first, rest) = parts.split_first()?;
+    match value {
+        toml_edit::Value::Array(a) => {
+            let v = a.get(first.parse().ok()?)?;
+            if rest.is_empty() {
+                v.span()
+            } else {
+                span_in_value(v, rest).or(v.span())
+            }
+        }
+        toml_edit::Value::InlineTable(t) => span_in_table(t, parts),
+        _ => None,
+    }
+}
+
+/// Turns raw structs into validated ones, attaching line numbers to errors.
+struct Validator<'a> {
+    spans: Spans,
+    base: &'a Path,
+}
+
+impl Validator<'_> {
+    fn invalid(
+        &self,
+        path: &str,
+        value: impl fmt::Display,
+        reason: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError::Invalid {
+            path: path.to_owned(),
+            line: self.spans.line(path),
+            value: value.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    fn duration(
+        &self,
+        path: &str,
+        value: Option<&str>,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
+        let Some(v) = value else { return Ok(default) };
+        parse_duration(v).ok_or_else(|| {
+            self.invalid(
+                path,
+                v,
+                "expected a duration such as \"500ms\", \"10s\" or \"2m\"",
+            )
+        })
+    }
+
+    fn positive(
+        &self,
+        path: &str,
+        value: Option<usize>,
+        default: usize,
+    ) -> Result<usize, ConfigError> {
+        match value {
+            None => Ok(default),
+            Some(0) => Err(self.invalid(path, 0, "must be greater than zero")),
+            Some(v) => Ok(v),
+        }
+    }
+
+    fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let in_region = raw
+            .residency
+            .in_region_cidrs
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                c.parse::<IpNet>().map(|n| n.trunc()).map_err(|_| {
+                    self.invalid(
+                        &format!("residency.in_region_cidrs.{i}"),
+                        c,
+                        "expected a CIDR such as 10.20.0.0/16",
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let mut upstreams = BTreeMap::new();
+        for (name, u) in &raw.upstreams {
+            let p = format!("upstreams.{name}");
+            upstreams.insert(name.clone(), self.upstream(&p, u, &in_region)?);
+        }
+
+        if raw.listener.is_empty() {
+            return Err(ConfigError::Missing {
+                path: "listener".to_owned(),
+                reason: "at least one [[listener]] with an address and an upstream".to_owned(),
+            });
+        }
+        let mut listeners = Vec::new();
+        for (i, l) in raw.listener.iter().enumerate() {
+            let p = format!("listener.{i}");
+            let address: SocketAddr = l.address.parse().map_err(|_| {
+                self.invalid(
+                    &format!("{p}.address"),
+                    &l.address,
+                    "expected IP:port such as 0.0.0.0:8443",
+                )
+            })?;
+            if !upstreams.contains_key(&l.upstream) {
+                let known: Vec<&str> = upstreams.keys().map(String::as_str).collect();
+                return Err(self.invalid(
+                    &format!("{p}.upstream"),
+                    &l.upstream,
+                    format!("no such upstream (defined: [{}])", known.join(", ")),
+                ));
+            }
+            listeners.push(ListenerConfig {
+                name: l.name.clone().unwrap_or_else(|| format!("listener{i}")),
+                address,
+                upstream: l.upstream.clone(),
+            });
+        }
+
+        let min_version = match raw.tls.min_version.as_deref() {
+            None | Some("1.2") => TlsVersion::Tls12,
+            Some("1.3") => TlsVersion::Tls13,
+            Some(v) => {
+                return Err(self.invalid("tls.min_version", v, "expected \"1.2\" or \"1.3\""))
+            }
+        };
+        if raw.tls.certificate.is_empty() {
+            return Err(ConfigError::Missing {
+                path: "tls.certificate".to_owned(),
+                reason: "at least one [[tls.certificate]] with cert_file and key_file".to_owned(),
+            });
+        }
+        let mut certificates = Vec::new();
+        for (i, c) in raw.tls.certificate.iter().enumerate() {
+            let p = format!("tls.certificate.{i}");
+            let cert_file = self.existing_file(&format!("{p}.cert_file"), &c.cert_file)?;
+            let key_file = self.existing_file(&format!("{p}.key_file"), &c.key_file)?;
+            if let Some(names) = &c.server_names {
+                for (j, n) in names.iter().enumerate() {
+                    if !valid_server_name(n) {
+                        return Err(self.invalid(
+                            &format!("{p}.server_names.{j}"),
+                            n,
+                            "expected a DNS name, optionally starting with \"*.\"",
+                        ));
+                    }
+                }
+            }
+            certificates.push(CertificateConfig {
+                cert_file,
+                key_file,
+                server_names: c.server_names.clone(),
+                key_path: p,
+            });
+        }
+
+        let d = HttpConfig::default();
+        let h = &raw.http;
+        let http = HttpConfig {
+            trust_request_id: h.trust_request_id.unwrap_or(d.trust_request_id),
+            max_request_line_bytes: self.positive(
+                "http.max_request_line_bytes",
+                h.max_request_line_bytes,
+                d.max_request_line_bytes,
+            )?,
+            max_header_bytes: self.positive(
+                "http.max_header_bytes",
+                h.max_header_bytes,
+                d.max_header_bytes,
+            )?,
+            max_headers: self.positive("http.max_headers", h.max_headers, d.max_headers)?,
+            max_request_body_bytes: h.max_request_body_bytes.unwrap_or(d.max_request_body_bytes),
+            header_timeout: self.duration(
+                "http.header_timeout",
+                h.header_timeout.as_deref(),
+                d.header_timeout,
+            )?,
+            keepalive_timeout: self.duration(
+                "http.keepalive_timeout",
+                h.keepalive_timeout.as_deref(),
+                d.keepalive_timeout,
+            )?,
+            body_idle_timeout: self.duration(
+                "http.body_idle_timeout",
+                h.body_idle_timeout.as_deref(),
+                d.body_idle_timeout,
+            )?,
+        };
+        if http.max_request_line_bytes > http.max_header_bytes {
+            return Err(self.invalid(
+                "http.max_request_line_bytes",
+                http.max_request_line_bytes,
+                "must not exceed http.max_header_bytes",
+            ));
+        }
+
+        let log = LogConfig {
+            format: match raw.log.format.as_deref() {
+                None | Some("auto") => LogFormat::Auto,
+                Some("json") => LogFormat::Json,
+                Some("text") => LogFormat::Text,
+                Some(v) => {
+                    return Err(self.invalid(
+                        "log.format",
+                        v,
+                        "expected \"auto\", \"text\" or \"json\"",
+                    ))
+                }
+            },
+            level: match raw.log.level.clone() {
+                None => "info".to_owned(),
+                Some(v) => {
+                    if tracing_subscriber::EnvFilter::try_new(&v).is_err() {
+                        return Err(self.invalid(
+                            "log.level",
+                            &v,
+                            "expected a level such as \"info\" or a filter such as \"moat=debug\"",
+                        ));
+                    }
+                    v
+                }
+            },
+        };
+
+        Ok(Config {
+            worker_threads: raw.runtime.worker_threads.unwrap_or(0),
+            log,
+            listeners,
+            tls: TlsConfig {
+                min_version,
+                certificates,
+            },
+            upstreams,
+            in_region,
+            http,
+        })
+    }
+
+    fn upstream(
+        &self,
+        p: &str,
+        u: &raw::RawUpstream,
+        in_region: &[IpNet],
+    ) -> Result<UpstreamConfig, ConfigError> {
+        let ap = format!("{p}.address");
+        let address = if let Some(path) = u.address.strip_prefix("unix:") {
+            if path.is_empty() || !path.starts_with('/') {
+                return Err(self.invalid(
+                    &ap,
+                    &u.address,
+                    "a unix socket needs an absolute path, e.g. unix:/run/model.sock",
+                ));
+            }
+            UpstreamAddr::Unix(PathBuf::from(path))
+        } else {
+            let addr: SocketAddr = u.address.parse().map_err(|_| {
+                self.invalid(
+                    &ap,
+                    &u.address,
+                    "expected IP:port (e.g. 127.0.0.1:8000) or unix:/path",
+                )
+            })?;
+            if !is_local(addr.ip(), in_region) {
+                return Err(self.invalid(
+                    &ap,
+                    &u.address,
+                    "upstream is not local: it must be on loopback, a unix socket, or inside residency.in_region_cidrs",
+                ));
+            }
+            UpstreamAddr::Tcp(addr)
+        };
+        Ok(UpstreamConfig {
+            address,
+            connect_timeout: self.duration(
+                &format!("{p}.connect_timeout"),
+                u.connect_timeout.as_deref(),
+                DEFAULT_CONNECT_TIMEOUT,
+            )?,
+            response_header_timeout: self.duration(
+                &format!("{p}.response_header_timeout"),
+                u.response_header_timeout.as_deref(),
+                DEFAULT_RESPONSE_HEADER_TIMEOUT,
+            )?,
+            pool_max_idle: u.pool_max_idle.unwrap_or(DEFAULT_POOL_MAX_IDLE),
+            pool_idle_timeout: self.duration(
+                &format!("{p}.pool_idle_timeout"),
+                u.pool_idle_timeout.as_deref(),
+                DEFAULT_POOL_IDLE_TIMEOUT,
+            )?,
+        })
+    }
+
+    fn existing_file(&self, path: &str, value: &str) -> Result<PathBuf, ConfigError> {
+        let f = self.base.join(value);
+        match std::fs::metadata(&f) {
+            Ok(m) if m.is_file() => Ok(f),
+            Ok(_) => Err(self.invalid(path, value, "not a regular file")),
+            Err(e) => Err(self.invalid(path, value, format!("cannot open {}: {e}", f.display()))),
+        }
+    }
+}
+
+/// Whether an upstream IP keeps traffic on this host or inside the region.
+pub fn is_local(ip: IpAddr, in_region: &[IpNet]) -> bool {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    ip.is_loopback() || in_region.iter().any(|n| n.contains(&ip))
+}
+
+/// Parses `"250ms"`, `"10s"`, `"2m"`, `"1h"`.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    match unit {
+        "ms" => Some(Duration::from_millis(n)),
+        "s" => Some(Duration::from_secs(n)),
+        "m" => n.checked_mul(60).map(Duration::from_secs),
+        "h" => n.checked_mul(3600).map(Duration::from_secs),
+        _ => None,
+    }
+}
+
+fn valid_server_name(n: &str) -> bool {
+    let n = n.strip_prefix("*.").unwrap_or(n);
+    !n.is_empty()
+        && n.len() <= 253
+        && n.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}

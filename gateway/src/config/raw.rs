@@ -1,0 +1,96 @@
+//! The configuration file as written: serde structs that mirror the TOML one to one.
+//!
+//! Every struct denies unknown keys, so a typo is an error rather than a silently ignored
+//! setting. Nothing here is validated; [`super::Config`] is built from these by `TryFrom`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    #[serde(default)]
+    pub(crate) runtime: RawRuntime,
+    #[serde(default)]
+    pub(crate) log: RawLog,
+    #[serde(default)]
+    pub(crate) listener: Vec<RawListener>,
+    #[serde(default)]
+    pub(crate) tls: RawTls,
+    #[serde(default)]
+    pub(crate) upstreams: BTreeMap<String, RawUpstream>,
+    #[serde(default)]
+    pub(crate) residency: RawResidency,
+    #[serde(default)]
+    pub(crate) http: RawHttp,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRuntime {
+    pub(crate) worker_threads: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLog {
+    pub(crate) format: Option<String>,
+    pub(crate) level: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawListener {
+    pub(crate) name: Option<String>,
+    pub(crate) address: String,
+    pub(crate) upstream: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTls {
+    pub(crate) min_version: Option<String>,
+    #[serde(default)]
+    pub(crate) certificate: Vec<RawCertificate>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCertificate {
+    pub(crate) cert_file: String,
+    pub(crate) key_file: String,
+    #[serde(default)]
+    pub(crate) server_names: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawUpstream {
+    pub(crate) address: String,
+    pub(crate) connect_timeout: Option<String>,
+    pub(crate) response_header_timeout: Option<String>,
+    pub(crate) pool_max_idle: Option<usize>,
+    pub(crate) pool_idle_timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawResidency {
+    #[serde(default)]
+    pub(crate) in_region_cidrs: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHttp {
+    pub(crate) trust_request_id: Option<bool>,
+    pub(crate) max_request_line_bytes: Option<usize>,
+    pub(crate) max_header_bytes: Option<usize>,
+    pub(crate) max_headers: Option<usize>,
+    pub(crate) max_request_body_bytes: Option<u64>,
+    pub(crate) header_timeout: Option<String>,
+    pub(crate) keepalive_timeout: Option<String>,
+    pub(crate) body_idle_timeout: Option<String>,
+}

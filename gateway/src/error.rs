@@ -1,0 +1,141 @@
+//! Maps stage errors to what the client is told, in one place.
+//!
+//! The client gets a status and a small generic JSON body (`{"error":{"type":…,"message":…}}`);
+//! the details (which rule, which upstream address, the I/O error) go only to the log.
+
+use bytes::BytesMut;
+use http::StatusCode;
+
+use crate::protocol::h1::H1Error;
+use crate::upstream::UpstreamError;
+
+/// Which side of the gateway a failure came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The client sent something unacceptable, or went away.
+    Downstream,
+    /// moat itself.
+    Internal,
+    /// The model server failed or misbehaved.
+    Upstream,
+}
+
+impl Side {
+    /// Lower-case name for logs and audit.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Downstream => "downstream",
+            Self::Internal => "internal",
+            Self::Upstream => "upstream",
+        }
+    }
+}
+
+/// A refusal as the client sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reject {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Machine-readable `error.type`.
+    pub kind: &'static str,
+    /// Generic human-readable `error.message`.
+    pub message: &'static str,
+    /// Who caused it.
+    pub side: Side,
+}
+
+impl From<&H1Error> for Reject {
+    fn from(e: &H1Error) -> Self {
+        let (status, kind, message) = match e {
+            H1Error::RequestLineTooLong | H1Error::HeadTooLarge => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "request_header_too_large",
+                "request header too large",
+            ),
+            H1Error::TooManyHeaders => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "too_many_headers",
+                "too many header fields",
+            ),
+            H1Error::BodyTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request_body_too_large",
+                "request body too large",
+            ),
+            H1Error::UnsupportedTransferCoding => (
+                StatusCode::NOT_IMPLEMENTED,
+                "unsupported_transfer_coding",
+                "transfer coding not supported",
+            ),
+            H1Error::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed",
+            ),
+            H1Error::ExpectationFailed => (
+                StatusCode::EXPECTATION_FAILED,
+                "expectation_failed",
+                "expectation not supported",
+            ),
+            H1Error::Malformed { .. } | H1Error::UnexpectedEof | H1Error::Io(_) => {
+                (StatusCode::BAD_REQUEST, "bad_request", "malformed request")
+            }
+        };
+        Self {
+            status,
+            kind,
+            message,
+            side: Side::Downstream,
+        }
+    }
+}
+
+impl From<&UpstreamError> for Reject {
+    fn from(e: &UpstreamError) -> Self {
+        let (status, kind, message) = match e {
+            UpstreamError::ConnectTimeout { .. } | UpstreamError::ResponseTimeout => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_timeout",
+                "the model server did not answer in time",
+            ),
+            UpstreamError::Connect { .. } | UpstreamError::Protocol { .. } => (
+                StatusCode::BAD_GATEWAY,
+                "upstream_unavailable",
+                "the model server is unavailable",
+            ),
+        };
+        Self {
+            status,
+            kind,
+            message,
+            side: Side::Upstream,
+        }
+    }
+}
+
+impl Reject {
+    /// The reply to a client whose request head did not arrive in time.
+    pub const HEADER_TIMEOUT: Self = Self {
+        status: StatusCode::REQUEST_TIMEOUT,
+        kind: "request_timeout",
+        message: "request header not received in time",
+        side: Side::Downstream,
+    };
+
+    /// Appends a complete HTTP/1.1 response carrying this refusal; the connection is closed after.
+    pub fn write_h1(&self, out: &mut BytesMut, request_id: Option<&str>) {
+        let body = format!(
+            r#"{{"error":{{"type":"{}","message":"{}"}}}}"#,
+            self.kind, self.message
+        );
+        let reason = self.status.canonical_reason().unwrap_or("");
+        out.extend_from_slice(format!("HTTP/1.1 {} {reason}\r\n", self.status.as_u16()).as_bytes());
+        out.extend_from_slice(b"content-type: application/json\r\n");
+        out.extend_from_slice(format!("content-length: {}\r\n", body.len()).as_bytes());
+        if let Some(id) = request_id {
+            out.extend_from_slice(format!("x-request-id: {id}\r\n").as_bytes());
+        }
+        out.extend_from_slice(b"connection: close\r\n\r\n");
+        out.extend_from_slice(body.as_bytes());
+    }
+}

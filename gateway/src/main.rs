@@ -1,0 +1,197 @@
+//! The `moat` binary: arguments → configuration → logging → runtime → exit code.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use moat::config::Config;
+
+/// Exit code for invalid configuration or usage (sysexits EX_USAGE).
+const EX_USAGE: u8 = 64;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "moat",
+    version,
+    about = "Keeps a self-hosted model's data inside its region"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Run {
+        /// Configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a configuration file and print a summary.
+    Check {
+        /// Configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Certificate helpers.
+    Cert {
+        #[command(subcommand)]
+        command: CertCommand,
+    },
+    /// Start a demo model and the gateway in front of it, and print commands to try.
+    Demo {
+        /// Gateway port on 127.0.0.1 (a free one is chosen if it is taken).
+        #[arg(long, default_value_t = 8443)]
+        port: u16,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CertCommand {
+    /// Write a local CA, a server certificate and a client certificate.
+    Init {
+        /// Output directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Names the server certificate is valid for (DNS names or IP addresses).
+        #[arg(long = "host", required = true)]
+        hosts: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => match Config::load(&config) {
+            Ok(c) => {
+                print!("configuration OK: {}\n{}", config.display(), c.summary());
+                ExitCode::SUCCESS
+            }
+            Err(e) => invalid(&e),
+        },
+        Command::Run { config } => {
+            let config = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => return invalid(&e),
+            };
+            moat::telemetry::init(config.log.format, &config.log.level);
+            run_runtime(config.worker_threads, run(config))
+        }
+        Command::Cert {
+            command: CertCommand::Init { dir, hosts },
+        } => match moat::certs::init(&dir, &hosts) {
+            Ok(files) => {
+                println!("wrote {}", files.ca_cert.display());
+                println!(
+                    "wrote {} (key {})",
+                    files.server_cert.display(),
+                    files.server_key.display()
+                );
+                println!(
+                    "wrote {} (key {})",
+                    files.client_cert.display(),
+                    files.client_key.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("moat cert init: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Demo { port } => {
+            moat::telemetry::init(moat::config::LogFormat::Text, "info");
+            run_runtime(0, demo(port))
+        }
+    }
+}
+
+fn invalid(e: &moat::config::ConfigError) -> ExitCode {
+    eprintln!("invalid configuration: {e}");
+    ExitCode::from(EX_USAGE)
+}
+
+fn run_runtime(
+    workers: usize,
+    fut: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> ExitCode {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if workers > 0 {
+        builder.worker_threads(workers);
+    }
+    let rt = match builder.build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("moat: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(fut) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("moat: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let gateway = moat::server::Gateway::bind(&config).await?;
+    for addr in gateway.local_addrs() {
+        tracing::info!(%addr, "listening");
+    }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let serving = tokio::spawn(gateway.run(stop_rx));
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    let _ = serving.await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    }
+}
+
+async fn demo(port: u16) -> anyhow::Result<()> {
+    let model = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let model_addr = model.local_addr()?;
+    tokio::spawn(moat::demo::serve_model(model));
+
+    // Take the requested port if free, else any free port.
+    let probe = match std::net::TcpListener::bind(("127.0.0.1", port)) {
+        Ok(l) => l,
+        Err(_) => std::net::TcpListener::bind("127.0.0.1:0")?,
+    };
+    let gateway_addr = probe.local_addr()?;
+    drop(probe);
+
+    let dir = std::env::temp_dir().join(format!("moat-demo-{}", std::process::id()));
+    let setup = moat::demo::prepare(&dir, gateway_addr, model_addr)?;
+    let config = Config::load(&setup.config_file)?;
+    let gateway = moat::server::Gateway::bind(&config).await?;
+    println!(
+        "moat demo: gateway on https://localhost:{} -> demo model on {model_addr}",
+        gateway_addr.port()
+    );
+    println!(
+        "certificates and configuration in {}\n",
+        setup.dir.display()
+    );
+    println!("Try:\n{}", moat::demo::curl_commands(&setup, gateway_addr));
+    println!("Ctrl-C stops the gateway and the demo model.");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let serving = tokio::spawn(gateway.run(stop_rx));
+    shutdown_signal().await;
+    let _ = stop_tx.send(true);
+    let _ = serving.await;
+    let _ = std::fs::remove_dir_all(&setup.dir);
+    Ok(())
+}

@@ -1,0 +1,751 @@
+//! The HTTP/1.1 exchange: one downstream connection, request after request, each forwarded to
+//! the upstream and its response streamed back.
+//!
+//! Per request, in order: read and validate the head → (identity, policy and redaction will slot
+//! in here) → pick an upstream connection → send the head and stream the body → read the
+//! response head → stream the response body back → log one metadata-only line.
+//!
+//! Nothing is buffered whole: bodies move in pieces of at most a socket read, and the write
+//! buffer is flushed whenever the next piece would need to wait for I/O.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderName};
+use http::StatusCode;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::time::{timeout, Instant};
+
+use crate::config::HttpConfig;
+use crate::error::{Reject, Side};
+use crate::protocol::h1::{self, Decoder, Encoder, H1Error, Limits, Reader};
+use crate::protocol::{BodyKind, Frame, RequestHead, ResponseHead, Version};
+use crate::upstream::{Conn, Stream, Upstream, UpstreamError};
+
+/// Address of the client that opened a downstream connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub SocketAddr);
+
+/// What a listener's connections share.
+#[derive(Debug)]
+pub struct Route {
+    /// Listener name, for logs.
+    pub listener: String,
+    /// HTTP limits and timeouts.
+    pub http: HttpConfig,
+    /// Where requests go.
+    pub upstream: Arc<Upstream>,
+}
+
+impl Route {
+    fn limits(&self) -> Limits {
+        Limits {
+            max_request_line: self.http.max_request_line_bytes,
+            max_head: self.http.max_header_bytes,
+            max_headers: self.http.max_headers,
+        }
+    }
+}
+
+/// Write buffer size past which pending output is flushed without waiting for more.
+const FLUSH_AT: usize = 64 * 1024;
+
+/// How an exchange ended, for the access log.
+struct Outcome {
+    status: Option<StatusCode>,
+    bytes_in: u64,
+    bytes_out: u64,
+    keep_alive: bool,
+    error: Option<(Side, String)>,
+}
+
+/// Serves one downstream connection (already past TLS) until it closes or must be closed.
+pub async fn serve<S>(io: S, client: ClientAddr, route: Arc<Route>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let limits = route.limits();
+    let mut down = Reader::new(io);
+    let mut first = true;
+    loop {
+        // Wait for the first byte of the next request: the keep-alive timeout applies between
+        // requests, the header timeout from the first byte to the end of the head.
+        if down.buf.is_empty() {
+            let wait = if first {
+                route.http.header_timeout
+            } else {
+                route.http.keepalive_timeout
+            };
+            down.shrink_if_idle();
+            match timeout(wait, down.fill()).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return,
+            }
+        }
+        first = false;
+        let started = Instant::now();
+        let head = match timeout(route.http.header_timeout, down.read_head(&limits)).await {
+            Ok(Ok(Some(h))) => h,
+            Ok(Ok(None)) => return,
+            Ok(Err(e)) => {
+                refuse(
+                    &mut down.io,
+                    &Reject::from(&e),
+                    None,
+                    &e.to_string(),
+                    client,
+                )
+                .await;
+                return;
+            }
+            Err(_) => {
+                let r = Reject::HEADER_TIMEOUT;
+                refuse(&mut down.io, &r, None, "header timeout", client).await;
+                return;
+            }
+        };
+        let req = match h1::parse_request(&head, &limits, route.http.max_request_body_bytes) {
+            Ok(r) => r,
+            Err(e) => {
+                refuse(
+                    &mut down.io,
+                    &Reject::from(&e),
+                    None,
+                    &e.to_string(),
+                    client,
+                )
+                .await;
+                return;
+            }
+        };
+        let request_id = request_id(&req, route.http.trust_request_id);
+        let outcome = exchange(&mut down, &req, &request_id, client, &route).await;
+        let status = outcome.status.map_or(0, |s| s.as_u16());
+        let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        match &outcome.error {
+            None => tracing::info!(
+                target: "moat::access",
+                listener = %route.listener,
+                client = %client.0.ip(),
+                method = %req.method,
+                path = req.path(),
+                status,
+                bytes_in = outcome.bytes_in,
+                bytes_out = outcome.bytes_out,
+                duration_ms,
+                request_id = %request_id,
+            ),
+            Some((side, detail)) => tracing::warn!(
+                target: "moat::access",
+                listener = %route.listener,
+                client = %client.0.ip(),
+                method = %req.method,
+                path = req.path(),
+                status,
+                bytes_in = outcome.bytes_in,
+                bytes_out = outcome.bytes_out,
+                duration_ms,
+                request_id = %request_id,
+                failed = side.as_str(),
+                detail = %detail,
+            ),
+        }
+        if !outcome.keep_alive {
+            let _ = down.io.shutdown().await;
+            return;
+        }
+    }
+}
+
+/// Sends a refusal and logs it; the caller closes the connection.
+async fn refuse<S: AsyncWrite + Unpin>(
+    io: &mut S,
+    r: &Reject,
+    id: Option<&str>,
+    detail: &str,
+    client: ClientAddr,
+) {
+    tracing::warn!(target: "moat::access", client = %client.0.ip(), status = r.status.as_u16(), reason = r.kind, detail, "request refused");
+    let mut out = BytesMut::new();
+    r.write_h1(&mut out, id);
+    let _ = io.write_all(&out).await;
+    let _ = io.shutdown().await;
+}
+
+/// The request id moat sets: the client's when trusted and well-formed, else a new random one.
+fn request_id(req: &RequestHead, trust: bool) -> String {
+    if trust {
+        if let Some(v) = req.headers.get("x-request-id") {
+            let b = v.as_bytes();
+            if !b.is_empty()
+                && b.len() <= 128
+                && b.iter()
+                    .all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c))
+            {
+                return String::from_utf8_lossy(b).into_owned();
+            }
+        }
+    }
+    format!("{:032x}", rand::random::<u128>())
+}
+
+/// Forwards one request and streams its response back.
+async fn exchange<S>(
+    down: &mut Reader<S>,
+    req: &RequestHead,
+    request_id: &str,
+    client: ClientAddr,
+    route: &Route,
+) -> Outcome
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let http = &route.http;
+    let mut outcome = Outcome {
+        status: None,
+        bytes_in: 0,
+        bytes_out: 0,
+        keep_alive: false,
+        error: None,
+    };
+
+    // 100-continue: the client waits before sending the body; tell it to go on now that the head
+    // is acceptable.
+    let go_on = b"HTTP/1.1 100 Continue\r\n\r\n";
+    if req.expect_continue && req.body != BodyKind::Empty && down.io.write_all(go_on).await.is_err()
+    {
+        outcome.error = Some((Side::Downstream, "write 100 Continue failed".into()));
+        return outcome;
+    }
+
+    // Validate what is already buffered of the body (and at least the first chunk line) before
+    // contacting the upstream, so that a malformed body start never reaches it.
+    let mut decoder = Decoder::new(req.body, http.max_request_body_bytes);
+    let encoder = if req.body == BodyKind::Chunked {
+        Encoder::Chunked
+    } else {
+        Encoder::Raw
+    };
+    let up_head = upstream_head(req, request_id, client);
+    let mut pending = BytesMut::new();
+    if let Err(e) = prefetch_body(
+        down,
+        &mut decoder,
+        encoder,
+        &mut pending,
+        http.body_idle_timeout,
+    )
+    .await
+    {
+        return downstream_failure(down, e, request_id, outcome).await;
+    }
+    outcome.bytes_in = decoder.total;
+
+    let upstream = &route.upstream;
+    let bodiless = req.body == BodyKind::Empty;
+    let mut conn = match upstream.checkout().await {
+        Ok(c) => c,
+        Err(e) => return upstream_failure(down, e, request_id, outcome).await,
+    };
+
+    // Send the head with the body bytes already decoded, then the rest of the body.
+    let mut attempt = 0;
+    let (resp, mut conn) = loop {
+        attempt += 1;
+        let sent = send_request(
+            &mut conn,
+            &up_head,
+            &mut pending,
+            down,
+            &mut decoder,
+            encoder,
+            http,
+        )
+        .await;
+        // A peer that closed a pooled connection shows as a failed write or an empty read; only a
+        // request that can safely be repeated, and whose body is not consumed, is sent again.
+        let head = match sent {
+            Ok(()) => {
+                read_response_head(
+                    &mut conn,
+                    req,
+                    down,
+                    upstream.config().response_header_timeout,
+                )
+                .await
+            }
+            Err(SendError::Upstream(e)) => Err(e),
+            Err(SendError::Downstream(e)) => {
+                return downstream_failure(down, e, request_id, outcome).await
+            }
+        };
+        match head {
+            Ok(h) => break (h, conn),
+            Err(e)
+                if conn.reused
+                    && attempt == 1
+                    && bodiless
+                    && req.is_idempotent()
+                    && !matches!(e, UpstreamError::ResponseTimeout) =>
+            {
+                tracing::debug!(error = %e, "pooled upstream connection was closed; retrying on a new one");
+                conn = match upstream.connect().await {
+                    Ok(c) => c,
+                    Err(e) => return upstream_failure(down, e, request_id, outcome).await,
+                };
+            }
+            Err(e) => return upstream_failure(down, e, request_id, outcome).await,
+        }
+    };
+    outcome.bytes_in = decoder.total;
+    outcome.status = Some(resp.status);
+
+    // Response head to the client.
+    let client_keep_alive = req.keep_alive;
+    let (encoder, keep_alive) = response_framing(req, &resp, client_keep_alive);
+    let mut out = BytesMut::with_capacity(8 * 1024);
+    write_response_head(
+        &mut out,
+        &resp,
+        request_id,
+        encoder,
+        keep_alive,
+        req.version,
+    );
+
+    // Response body.
+    let mut decoder = Decoder::new(resp.body, u64::MAX);
+    match stream_response(
+        &mut conn,
+        &mut decoder,
+        encoder,
+        &mut out,
+        down,
+        http.body_idle_timeout,
+    )
+    .await
+    {
+        Ok(bytes) => outcome.bytes_out = bytes,
+        Err((side, detail)) => {
+            outcome.error = Some((side, detail));
+            return outcome;
+        }
+    }
+    if resp.keep_alive && decoder.is_done() {
+        upstream.checkin(conn);
+    }
+    outcome.keep_alive = keep_alive;
+    outcome
+}
+
+/// Why sending a request upstream failed.
+enum SendError {
+    /// The client's body was malformed, too large, or stopped.
+    Downstream(H1Error),
+    /// The upstream connection failed.
+    Upstream(UpstreamError),
+}
+
+/// Decodes whatever body bytes are already buffered (waiting for at least the first chunk line
+/// of a chunked body) into `pending`, framed for the upstream.
+async fn prefetch_body<S: AsyncRead + Unpin>(
+    down: &mut Reader<S>,
+    decoder: &mut Decoder,
+    encoder: Encoder,
+    pending: &mut BytesMut,
+    idle: Duration,
+) -> Result<(), H1Error> {
+    let mut decoded_any = decoder.is_done();
+    loop {
+        match decoder.decode(&mut down.buf)? {
+            Some(f) => {
+                encoder.encode(&f, pending);
+                decoded_any = true;
+            }
+            None if decoded_any || decoder.is_done() => return Ok(()),
+            None => {
+                // Nothing decodable yet. A Content-Length body can start streaming as is; a chunked
+                // one must show a valid first chunk line first.
+                if encoder == Encoder::Raw {
+                    return Ok(());
+                }
+                match timeout(idle, down.fill()).await {
+                    Ok(Ok(0)) => return Err(H1Error::UnexpectedEof),
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return Err(H1Error::Io(e)),
+                    Err(_) => return Err(H1Error::Io(std::io::ErrorKind::TimedOut.into())),
+                }
+            }
+        }
+    }
+}
+
+/// Writes the request head and the whole body to the upstream.
+async fn send_request<S: AsyncRead + Unpin>(
+    conn: &mut Conn,
+    head: &Bytes,
+    pending: &mut BytesMut,
+    down: &mut Reader<S>,
+    decoder: &mut Decoder,
+    encoder: Encoder,
+    http: &HttpConfig,
+) -> Result<(), SendError> {
+    let io = &mut conn.reader.io;
+    let up_err = |e: std::io::Error| {
+        SendError::Upstream(UpstreamError::Protocol {
+            reason: format!("write failed: {e}"),
+        })
+    };
+    // One write for the head and whatever body is already here (small requests: one syscall).
+    let first = [std::io::IoSlice::new(head), std::io::IoSlice::new(pending)];
+    write_all_vectored(io, &first).await.map_err(up_err)?;
+    pending.clear();
+    // A chunked body always ends with a trailer frame (possibly empty), which the encoder turns
+    // into the last chunk; a Content-Length body needs no terminator.
+    let mut out = BytesMut::new();
+    while !decoder.is_done() {
+        match decoder
+            .decode(&mut down.buf)
+            .map_err(SendError::Downstream)?
+        {
+            Some(f) => {
+                encoder.encode(&f, &mut out);
+                if out.len() >= FLUSH_AT {
+                    timed_write(io, &out, http.body_idle_timeout)
+                        .await
+                        .map_err(up_err)?;
+                    out.clear();
+                }
+            }
+            None => {
+                if !out.is_empty() {
+                    timed_write(io, &out, http.body_idle_timeout)
+                        .await
+                        .map_err(up_err)?;
+                    out.clear();
+                }
+                match timeout(http.body_idle_timeout, down.fill()).await {
+                    Ok(Ok(0)) => return Err(SendError::Downstream(H1Error::UnexpectedEof)),
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return Err(SendError::Downstream(H1Error::Io(e))),
+                    Err(_) => {
+                        return Err(SendError::Downstream(H1Error::Io(
+                            std::io::ErrorKind::TimedOut.into(),
+                        )))
+                    }
+                }
+            }
+        }
+    }
+    if !out.is_empty() {
+        timed_write(io, &out, http.body_idle_timeout)
+            .await
+            .map_err(up_err)?;
+    }
+    Ok(())
+}
+
+async fn write_all_vectored(io: &mut Stream, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<()> {
+    let total: usize = bufs.iter().map(|b| b.len()).sum();
+    let n = io.write_vectored(bufs).await?;
+    if n == total {
+        return Ok(());
+    }
+    // Short write: finish with plain writes.
+    let mut skip = n;
+    for b in bufs {
+        if skip >= b.len() {
+            skip -= b.len();
+            continue;
+        }
+        io.write_all(&b[skip..]).await?;
+        skip = 0;
+    }
+    Ok(())
+}
+
+async fn timed_write<W: AsyncWrite + Unpin>(
+    io: &mut W,
+    data: &[u8],
+    idle: Duration,
+) -> std::io::Result<()> {
+    // A write that makes no progress for `idle` fails; a slow but moving peer is fine because
+    // each `write` call that returns resets the clock.
+    let mut rest = data;
+    while !rest.is_empty() {
+        let n = timeout(idle, io.write(rest))
+            .await
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        rest = &rest[n..];
+    }
+    Ok(())
+}
+
+/// Reads the final response head, passing interim 1xx responses (other than 100, which moat
+/// answered itself) on to the client.
+async fn read_response_head<S: AsyncWrite + Unpin>(
+    conn: &mut Conn,
+    req: &RequestHead,
+    down: &mut Reader<S>,
+    limit: Duration,
+) -> Result<ResponseHead, UpstreamError> {
+    let deadline = Instant::now() + limit;
+    let limits = Limits {
+        max_request_line: 8 * 1024,
+        max_head: 64 * 1024,
+        max_headers: 128,
+    };
+    loop {
+        let head = match tokio::time::timeout_at(deadline, conn.reader.read_head(&limits)).await {
+            Err(_) => return Err(UpstreamError::ResponseTimeout),
+            Ok(Ok(Some(h))) => h,
+            Ok(Ok(None)) => {
+                return Err(UpstreamError::Protocol {
+                    reason: "closed before responding".into(),
+                })
+            }
+            Ok(Err(e)) => {
+                return Err(UpstreamError::Protocol {
+                    reason: e.to_string(),
+                })
+            }
+        };
+        let resp = h1::parse_response(&head, &req.method, limits.max_headers).map_err(|e| {
+            UpstreamError::Protocol {
+                reason: e.to_string(),
+            }
+        })?;
+        if resp.status == StatusCode::SWITCHING_PROTOCOLS {
+            return Err(UpstreamError::Protocol {
+                reason: "upgrade not supported".into(),
+            });
+        }
+        if resp.status.is_informational() {
+            if resp.status != StatusCode::CONTINUE && req.version == Version::Http11 {
+                let mut out = BytesMut::new();
+                write_response_head(&mut out, &resp, "", Encoder::Raw, true, req.version);
+                let _ = down.io.write_all(&out).await;
+            }
+            continue;
+        }
+        return Ok(resp);
+    }
+}
+
+/// How the response body is framed toward the client, and whether the client connection stays
+/// open after it.
+fn response_framing(
+    req: &RequestHead,
+    resp: &ResponseHead,
+    client_keep_alive: bool,
+) -> (Encoder, bool) {
+    match resp.body {
+        BodyKind::Empty | BodyKind::Length(_) => (Encoder::Raw, client_keep_alive),
+        BodyKind::Chunked | BodyKind::CloseDelimited => {
+            if req.version == Version::Http11 {
+                (Encoder::Chunked, client_keep_alive)
+            } else {
+                // An HTTP/1.0 client cannot take chunked: the body ends when the connection does.
+                (Encoder::Raw, false)
+            }
+        }
+    }
+}
+
+/// The request head sent upstream: hop-by-hop and client-supplied forwarding headers removed,
+/// moat's own forwarding headers and request id added, framing restated.
+fn upstream_head(req: &RequestHead, request_id: &str, client: ClientAddr) -> Bytes {
+    let mut out = BytesMut::with_capacity(512 + req.target.len() + req.headers.len() * 32);
+    out.extend_from_slice(req.method.as_str().as_bytes());
+    out.extend_from_slice(b" ");
+    out.extend_from_slice(&req.target);
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in &req.headers {
+        if h1::is_hop_by_hop(name, &req.headers) || is_replaced_upstream(name) {
+            continue;
+        }
+        put_header(&mut out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    let ip = client.0.ip();
+    put_header(&mut out, b"x-request-id", request_id.as_bytes());
+    put_header(&mut out, b"x-forwarded-for", ip.to_string().as_bytes());
+    put_header(&mut out, b"x-forwarded-proto", b"https");
+    let for_ = match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => format!("\"[{v6}]\""),
+    };
+    let host = String::from_utf8_lossy(&req.host);
+    put_header(
+        &mut out,
+        b"forwarded",
+        format!("for={for_};proto=https;host=\"{host}\"").as_bytes(),
+    );
+    match req.body {
+        BodyKind::Empty | BodyKind::CloseDelimited => {}
+        BodyKind::Length(n) => put_header(&mut out, b"content-length", n.to_string().as_bytes()),
+        BodyKind::Chunked => put_header(&mut out, b"transfer-encoding", b"chunked"),
+    }
+    out.extend_from_slice(b"\r\n");
+    out.freeze()
+}
+
+/// Headers moat sets itself toward the upstream; the client's values are dropped.
+fn is_replaced_upstream(name: &HeaderName) -> bool {
+    name == header::CONTENT_LENGTH
+        || name == header::EXPECT
+        || name == header::FORWARDED
+        || matches!(
+            name.as_str(),
+            "x-forwarded-for" | "x-forwarded-proto" | "x-forwarded-host" | "x-request-id"
+        )
+}
+
+fn put_header(out: &mut BytesMut, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+fn write_response_head(
+    out: &mut BytesMut,
+    resp: &ResponseHead,
+    request_id: &str,
+    encoder: Encoder,
+    keep_alive: bool,
+    client_version: Version,
+) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(resp.status.as_str().as_bytes());
+    out.extend_from_slice(b" ");
+    out.extend_from_slice(resp.status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in &resp.headers {
+        if h1::is_hop_by_hop(name, &resp.headers) || name == "x-request-id" {
+            continue;
+        }
+        if name == header::CONTENT_LENGTH
+            && !matches!(resp.body, BodyKind::Length(_) | BodyKind::Empty)
+        {
+            continue;
+        }
+        put_header(out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    if resp.status.is_informational() {
+        out.extend_from_slice(b"\r\n");
+        return;
+    }
+    if !request_id.is_empty() {
+        put_header(out, b"x-request-id", request_id.as_bytes());
+    }
+    if encoder == Encoder::Chunked {
+        put_header(out, b"transfer-encoding", b"chunked");
+    }
+    match (keep_alive, client_version) {
+        (false, _) => put_header(out, b"connection", b"close"),
+        (true, Version::Http10) => put_header(out, b"connection", b"keep-alive"),
+        (true, Version::Http11) => {}
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Streams the response body from the upstream to the client; returns body bytes relayed.
+async fn stream_response<S: AsyncWrite + Unpin>(
+    conn: &mut Conn,
+    decoder: &mut Decoder,
+    encoder: Encoder,
+    out: &mut BytesMut,
+    down: &mut Reader<S>,
+    idle: Duration,
+) -> Result<u64, (Side, String)> {
+    let client_err = |e: std::io::Error| (Side::Downstream, format!("client write failed: {e}"));
+    let mut ended_with_trailers = false;
+    loop {
+        match decoder.decode(&mut conn.reader.buf) {
+            Ok(Some(f)) => {
+                ended_with_trailers |= matches!(f, Frame::Trailers(_));
+                encoder.encode(&f, out);
+                if out.len() >= FLUSH_AT {
+                    timed_write(&mut down.io, out, idle)
+                        .await
+                        .map_err(client_err)?;
+                    out.clear();
+                }
+                continue;
+            }
+            Ok(None) if decoder.is_done() => break,
+            Ok(None) => {}
+            Err(e) => return Err((Side::Upstream, format!("response body: {e}"))),
+        }
+        // Needs more from the upstream: first hand the client what is ready (this is what makes
+        // each SSE event leave as soon as it arrives).
+        if !out.is_empty() {
+            timed_write(&mut down.io, out, idle)
+                .await
+                .map_err(client_err)?;
+            out.clear();
+        }
+        match timeout(idle, conn.reader.fill()).await {
+            Ok(Ok(0)) => {
+                decoder
+                    .finish_at_eof()
+                    .map_err(|e| (Side::Upstream, format!("response body: {e}")))?;
+                break;
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err((Side::Upstream, format!("response read failed: {e}"))),
+            Err(_) => return Err((Side::Upstream, "response body idle timeout".into())),
+        }
+    }
+    if !ended_with_trailers {
+        encoder.finish(out);
+    }
+    if !out.is_empty() {
+        timed_write(&mut down.io, out, idle)
+            .await
+            .map_err(client_err)?;
+        out.clear();
+    }
+    down.io.flush().await.map_err(client_err)?;
+    Ok(decoder.total)
+}
+
+async fn downstream_failure<S: AsyncWrite + Unpin>(
+    down: &mut Reader<S>,
+    e: H1Error,
+    request_id: &str,
+    mut outcome: Outcome,
+) -> Outcome {
+    let r = Reject::from(&e);
+    // A client that stopped sending or went away gets no answer; one that sent a bad body does.
+    if !matches!(e, H1Error::Io(_) | H1Error::UnexpectedEof) {
+        let mut out = BytesMut::new();
+        r.write_h1(&mut out, Some(request_id));
+        let _ = down.io.write_all(&out).await;
+        outcome.status = Some(r.status);
+    }
+    outcome.error = Some((Side::Downstream, e.to_string()));
+    outcome.keep_alive = false;
+    outcome
+}
+
+async fn upstream_failure<S: AsyncWrite + Unpin>(
+    down: &mut Reader<S>,
+    e: UpstreamError,
+    request_id: &str,
+    mut outcome: Outcome,
+) -> Outcome {
+    let r = Reject::from(&e);
+    let mut out = BytesMut::new();
+    r.write_h1(&mut out, Some(request_id));
+    let _ = down.io.write_all(&out).await;
+    outcome.status = Some(r.status);
+    outcome.error = Some((Side::Upstream, e.to_string()));
+    outcome.keep_alive = false;
+    outcome
+}

@@ -1,0 +1,171 @@
+//! TLS stage: terminates TLS 1.2/1.3 with rustls and picks the server certificate by SNI.
+//!
+//! Only forward-secret AEAD suites are offered (ECDHE with AES-GCM or ChaCha20-Poly1305; every
+//! TLS 1.3 suite). ALPN offers `http/1.1`. Session tickets are on, so returning clients resume
+//! without a full handshake.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::crypto::aws_lc_rs as provider;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::{CipherSuite, ServerConfig};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::config::{TlsConfig, TlsVersion};
+
+/// Why the TLS configuration could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A PEM file could not be read or holds nothing usable.
+    #[error("{key_path}: cannot load {file}: {reason}")]
+    Load {
+        /// Config key path of the certificate entry.
+        key_path: String,
+        /// The file.
+        file: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// rustls refused the settings.
+    #[error("TLS setup failed: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+/// The suites moat offers: forward-secret AEAD only.
+const SUITES: &[CipherSuite] = &[
+    CipherSuite::TLS13_AES_128_GCM_SHA256,
+    CipherSuite::TLS13_AES_256_GCM_SHA384,
+    CipherSuite::TLS13_CHACHA20_POLY1305_SHA256,
+    CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+    CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+    CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+    CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+    CipherSuite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+];
+
+/// Builds the rustls server configuration from validated settings.
+pub fn server_config(cfg: &TlsConfig) -> Result<Arc<ServerConfig>, TlsError> {
+    let mut prov = provider::default_provider();
+    prov.cipher_suites.retain(|s| SUITES.contains(&s.suite()));
+    let versions: &[&rustls::SupportedProtocolVersion] = match cfg.min_version {
+        TlsVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
+        TlsVersion::Tls13 => &[&rustls::version::TLS13],
+    };
+    let prov = Arc::new(prov);
+    let resolver = SniResolver::load(cfg, &prov)?;
+    let mut config = ServerConfig::builder_with_provider(prov)
+        .with_protocol_versions(versions)?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(resolver));
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.ticketer = provider::Ticketer::new()?;
+    Ok(Arc::new(config))
+}
+
+/// Chooses a certificate by SNI: exact names first, then `*.` wildcards, then the first
+/// certificate as the default (clients without SNI, or with an unknown name).
+#[derive(Debug)]
+struct SniResolver {
+    exact: HashMap<String, Arc<CertifiedKey>>,
+    wildcard: HashMap<String, Arc<CertifiedKey>>,
+    default: Arc<CertifiedKey>,
+}
+
+impl SniResolver {
+    fn load(cfg: &TlsConfig, prov: &rustls::crypto::CryptoProvider) -> Result<Self, TlsError> {
+        let mut exact = HashMap::new();
+        let mut wildcard = HashMap::new();
+        let mut default = None;
+        for c in &cfg.certificates {
+            let err = |file: &Path, reason: String| TlsError::Load {
+                key_path: c.key_path.clone(),
+                file: file.to_owned(),
+                reason,
+            };
+            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&c.cert_file)
+                .map_err(|e| err(&c.cert_file, e.to_string()))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| err(&c.cert_file, e.to_string()))?;
+            let Some(leaf) = chain.first() else {
+                return Err(err(&c.cert_file, "no certificate in the file".to_owned()));
+            };
+            let names = match &c.server_names {
+                Some(n) => n.clone(),
+                None => dns_names(leaf).map_err(|e| err(&c.cert_file, e))?,
+            };
+            let key = PrivateKeyDer::from_pem_file(&c.key_file)
+                .map_err(|e| err(&c.key_file, e.to_string()))?;
+            let signer = prov
+                .key_provider
+                .load_private_key(key)
+                .map_err(|e| err(&c.key_file, e.to_string()))?;
+            let ck = CertifiedKey::new(chain, signer);
+            ck.keys_match().map_err(|e| {
+                err(
+                    &c.key_file,
+                    format!("key does not match the certificate: {e}"),
+                )
+            })?;
+            let ck = Arc::new(ck);
+            for n in names {
+                let n = n.to_ascii_lowercase();
+                match n.strip_prefix("*.") {
+                    Some(suffix) => wildcard
+                        .entry(suffix.to_owned())
+                        .or_insert_with(|| ck.clone()),
+                    None => exact.entry(n).or_insert_with(|| ck.clone()),
+                };
+            }
+            default.get_or_insert(ck);
+        }
+        // Validation guarantees at least one certificate entry.
+        let default = default.ok_or_else(|| TlsError::Load {
+            key_path: "tls.certificate".to_owned(),
+            file: PathBuf::new(),
+            reason: "no certificate configured".to_owned(),
+        })?;
+        Ok(Self {
+            exact,
+            wildcard,
+            default,
+        })
+    }
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let Some(name) = hello.server_name() else {
+            return Some(self.default.clone());
+        };
+        let name = name.to_ascii_lowercase();
+        if let Some(ck) = self.exact.get(&name) {
+            return Some(ck.clone());
+        }
+        if let Some((_, parent)) = name.split_once('.') {
+            if let Some(ck) = self.wildcard.get(parent) {
+                return Some(ck.clone());
+            }
+        }
+        Some(self.default.clone())
+    }
+}
+
+/// The DNS subject alternative names of a certificate.
+fn dns_names(cert: &CertificateDer<'_>) -> Result<Vec<String>, String> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert)
+        .map_err(|e| format!("invalid certificate: {e}"))?;
+    let mut out = Vec::new();
+    if let Ok(Some(san)) = parsed.subject_alternative_name() {
+        for n in &san.value.general_names {
+            if let x509_parser::extensions::GeneralName::DNSName(d) = n {
+                out.push((*d).to_owned());
+            }
+        }
+    }
+    Ok(out)
+}
