@@ -77,11 +77,12 @@ pub fn init(dir: &Path, hosts: &[String]) -> Result<CertFiles, CertError> {
         .iter()
         .map(|h| match h.parse::<IpAddr>() {
             Ok(ip) => Ok(SanType::IpAddress(ip)),
-            Err(_) => h
+            Err(_) if crate::config::valid_server_name(h) && !h.starts_with("*.") => h
                 .clone()
                 .try_into()
                 .map(SanType::DnsName)
                 .map_err(|_| CertError::Host(h.clone())),
+            Err(_) => Err(CertError::Host(h.clone())),
         })
         .collect::<Result<_, _>>()?;
     server_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];

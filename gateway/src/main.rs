@@ -64,10 +64,17 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => match Config::load(&config) {
-            Ok(c) => {
-                print!("configuration OK: {}\n{}", config.display(), c.summary());
-                ExitCode::SUCCESS
-            }
+            // The certificates and keys are loaded too, so a bad PEM fails here, not at start.
+            Ok(c) => match moat::tls::server_config(&c.tls) {
+                Ok(_) => {
+                    print!("configuration OK: {}\n{}", config.display(), c.summary());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("invalid configuration: {e}");
+                    ExitCode::from(EX_USAGE)
+                }
+            },
             Err(e) => invalid(&e),
         },
         Command::Run { config } => {

@@ -689,7 +689,8 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     }
 }
 
-fn valid_server_name(n: &str) -> bool {
+/// Whether `n` is a DNS name (letters, digits, hyphens; dot-separated), optionally `*.`-prefixed.
+pub fn valid_server_name(n: &str) -> bool {
     let n = n.strip_prefix("*.").unwrap_or(n);
     !n.is_empty()
         && n.len() <= 253

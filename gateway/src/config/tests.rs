@@ -1,1 +1,213 @@
+use std::path::{Path, PathBuf};
 
+use super::*;
+
+/// A directory with a certificate and key file, so configurations can point at real files.
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("tls")).expect("mkdir");
+        std::fs::write(dir.path().join("tls/server.pem"), "cert").expect("cert");
+        std::fs::write(dir.path().join("tls/server.key"), "key").expect("key");
+        Self { dir }
+    }
+
+    fn base(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn parse(&self, text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, self.base())
+    }
+}
+
+const MINIMAL: &str = r#"
+[[listener]]
+address = "127.0.0.1:8443"
+upstream = "model"
+
+[[tls.certificate]]
+cert_file = "tls/server.pem"
+key_file = "tls/server.key"
+
+[upstreams.model]
+address = "127.0.0.1:8000"
+"#;
+
+fn example_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/moat.example.toml")
+}
+
+#[test]
+fn example_file_parses_and_shows_the_defaults() {
+    let fx = Fixture::new();
+    let text = std::fs::read_to_string(example_path()).expect("example file");
+    let c = fx.parse(&text).expect("example parses");
+    let d = HttpConfig::default();
+    assert_eq!(c.http.max_header_bytes, d.max_header_bytes);
+    assert_eq!(c.http.max_request_line_bytes, d.max_request_line_bytes);
+    assert_eq!(c.http.max_headers, d.max_headers);
+    assert_eq!(c.http.max_request_body_bytes, d.max_request_body_bytes);
+    assert_eq!(c.http.header_timeout, d.header_timeout);
+    assert_eq!(c.http.keepalive_timeout, d.keepalive_timeout);
+    assert_eq!(c.http.body_idle_timeout, d.body_idle_timeout);
+    assert_eq!(c.http.trust_request_id, d.trust_request_id);
+    let u = &c.upstreams["model"];
+    assert_eq!(u.connect_timeout, DEFAULT_CONNECT_TIMEOUT);
+    assert_eq!(u.response_header_timeout, DEFAULT_RESPONSE_HEADER_TIMEOUT);
+    assert_eq!(u.pool_max_idle, DEFAULT_POOL_MAX_IDLE);
+    assert_eq!(u.pool_idle_timeout, DEFAULT_POOL_IDLE_TIMEOUT);
+    assert_eq!(c.tls.min_version, TlsVersion::Tls12);
+    assert_eq!(c.log.format, LogFormat::Auto);
+    assert_eq!(c.worker_threads, 0);
+}
+
+#[test]
+fn minimal_file_gets_defaults() {
+    let c = Fixture::new().parse(MINIMAL).expect("minimal parses");
+    assert_eq!(c.listeners[0].name, "listener0");
+    assert_eq!(
+        c.upstreams["model"].address,
+        UpstreamAddr::Tcp("127.0.0.1:8000".parse().expect("addr"))
+    );
+    assert_eq!(c.http.header_timeout, HttpConfig::default().header_timeout);
+}
+
+fn err(text: &str) -> String {
+    match Fixture::new().parse(text) {
+        Ok(_) => panic!("accepted:\n{text}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn unknown_key_names_its_path_and_line() {
+    let text = MINIMAL.replace(
+        "address = \"127.0.0.1:8000\"",
+        "adress = \"127.0.0.1:8000\"",
+    );
+    let e = err(&text);
+    assert!(e.contains("upstreams.model"), "{e}");
+    assert!(e.contains("adress"), "{e}");
+    assert!(e.contains("line 11"), "{e}");
+}
+
+#[test]
+fn bad_listener_address_names_the_key() {
+    let e = err(&MINIMAL.replace("127.0.0.1:8443", "127.0.0.1:notaport"));
+    assert!(e.starts_with("listener.0.address (line 3)"), "{e}");
+}
+
+#[test]
+fn non_local_upstream_is_refused() {
+    let e = err(&MINIMAL.replace("127.0.0.1:8000", "93.184.216.34:443"));
+    assert!(e.starts_with("upstreams.model.address (line 11)"), "{e}");
+    assert!(e.contains("not local"), "{e}");
+    let e = err(&MINIMAL.replace("127.0.0.1:8000", "10.20.0.5:8000"));
+    assert!(e.contains("not local"), "{e}");
+}
+
+#[test]
+fn in_region_cidr_admits_an_upstream() {
+    let text = format!("{MINIMAL}\n[residency]\nin_region_cidrs = [\"10.20.0.0/16\"]\n")
+        .replace("127.0.0.1:8000", "10.20.0.5:8000");
+    let c = Fixture::new().parse(&text).expect("in-region upstream");
+    assert_eq!(c.in_region.len(), 1);
+    let e = err(&format!(
+        "{MINIMAL}\n[residency]\nin_region_cidrs = [\"10.20.0.0/33\"]\n"
+    ));
+    assert!(e.starts_with("residency.in_region_cidrs.0"), "{e}");
+}
+
+#[test]
+fn unix_upstream_needs_an_absolute_path() {
+    let c = Fixture::new()
+        .parse(&MINIMAL.replace("127.0.0.1:8000", "unix:/run/model.sock"))
+        .expect("unix");
+    assert_eq!(
+        c.upstreams["model"].address,
+        UpstreamAddr::Unix("/run/model.sock".into())
+    );
+    let e = err(&MINIMAL.replace("127.0.0.1:8000", "unix:model.sock"));
+    assert!(e.contains("absolute path"), "{e}");
+}
+
+#[test]
+fn missing_certificate_file_names_the_key() {
+    let e = err(&MINIMAL.replace("tls/server.pem", "tls/missing.pem"));
+    assert!(e.starts_with("tls.certificate.0.cert_file (line 7)"), "{e}");
+    assert!(e.contains("missing.pem"), "{e}");
+}
+
+#[test]
+fn listener_must_name_a_defined_upstream() {
+    let e = err(&MINIMAL.replace("upstream = \"model\"", "upstream = \"other\""));
+    assert!(e.starts_with("listener.0.upstream (line 4)"), "{e}");
+}
+
+#[test]
+fn one_error_per_rejected_value() {
+    let cases = [
+        (
+            "[http]\nheader_timeout = \"10 seconds\"",
+            "http.header_timeout",
+        ),
+        (
+            "[http]\nkeepalive_timeout = \"5x\"",
+            "http.keepalive_timeout",
+        ),
+        ("[http]\nmax_headers = 0", "http.max_headers"),
+        ("[http]\nmax_header_bytes = 0", "http.max_header_bytes"),
+        (
+            "[http]\nmax_request_line_bytes = 100000",
+            "http.max_request_line_bytes",
+        ),
+        ("[http]\nmax_headers = -1", "http.max_headers"),
+        (
+            "[http]\ntrust_request_id = \"yes\"",
+            "http.trust_request_id",
+        ),
+        ("[tls]\nmin_version = \"1.1\"", "tls.min_version"),
+        ("[log]\nformat = \"xml\"", "log.format"),
+        ("[log]\nlevel = \"loud=[\"", "log.level"),
+        ("[runtime]\nthreads = 2", "runtime"),
+    ];
+    for (extra, path) in cases {
+        // Tables named in `extra` must not be repeated: append to the minimal file.
+        let text = format!("{MINIMAL}\n{extra}\n");
+        let e = err(&text);
+        assert!(e.starts_with(path), "{extra}: {e}");
+        assert!(e.contains("(line "), "{extra}: {e}");
+    }
+}
+
+#[test]
+fn missing_sections_are_named() {
+    assert!(err("").starts_with("listener: missing"));
+    let no_tls = MINIMAL.replace(
+        "[[tls.certificate]]\ncert_file = \"tls/server.pem\"\nkey_file = \"tls/server.key\"\n",
+        "",
+    );
+    assert!(err(&no_tls).starts_with("tls.certificate: missing"));
+}
+
+#[test]
+fn syntax_error_gives_a_line() {
+    let e = err("[[listener]\naddress = 1");
+    assert!(e.contains("(line 1)"), "{e}");
+}
+
+#[test]
+fn durations() {
+    assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+    assert_eq!(parse_duration("10s"), Some(Duration::from_secs(10)));
+    assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+    assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
+    assert_eq!(parse_duration("10"), None);
+    assert_eq!(parse_duration("s"), None);
+    assert_eq!(parse_duration("-1s"), None);
+}
