@@ -309,7 +309,7 @@ fn hop_by_hop_includes_connection_named_headers() {
         .headers
         .keys()
         .filter(|n| is_hop_by_hop(n, &req.headers))
-        .map(http::HeaderName::as_str)
+        .map(HeaderName::as_str)
         .collect();
     assert_eq!(
         dropped,
