@@ -1,1 +1,12 @@
-//! End-to-end tests for moat.
+//! End-to-end tests for moat: the real `moat` binary, started as a child process in front of a
+//! real HTTP server ([`origin`]), driven by real TLS clients ([`client`]).
+//!
+//! The binary is `$MOAT_BIN` (set by `cargo xtask test`) or `target/debug/moat`.
+//! Scenarios live in `src/tests/`.
+
+pub mod client;
+pub mod gateway;
+pub mod origin;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,179 @@
+//! Starts the real `moat` binary with a generated configuration, and stops it on drop.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// Path of the `moat` binary under test.
+pub fn binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("MOAT_BIN") {
+        return PathBuf::from(p);
+    }
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/moat");
+    assert!(
+        p.exists(),
+        "moat binary not found at {}: run `cargo xtask test` (or `cargo build -p moat`)",
+        p.display()
+    );
+    p
+}
+
+/// A free TCP port on 127.0.0.1 (bound then released).
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// Builder for a gateway in front of one upstream.
+#[derive(Debug, Clone)]
+pub struct Builder {
+    upstream: String,
+    extra: String,
+}
+
+/// Starts describing a gateway whose upstream is `upstream` (an address or `unix:/path`).
+pub fn new(upstream: impl Into<String>) -> Builder {
+    Builder {
+        upstream: upstream.into(),
+        extra: String::new(),
+    }
+}
+
+impl Builder {
+    /// Appends raw TOML to the `[http]` table.
+    pub fn http(mut self, toml: &str) -> Self {
+        self.extra.push_str(toml);
+        self.extra.push('\n');
+        self
+    }
+
+    /// Writes certificates and configuration, starts `moat run`, waits until it accepts TCP.
+    pub fn run(self) -> Gateway {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = Command::new(binary())
+            .args(["cert", "init", "--dir"])
+            .arg(dir.path().join("tls"))
+            .args(["--host", "localhost", "--host", "127.0.0.1"])
+            .output()
+            .expect("moat cert init");
+        assert!(
+            out.status.success(),
+            "cert init: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = free_port();
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let config = format!(
+            r#"[runtime]
+worker_threads = 2
+[log]
+format = "json"
+level = "info"
+[[listener]]
+name = "e2e"
+address = "{addr}"
+upstream = "model"
+[[tls.certificate]]
+cert_file = "tls/server.pem"
+key_file = "tls/server.key"
+[upstreams.model]
+address = "{up}"
+connect_timeout = "1s"
+response_header_timeout = "2s"
+[http]
+{extra}"#,
+            up = self.upstream,
+            extra = self.extra,
+        );
+        let config_file = dir.path().join("moat.toml");
+        std::fs::write(&config_file, config).expect("write config");
+        let log_file = dir.path().join("moat.log");
+        let log = std::fs::File::create(&log_file).expect("log file");
+        let child = Command::new(binary())
+            .arg("run")
+            .arg("--config")
+            .arg(&config_file)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start moat");
+        let mut gw = Gateway {
+            child,
+            addr,
+            ca: dir.path().join("tls/ca.pem"),
+            log_file,
+            _dir: dir,
+        };
+        gw.wait_ready();
+        gw
+    }
+}
+
+/// A running gateway; killed on drop.
+#[derive(Debug)]
+pub struct Gateway {
+    child: Child,
+    /// Listening address.
+    pub addr: SocketAddr,
+    /// CA certificate that signed the gateway's certificate.
+    pub ca: PathBuf,
+    log_file: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Gateway {
+    fn wait_ready(&mut self) {
+        for _ in 0..200 {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("moat exited with {status}: {}", self.log());
+            }
+            if std::net::TcpStream::connect_timeout(&self.addr, Duration::from_millis(100)).is_ok()
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!(
+            "moat did not start listening on {}: {}",
+            self.addr,
+            self.log()
+        );
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Everything moat logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_file).unwrap_or_default()
+    }
+
+    /// A field from `/proc/<pid>/status`, in KiB (e.g. `VmHWM`, `VmRSS`).
+    pub fn memory_kib(&self, field: &str) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
+        status
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(field)
+                    .and_then(|r| r.trim_start_matches(':').trim().strip_suffix(" kB"))
+            })
+            .and_then(|v| v.trim().parse().ok())
+            .expect("memory field")
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,129 @@
+//! Upstream failures and slow clients.
+
+use std::time::Duration;
+
+use crate::client::{self, Raw};
+use crate::gateway;
+use crate::origin::Origin;
+
+const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
+
+fn assert_json_error(r: &client::RawResponse, kind: &str) {
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let v: serde_json::Value = serde_json::from_slice(&r.body).expect("json body");
+    assert_eq!(v["error"]["type"], kind, "{v}");
+    assert!(v["error"]["message"].is_string(), "{v}");
+    let text = r.text();
+    assert!(
+        !text.contains("127.0.0.1") && !text.contains("refused"),
+        "internals leaked: {text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_down_is_502_and_the_gateway_keeps_serving() {
+    let port = gateway::free_port();
+    let mut gw = gateway::new(format!("127.0.0.1:{port}")).run();
+    let (r, _) = client::raw_exchange(gw.addr, &gw.ca, GET).await;
+    let r = r.expect("response");
+    assert_eq!(r.status, 502);
+    assert_json_error(&r, "upstream_unavailable");
+
+    // The model server comes up on that port: the same gateway now forwards.
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("bind upstream port");
+    let _origin = Origin::serve(listener);
+    let (r, _) = client::raw_exchange(gw.addr, &gw.ca, GET).await;
+    assert_eq!(r.expect("response").text(), "ok");
+    assert!(gw.is_running());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_upstream_is_504_and_the_gateway_keeps_serving() {
+    let origin = Origin::start().await;
+    let mut gw = gateway::new(origin.addr.to_string()).run();
+    let (r, _) = client::raw_exchange(
+        gw.addr,
+        &gw.ca,
+        b"GET /slow HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    )
+    .await;
+    let r = r.expect("response");
+    assert_eq!(r.status, 504);
+    assert_json_error(&r, "upstream_timeout");
+    let (r, _) = client::raw_exchange(gw.addr, &gw.ca, GET).await;
+    assert_eq!(r.expect("response").text(), "ok");
+    assert!(gw.is_running());
+}
+
+/// A pooled connection the upstream closed meanwhile is replaced, not reported as an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_pooled_connection_is_replaced() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // An upstream that answers one request per connection, then closes without saying so.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut have = Vec::new();
+                while !have.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = s.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    have.extend_from_slice(&buf[..n]);
+                }
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                    .await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                // Dropping closes the connection moat has pooled.
+            });
+        }
+    });
+    let gw = gateway::new(addr.to_string()).run();
+    let mut c = Raw::connect(gw.addr, &gw.ca).await;
+    for i in 0..3 {
+        c.send(GET).await.expect("send");
+        let r = c.read_response(false).await.expect("response");
+        assert_eq!((r.status, r.text().as_str()), (200, "ok"), "request {i}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
+}
+
+/// A client sending its head one byte per second is cut off by the header timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slowloris_is_cut_off_by_the_header_timeout() {
+    let origin = Origin::start().await;
+    let gw = gateway::new(origin.addr.to_string())
+        .http("header_timeout = \"2s\"")
+        .run();
+    let mut c = Raw::connect(gw.addr, &gw.ca).await;
+    let head = b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Slow: 1234567890\r\n\r\n";
+    let mut sent = 0;
+    for b in head.iter() {
+        if c.send(&[*b]).await.is_err() {
+            break;
+        }
+        sent += 1;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if sent > 3 {
+            break;
+        }
+    }
+    // The gateway answers 408 and closes well before the head could have been completed.
+    let r = c.read_response(false).await.expect("408 before close");
+    assert_eq!(r.status, 408);
+    assert!(c.is_closed().await);
+    assert!(sent < head.len());
+    assert_eq!(origin.connections(), 0);
+}

@@ -1,0 +1,4 @@
+mod cli;
+mod failures;
+mod framing;
+mod proxy;
