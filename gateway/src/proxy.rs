@@ -123,7 +123,7 @@ where
         let request_id = request_id(&req, route.http.trust_request_id);
         let outcome = exchange(&mut down, &req, &request_id, client, &route).await;
         let status = outcome.status.map_or(0, |s| s.as_u16());
-        let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let duration_ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
         match &outcome.error {
             None => tracing::info!(
                 target: "moat::access",

@@ -169,3 +169,177 @@ fn dns_names(cert: &CertificateDer<'_>) -> Result<Vec<String>, String> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use rustls::pki_types::ServerName;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::config::CertificateConfig;
+
+    fn certs(dir: &Path, name: &str) -> (CertificateConfig, PathBuf) {
+        let files = crate::certs::init(&dir.join(name), &[name.to_owned()]).expect("certs");
+        let c = CertificateConfig {
+            cert_file: files.server_cert,
+            key_file: files.server_key,
+            server_names: None,
+            key_path: format!("tls.certificate.{name}"),
+        };
+        (c, files.ca_cert)
+    }
+
+    fn client(
+        ca: &Path,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> rustls::ClientConfig {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_file_iter(ca).expect("ca") {
+            roots.add(c.expect("pem")).expect("root");
+        }
+        let mut c =
+            rustls::ClientConfig::builder_with_provider(Arc::new(provider::default_provider()))
+                .with_protocol_versions(versions)
+                .expect("versions")
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+        c.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        c
+    }
+
+    /// Handshakes over an in-memory pipe; returns the negotiated version and ALPN, or the error.
+    async fn handshake(
+        server: Arc<ServerConfig>,
+        client: rustls::ClientConfig,
+        sni: &str,
+    ) -> Result<(rustls::ProtocolVersion, Option<Vec<u8>>), String> {
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let acceptor = tokio_rustls::TlsAcceptor::from(server);
+        let srv = tokio::spawn(async move {
+            let mut s = acceptor.accept(b).await.map_err(|e| e.to_string())?;
+            let mut buf = [0u8; 4];
+            s.read_exact(&mut buf).await.map_err(|e| e.to_string())?;
+            s.write_all(b"pong").await.map_err(|e| e.to_string())?;
+            Ok::<_, String>(())
+        });
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+        let name = ServerName::try_from(sni.to_owned()).map_err(|e| e.to_string())?;
+        let mut c = connector
+            .connect(name, a)
+            .await
+            .map_err(|e| e.to_string())?;
+        c.write_all(b"ping").await.map_err(|e| e.to_string())?;
+        let mut buf = [0u8; 4];
+        c.read_exact(&mut buf).await.map_err(|e| e.to_string())?;
+        srv.await.map_err(|e| e.to_string())??;
+        let (_, conn) = c.get_ref();
+        Ok((
+            conn.protocol_version().ok_or("no version")?,
+            conn.alpn_protocol().map(<[u8]>::to_vec),
+        ))
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn sni_picks_the_certificate_and_alpn_is_http1() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (a, ca_a) = certs(dir.path(), "a.example");
+        let (b, ca_b) = certs(dir.path(), "b.example");
+        let cfg = TlsConfig {
+            min_version: TlsVersion::Tls12,
+            certificates: vec![a, b],
+        };
+        let server = server_config(&cfg).expect("server config");
+        let all = &[&rustls::version::TLS13, &rustls::version::TLS12];
+        // Each name verifies only against its own CA, so success proves which certificate was sent.
+        let (_, alpn) = handshake(server.clone(), client(&ca_a, all), "a.example")
+            .await
+            .expect("a");
+        assert_eq!(alpn.as_deref(), Some(&b"http/1.1"[..]));
+        handshake(server.clone(), client(&ca_b, all), "b.example")
+            .await
+            .expect("b");
+        assert!(handshake(server.clone(), client(&ca_b, all), "a.example")
+            .await
+            .is_err());
+        // An unknown name gets the default (first) certificate, which then fails verification.
+        assert!(handshake(server, client(&ca_a, all), "c.example")
+            .await
+            .is_err());
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn versions_follow_min_version() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (a, ca) = certs(dir.path(), "a.example");
+        let tls12 = TlsConfig {
+            min_version: TlsVersion::Tls12,
+            certificates: vec![a.clone()],
+        };
+        let tls13 = TlsConfig {
+            min_version: TlsVersion::Tls13,
+            certificates: vec![a],
+        };
+        let only12 = client(&ca, &[&rustls::version::TLS12]);
+        let (v, _) = handshake(
+            server_config(&tls12).expect("cfg"),
+            only12.clone(),
+            "a.example",
+        )
+        .await
+        .expect("1.2");
+        assert_eq!(v, rustls::ProtocolVersion::TLSv1_2);
+        let (v, _) = handshake(
+            server_config(&tls12).expect("cfg"),
+            client(&ca, &[&rustls::version::TLS13]),
+            "a.example",
+        )
+        .await
+        .expect("1.3");
+        assert_eq!(v, rustls::ProtocolVersion::TLSv1_3);
+        assert!(
+            handshake(server_config(&tls13).expect("cfg"), only12, "a.example")
+                .await
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn only_forward_secret_aead_suites_are_offered() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (a, _) = certs(dir.path(), "a.example");
+        let cfg = TlsConfig {
+            min_version: TlsVersion::Tls12,
+            certificates: vec![a],
+        };
+        let server = server_config(&cfg).expect("server config");
+        let offered = &server.crypto_provider().cipher_suites;
+        assert!(!offered.is_empty());
+        for s in offered {
+            let name = format!("{:?}", s.suite());
+            assert!(
+                name.starts_with("TLS13_") || name.starts_with("TLS_ECDHE_"),
+                "{name}"
+            );
+            assert!(
+                name.contains("GCM") || name.contains("CHACHA20_POLY1305"),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_key_that_does_not_match_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut a, _) = certs(dir.path(), "a.example");
+        let (b, _) = certs(dir.path(), "b.example");
+        a.key_file = b.key_file;
+        let cfg = TlsConfig {
+            min_version: TlsVersion::Tls12,
+            certificates: vec![a],
+        };
+        let e = server_config(&cfg).expect_err("mismatch");
+        assert!(e.to_string().contains("does not match"), "{e}");
+    }
+}

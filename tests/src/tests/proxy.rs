@@ -344,3 +344,41 @@ async fn unix_socket_upstream() {
     .await;
     assert_eq!(r.expect("response").text(), "unix");
 }
+
+/// One JSON log line per request, with metadata only: no query string, no body, no header values.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_holds_metadata_only() {
+    let origin = Origin::start().await;
+    let gw = gateway::new(origin.addr.to_string()).run();
+    let request = b"POST /sink?api_key=querysecret HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer headersecret\r\n\
+Content-Length: 10\r\n\r\nbodysecret";
+    let (r, _) = client::raw_exchange(gw.addr, &gw.ca, request).await;
+    let id = r
+        .expect("response")
+        .header("x-request-id")
+        .expect("id")
+        .to_owned();
+    let mut line = None;
+    for _ in 0..100 {
+        line = gw
+            .log()
+            .lines()
+            .find(|l| l.contains(&id))
+            .map(str::to_owned);
+        if line.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let line = line.expect("access log line");
+    let v: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
+    assert_eq!(v["method"], "POST");
+    assert_eq!(v["path"], "/sink");
+    assert_eq!(v["status"], 200);
+    assert_eq!(v["bytes_in"], 10);
+    assert!(v["duration_ms"].is_number());
+    let all = gw.log();
+    for secret in ["querysecret", "headersecret", "bodysecret"] {
+        assert!(!all.contains(secret), "{secret} reached the log");
+    }
+}
