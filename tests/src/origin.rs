@@ -259,3 +259,19 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
+
+/// Reads one request head from `s` (ignoring any body) and writes `reply`: the smallest possible
+/// HTTP/1.1 server, for upstreams hyper cannot play (unix sockets, connections that vanish).
+pub async fn answer_one_head<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, reply: &[u8]) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 4096];
+    let mut have = Vec::new();
+    while !have.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = s.read(&mut buf).await.unwrap_or(0);
+        if n == 0 {
+            return;
+        }
+        have.extend_from_slice(&buf[..n]);
+    }
+    let _ = s.write_all(reply).await;
+}

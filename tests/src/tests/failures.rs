@@ -60,7 +60,6 @@ async fn silent_upstream_is_504_and_the_gateway_keeps_serving() {
 /// A pooled connection the upstream closed meanwhile is replaced, not reported as an error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closed_pooled_connection_is_replaced() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     // An upstream that answers one request per connection, then closes without saying so.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -72,18 +71,11 @@ async fn closed_pooled_connection_is_replaced() {
         while let Ok((mut s, _)) = listener.accept().await {
             count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             tokio::spawn(async move {
-                let mut buf = vec![0u8; 4096];
-                let mut have = Vec::new();
-                while !have.windows(4).any(|w| w == b"\r\n\r\n") {
-                    let n = s.read(&mut buf).await.unwrap_or(0);
-                    if n == 0 {
-                        return;
-                    }
-                    have.extend_from_slice(&buf[..n]);
-                }
-                let _ = s
-                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-                    .await;
+                crate::origin::answer_one_head(
+                    &mut s,
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+                )
+                .await;
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 // Dropping closes the connection moat has pooled.
             });

@@ -319,19 +319,11 @@ async fn unix_socket_upstream() {
     tokio::spawn(async move {
         while let Ok((mut s, _)) = listener.accept().await {
             tokio::spawn(async move {
-                use tokio::io::{AsyncReadExt, AsyncWriteExt};
-                let mut buf = vec![0u8; 4096];
-                let mut have = Vec::new();
-                while !have.windows(4).any(|w| w == b"\r\n\r\n") {
-                    let n = s.read(&mut buf).await.unwrap_or(0);
-                    if n == 0 {
-                        return;
-                    }
-                    have.extend_from_slice(&buf[..n]);
-                }
-                let _ = s
-                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nunix")
-                    .await;
+                crate::origin::answer_one_head(
+                    &mut s,
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nunix",
+                )
+                .await;
             });
         }
     });
