@@ -77,6 +77,11 @@ impl From<&H1Error> for Reject {
                 "expectation_failed",
                 "expectation not supported",
             ),
+            H1Error::BodyTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "request body not received in time",
+            ),
             H1Error::Malformed { .. } | H1Error::UnexpectedEof | H1Error::Io(_) => {
                 (StatusCode::BAD_REQUEST, "bad_request", "malformed request")
             }

@@ -371,12 +371,7 @@ async fn prefetch_body<S: AsyncRead + Unpin>(
                 if encoder == Encoder::Raw {
                     return Ok(());
                 }
-                match timeout(idle, down.fill()).await {
-                    Ok(Ok(0)) => return Err(H1Error::UnexpectedEof),
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => return Err(H1Error::Io(e)),
-                    Err(_) => return Err(H1Error::Io(std::io::ErrorKind::TimedOut.into())),
-                }
+                fill_body(down, idle).await?;
             }
         }
     }
@@ -426,16 +421,9 @@ async fn send_request<S: AsyncRead + Unpin>(
                         .map_err(up_err)?;
                     out.clear();
                 }
-                match timeout(http.body_idle_timeout, down.fill()).await {
-                    Ok(Ok(0)) => return Err(SendError::Downstream(H1Error::UnexpectedEof)),
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => return Err(SendError::Downstream(H1Error::Io(e))),
-                    Err(_) => {
-                        return Err(SendError::Downstream(H1Error::Io(
-                            std::io::ErrorKind::TimedOut.into(),
-                        )))
-                    }
-                }
+                fill_body(down, http.body_idle_timeout)
+                    .await
+                    .map_err(SendError::Downstream)?;
             }
         }
     }
@@ -445,6 +433,19 @@ async fn send_request<S: AsyncRead + Unpin>(
             .map_err(up_err)?;
     }
     Ok(())
+}
+
+/// Reads more of a request body, within the body idle timeout.
+async fn fill_body<S: AsyncRead + Unpin>(
+    down: &mut Reader<S>,
+    idle: Duration,
+) -> Result<(), H1Error> {
+    match timeout(idle, down.fill()).await {
+        Ok(Ok(0)) => Err(H1Error::UnexpectedEof),
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(H1Error::Io(e)),
+        Err(_) => Err(H1Error::BodyTimeout),
+    }
 }
 
 async fn write_all_vectored(io: &mut Stream, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<()> {
@@ -722,7 +723,7 @@ async fn downstream_failure<S: AsyncWrite + Unpin>(
     mut outcome: Outcome,
 ) -> Outcome {
     let r = Reject::from(&e);
-    // A client that stopped sending or went away gets no answer; one that sent a bad body does.
+    // A client that went away gets no answer; one that sent a bad body, or stalled, does.
     if !matches!(e, H1Error::Io(_) | H1Error::UnexpectedEof) {
         let mut out = BytesMut::new();
         r.write_h1(&mut out, Some(request_id));

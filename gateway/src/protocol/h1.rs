@@ -62,6 +62,9 @@ pub enum H1Error {
     /// An `Expect` other than `100-continue`.
     #[error("unsupported expectation")]
     ExpectationFailed,
+    /// The request body stalled for longer than the body idle timeout.
+    #[error("request body stalled")]
+    BodyTimeout,
     /// The peer closed the connection in the middle of a message.
     #[error("connection closed mid-message")]
     UnexpectedEof,

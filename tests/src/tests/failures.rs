@@ -119,3 +119,28 @@ async fn slowloris_is_cut_off_by_the_header_timeout() {
     assert!(sent < head.len());
     assert_eq!(origin.connections(), 0);
 }
+
+/// A request body that stops arriving gets 408 after the body idle timeout; the upstream never
+/// receives a complete request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_request_body_gets_408() {
+    let origin = Origin::start().await;
+    let gw = gateway::new(origin.addr.to_string())
+        .http("body_idle_timeout = \"1s\"")
+        .run();
+    let mut c = Raw::connect(gw.addr, &gw.ca).await;
+    c.send(b"POST /sink HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\nonly part")
+        .await
+        .expect("send");
+    let r = c.read_response(false).await.expect("408");
+    assert_eq!(r.status, 408);
+    assert!(c.is_closed().await);
+    let got = origin
+        .seen
+        .sink_progress
+        .load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        got < 100,
+        "the upstream received a complete body ({got} bytes)"
+    );
+}
