@@ -124,33 +124,31 @@ where
         let outcome = exchange(&mut down, &req, &request_id, client, &route).await;
         let status = outcome.status.map_or(0, |s| s.as_u16());
         let duration_ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
+        // One line per request, metadata only. Failures the client caused stay at info; the
+        // upstream's or moat's own go to warn.
+        macro_rules! access {
+            ($level:ident $(, $field:ident = $value:expr)*) => {
+                tracing::$level!(
+                    target: "moat::access",
+                    listener = %route.listener,
+                    client = %client.0.ip(),
+                    method = %req.method,
+                    path = req.path(),
+                    status,
+                    bytes_in = outcome.bytes_in,
+                    bytes_out = outcome.bytes_out,
+                    duration_ms,
+                    request_id = %request_id,
+                    $($field = $value,)*
+                )
+            };
+        }
         match &outcome.error {
-            None => tracing::info!(
-                target: "moat::access",
-                listener = %route.listener,
-                client = %client.0.ip(),
-                method = %req.method,
-                path = req.path(),
-                status,
-                bytes_in = outcome.bytes_in,
-                bytes_out = outcome.bytes_out,
-                duration_ms,
-                request_id = %request_id,
-            ),
-            Some((side, detail)) => tracing::warn!(
-                target: "moat::access",
-                listener = %route.listener,
-                client = %client.0.ip(),
-                method = %req.method,
-                path = req.path(),
-                status,
-                bytes_in = outcome.bytes_in,
-                bytes_out = outcome.bytes_out,
-                duration_ms,
-                request_id = %request_id,
-                failed = side.as_str(),
-                detail = %detail,
-            ),
+            None => access!(info),
+            Some((Side::Downstream, detail)) => {
+                access!(info, failed = "downstream", detail = detail.as_str())
+            }
+            Some((side, detail)) => access!(warn, failed = side.as_str(), detail = detail.as_str()),
         }
         if !outcome.keep_alive {
             let _ = down.io.shutdown().await;
@@ -167,7 +165,8 @@ async fn refuse<S: AsyncWrite + Unpin>(
     detail: &str,
     client: ClientAddr,
 ) {
-    tracing::warn!(target: "moat::access", client = %client.0.ip(), status = r.status.as_u16(), reason = r.kind, detail, "request refused");
+    // Client-caused: info, not warn, so a client cannot raise the log's alarm level at will.
+    tracing::info!(target: "moat::access", client = %client.0.ip(), status = r.status.as_u16(), reason = r.kind, detail, "request refused");
     let mut out = BytesMut::new();
     r.write_h1(&mut out, id);
     let _ = io.write_all(&out).await;

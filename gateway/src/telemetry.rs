@@ -10,7 +10,16 @@ use crate::config::LogFormat;
 
 /// Installs the global subscriber. `RUST_LOG`, when set, overrides `level`.
 pub fn init(format: LogFormat, level: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        // rustls warns about what clients send (an IP address as SNI, say): any client could
+        // fill the log with it, so only its errors are shown unless asked for explicitly.
+        let filter = EnvFilter::new(level);
+        if level.contains("rustls") {
+            filter
+        } else {
+            filter.add_directive(rustls_directive())
+        }
+    });
     let json = match format {
         LogFormat::Json => true,
         LogFormat::Text => false,
@@ -28,4 +37,9 @@ pub fn init(format: LogFormat, level: &str) {
     } else {
         builder.try_init()
     };
+}
+
+fn rustls_directive() -> tracing_subscriber::filter::Directive {
+    // A constant, well-formed directive; parsing cannot fail.
+    "rustls=error".parse().unwrap_or_default()
 }
