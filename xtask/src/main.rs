@@ -60,8 +60,65 @@ fn test() -> Result<()> {
     ]))?;
     // The end-to-end tests start this binary; build it first so they test the current code.
     run(cargo().args(["build", "-p", "moat", "--bin", "moat"]))?;
-    run(cargo()
+    let mut tests = cargo();
+    tests
         .args(["test", "--workspace"])
-        .env("MOAT_BIN", root().join("target/debug/moat")))?;
+        .env("MOAT_BIN", root().join("target/debug/moat"));
+    let (passed, failed) = run_counting(&mut tests)?;
+    // One closing line for the whole run, so the total comes last rather than the last crate's
+    // (often empty) doc-test count.
+    println!("xtask test: {passed} passed, {failed} failed");
     Ok(())
+}
+
+/// Runs `cargo test`, echoing its output, and adds up the `test result:` lines.
+fn run_counting(cmd: &mut Command) -> Result<(u64, u64)> {
+    use std::io::{BufRead, BufReader};
+    let shown = format!("{cmd:?}");
+    eprintln!("+ {shown}");
+    let mut child = cmd
+        .current_dir(root())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {shown}"))?;
+    let (mut passed, mut failed) = (0, 0);
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out).lines() {
+            let line = line.context("reading test output")?;
+            println!("{line}");
+            if let Some(rest) = line.strip_prefix("test result: ") {
+                passed += count(rest, "passed");
+                failed += count(rest, "failed");
+            }
+        }
+    }
+    let status = child.wait().context("waiting for cargo test")?;
+    if !status.success() {
+        println!("xtask test: {passed} passed, {failed} failed");
+        bail!("{shown} failed with {status}");
+    }
+    Ok((passed, failed))
+}
+
+/// The number before `label` in a `test result:` line (`ok. 12 passed; 0 failed; …`).
+fn count(line: &str, label: &str) -> u64 {
+    line.split(['.', ';'])
+        .find_map(|part| part.trim().strip_suffix(label))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn counts_test_result_lines() {
+        let line =
+            "ok. 12 passed; 3 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.1s";
+        assert_eq!(super::count(line, "passed"), 12);
+        assert_eq!(super::count(line, "failed"), 3);
+        assert_eq!(
+            super::count("FAILED. 1 passed; 2 failed; 0 ignored", "failed"),
+            2
+        );
+    }
 }

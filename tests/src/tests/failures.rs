@@ -144,3 +144,71 @@ async fn stalled_request_body_gets_408() {
         "the upstream received a complete body ({got} bytes)"
     );
 }
+
+/// An upstream that drops a reused connection right after reading a request: a GET is retried
+/// once on a new connection; a POST is not (it may have had effects), and gets 502.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_idempotent_requests_are_retried() {
+    use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let posts = Arc::new(AtomicU64::new(0));
+    let gets = Arc::new(AtomicU64::new(0));
+    let (p, g) = (posts.clone(), gets.clone());
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let (p, g) = (p.clone(), g.clone());
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                for nth in 0.. {
+                    let mut have = Vec::new();
+                    while !have.windows(4).any(|w| w == b"\r\n\r\n") {
+                        let n = s.read(&mut buf).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        have.extend_from_slice(&buf[..n]);
+                    }
+                    if have.starts_with(b"POST") {
+                        p.fetch_add(1, SeqCst)
+                    } else {
+                        g.fetch_add(1, SeqCst)
+                    };
+                    if nth == 1 {
+                        return; // the second request on a connection: vanish without answering
+                    }
+                    let _ = s
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                        .await;
+                }
+            });
+        }
+    });
+    let gw = gateway::new(addr.to_string()).run();
+    let mut c = Raw::connect(gw.addr, &gw.ca).await;
+    c.send(GET).await.expect("send");
+    assert_eq!(c.read_response(false).await.expect("first").status, 200);
+
+    c.send(b"POST /sink HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n")
+        .await
+        .expect("send");
+    assert_eq!(c.read_response(false).await.expect("post").status, 502);
+    assert_eq!(posts.load(SeqCst), 1, "the POST was sent again");
+
+    let mut c = Raw::connect(gw.addr, &gw.ca).await;
+    c.send(GET).await.expect("send");
+    assert_eq!(c.read_response(false).await.expect("fresh").status, 200);
+    c.send(GET).await.expect("send");
+    let r = c.read_response(false).await.expect("retried");
+    assert_eq!((r.status, r.text().as_str()), (200, "ok"));
+    assert_eq!(
+        gets.load(SeqCst),
+        4,
+        "the GET on the dropped connection was retried once"
+    );
+}
