@@ -15,6 +15,7 @@
 //! - [`proxy`]: one downstream connection, request by request, bodies streamed both ways.
 //! - [`upstream`]: pooled connections to the model server.
 //! - [`error`]: what a client is told when a request is refused.
+//! - [`guard`]: the eBPF egress fence around the model workload (userspace side).
 //! - [`certs`]: `moat cert init`.
 //! - [`demo`]: an embedded OpenAI-compatible demo model and `moat demo`.
 //!
@@ -24,6 +25,7 @@ pub mod certs;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod guard;
 pub mod protocol;
 pub mod proxy;
 pub mod server;

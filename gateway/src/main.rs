@@ -39,11 +39,38 @@ enum Command {
         #[command(subcommand)]
         command: CertCommand,
     },
+    /// Inspect or remove the egress guard (works from the pins, with or without a running moat).
+    Guard {
+        #[command(subcommand)]
+        command: GuardCommand,
+    },
     /// Start a demo model and the gateway in front of it, and print commands to try.
     Demo {
         /// Gateway port on 127.0.0.1 (a free one is chosen if it is taken).
         #[arg(long, default_value_t = 8443)]
         port: u16,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum GuardCommand {
+    /// Mode, fenced cgroups, allow-list, counters and drops, read from the pins.
+    Status {
+        /// Pin directory (default: guard.pin_dir of --config, else /sys/fs/bpf/moat).
+        #[arg(long)]
+        pin_dir: Option<PathBuf>,
+        /// Take the pin directory from this configuration file.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Take the fence down: detach every program and remove every pin.
+    Detach {
+        /// Pin directory (default: guard.pin_dir of --config, else /sys/fs/bpf/moat).
+        #[arg(long)]
+        pin_dir: Option<PathBuf>,
+        /// Take the pin directory from this configuration file.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -107,9 +134,65 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Guard { command } => guard_command(command),
         Command::Demo { port } => {
             moat::telemetry::init(moat::config::LogFormat::Text, "info");
             run_runtime(0, demo(port))
+        }
+    }
+}
+
+fn pin_dir(pin_dir: Option<PathBuf>, config: Option<PathBuf>) -> Result<PathBuf, ExitCode> {
+    match (pin_dir, config) {
+        (Some(p), _) => Ok(p),
+        (None, Some(c)) => Config::load(&c)
+            .map(|c| c.guard.pin_dir)
+            .map_err(|e| invalid(&e)),
+        (None, None) => Ok(PathBuf::from(moat::guard::DEFAULT_PIN_DIR)),
+    }
+}
+
+fn guard_command(command: GuardCommand) -> ExitCode {
+    match command {
+        GuardCommand::Status { pin_dir: p, config } => {
+            let dir = match pin_dir(p, config) {
+                Ok(d) => d,
+                Err(code) => return code,
+            };
+            match moat::guard::status::status(&dir) {
+                Ok(st) => {
+                    print!("egress guard pinned at {}\n{st}", dir.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("moat guard status: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        GuardCommand::Detach { pin_dir: p, config } => {
+            let dir = match pin_dir(p, config) {
+                Ok(d) => d,
+                Err(code) => return code,
+            };
+            eprintln!(
+                "!!! moat guard detach: taking the egress fence at {} DOWN.",
+                dir.display()
+            );
+            eprintln!("!!! Processes in the fenced cgroups can reach any destination until moat attaches it again.");
+            match moat::guard::status::detach(&dir) {
+                Ok(d) => {
+                    eprintln!(
+                        "!!! egress guard detached: {} program link(s) and {} map pin(s) removed",
+                        d.links, d.maps
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("moat guard detach: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
     }
 }
@@ -145,6 +228,9 @@ fn run_runtime(
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
+    // The fence goes up before the gateway serves anything; when it is required and cannot,
+    // moat does not start.
+    let _fence = start_guard(&config.guard)?;
     let gateway = moat::server::Gateway::bind(&config).await?;
     for addr in gateway.local_addrs() {
         tracing::info!(%addr, "listening");
@@ -156,6 +242,50 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     let _ = serving.await;
     Ok(())
+}
+
+/// Attaches (or takes over) the egress guard and starts reading its events.
+fn start_guard(
+    cfg: &moat::guard::GuardConfig,
+) -> anyhow::Result<Option<moat::guard::fence::Fence>> {
+    use moat::guard::{fence, GuardError, GuardMode};
+    if cfg.mode == GuardMode::Off {
+        if cfg.pin_dir.join("maps").exists() {
+            tracing::warn!(target: "moat::guard", pin_dir = %cfg.pin_dir.display(), "guard.mode is off, but a fence pinned earlier is still enforcing; `moat guard detach` removes it");
+        }
+        return Ok(None);
+    }
+    let attached = match moat::guard::OBJECT {
+        None => Err(GuardError::NotBuilt),
+        Some(object) => fence::attach(cfg, object),
+    };
+    match attached {
+        Ok(mut f) => {
+            tracing::info!(
+                target: "moat::guard",
+                mode = cfg.mode.as_str(),
+                cgroups = ?f.cgroups,
+                newly_attached = f.newly_attached,
+                allow_digest = %f.allow_digest,
+                pin_dir = %cfg.pin_dir.display(),
+                "egress guard attached"
+            );
+            if let Some(events) = f.take_events() {
+                tokio::spawn(moat::guard::events::run(
+                    events,
+                    moat::guard::events::pinned_counters(&cfg.pin_dir),
+                ));
+            }
+            Ok(Some(f))
+        }
+        Err(e) if cfg.required => Err(anyhow::anyhow!(
+            "egress guard required but not attached: {e}"
+        )),
+        Err(e) => {
+            tracing::error!(target: "moat::guard", error = %e, "egress guard not attached (guard.required = false): egress is NOT fenced");
+            Ok(None)
+        }
+    }
 }
 
 async fn shutdown_signal() {

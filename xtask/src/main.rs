@@ -2,9 +2,12 @@
 //!
 //! - `test`: everything CI checks — format, clippy with warnings denied, the `moat` binary build,
 //!   and every workspace test (unit tests and the end-to-end crate, which starts the binary).
+//! - `build-ebpf`: the guard's kernel object, with nightly, rust-src and bpf-linker set up
+//!   when missing.
 //! - `bench`: load tests against a fast upstream, directly, through moat and through nginx.
 
 mod bench;
+mod ebpf;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,8 +19,9 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("test") => test(),
         Some("bench") => bench::run(&args[1..]),
+        Some("build-ebpf") => ebpf::build().map(|_| ()),
         _ => {
-            eprintln!("usage: cargo xtask <test | bench [--duration SECS] [--connections N]>");
+            eprintln!("usage: cargo xtask <test | build-ebpf | bench [--duration SECS] [--connections N]>");
             std::process::exit(2);
         }
     }
@@ -34,8 +38,10 @@ pub(crate) fn root() -> PathBuf {
 pub(crate) fn run(cmd: &mut Command) -> Result<()> {
     let shown = format!("{cmd:?}");
     eprintln!("+ {shown}");
+    if cmd.get_current_dir().is_none() {
+        cmd.current_dir(root());
+    }
     let status = cmd
-        .current_dir(root())
         .status()
         .with_context(|| format!("cannot start {shown}"))?;
     if !status.success() {
@@ -50,6 +56,9 @@ fn cargo() -> Command {
 
 fn test() -> Result<()> {
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    // The guard's kernel object first, so the moat binary under test embeds it and the guard
+    // tests run against real programs.
+    ebpf::build()?;
     run(cargo().args([
         "clippy",
         "--workspace",

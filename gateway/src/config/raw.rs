@@ -25,6 +25,8 @@ pub(crate) struct RawConfig {
     pub(crate) residency: RawResidency,
     #[serde(default)]
     pub(crate) http: RawHttp,
+    #[serde(default)]
+    pub(crate) guard: RawGuard,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -93,4 +95,20 @@ pub(crate) struct RawHttp {
     pub(crate) header_timeout: Option<String>,
     pub(crate) keepalive_timeout: Option<String>,
     pub(crate) body_idle_timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGuard {
+    pub(crate) mode: Option<String>,
+    #[serde(default)]
+    pub(crate) cgroups: Vec<String>,
+    #[serde(default)]
+    pub(crate) gateway: Vec<String>,
+    #[serde(default)]
+    pub(crate) allow: Vec<String>,
+    #[serde(default)]
+    pub(crate) serve_ports: Vec<u16>,
+    pub(crate) required: Option<bool>,
+    pub(crate) pin_dir: Option<String>,
 }
