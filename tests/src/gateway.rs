@@ -30,6 +30,7 @@ pub fn free_port() -> u16 {
 pub struct Builder {
     upstream: String,
     extra: String,
+    sections: String,
 }
 
 /// Starts describing a gateway whose upstream is `upstream` (an address or `unix:/path`).
@@ -37,6 +38,7 @@ pub fn new(upstream: impl Into<String>) -> Builder {
     Builder {
         upstream: upstream.into(),
         extra: String::new(),
+        sections: String::new(),
     }
 }
 
@@ -45,6 +47,13 @@ impl Builder {
     pub fn http(mut self, toml: &str) -> Self {
         self.extra.push_str(toml);
         self.extra.push('\n');
+        self
+    }
+
+    /// Appends raw TOML after the `[http]` table (e.g. a `[guard]` section).
+    pub fn section(mut self, toml: &str) -> Self {
+        self.sections.push_str(toml);
+        self.sections.push('\n');
         self
     }
 
@@ -82,9 +91,11 @@ address = "{up}"
 connect_timeout = "1s"
 response_header_timeout = "2s"
 [http]
-{extra}"#,
+{extra}
+{sections}"#,
             up = self.upstream,
             extra = self.extra,
+            sections = self.sections,
         );
         let config_file = dir.path().join("moat.toml");
         std::fs::write(&config_file, config).expect("write config");
@@ -144,6 +155,12 @@ impl Gateway {
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Kills the process with SIGKILL (no cleanup of any kind) and waits for it.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Whether the process is still running.

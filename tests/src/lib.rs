@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod gateway;
+pub mod guard;
 pub mod origin;
 
 #[cfg(test)]

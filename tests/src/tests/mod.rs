@@ -1,4 +1,5 @@
 mod cli;
 mod failures;
 mod framing;
+mod guard;
 mod proxy;
