@@ -95,6 +95,15 @@ fn main() -> ExitCode {
             Ok(c) => match moat::tls::server_config(&c.tls) {
                 Ok(_) => {
                     print!("configuration OK: {}\n{}", config.display(), c.summary());
+                    if c.guard.mode != moat::guard::GuardMode::Off && moat::guard::OBJECT.is_none()
+                    {
+                        let consequence = if c.guard.required {
+                            "`moat run` will refuse to start"
+                        } else {
+                            "egress will NOT be fenced"
+                        };
+                        println!("warning: this moat binary was built without the egress guard; {consequence}");
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -248,44 +257,16 @@ async fn run(config: Config) -> anyhow::Result<()> {
 fn start_guard(
     cfg: &moat::guard::GuardConfig,
 ) -> anyhow::Result<Option<moat::guard::fence::Fence>> {
-    use moat::guard::{fence, GuardError, GuardMode};
-    if cfg.mode == GuardMode::Off {
-        if cfg.pin_dir.join("maps").exists() {
-            tracing::warn!(target: "moat::guard", pin_dir = %cfg.pin_dir.display(), "guard.mode is off, but a fence pinned earlier is still enforcing; `moat guard detach` removes it");
+    let fence = moat::guard::start(cfg, moat::guard::OBJECT)
+        .map_err(|e| anyhow::anyhow!("egress guard required but not attached: {e}"))?;
+    if let Some(mut f) = fence {
+        if let Some(events) = f.take_events() {
+            let counters = moat::guard::events::pinned_counters(&cfg.pin_dir);
+            tokio::spawn(moat::guard::events::run(events, counters));
         }
-        return Ok(None);
+        return Ok(Some(f));
     }
-    let attached = match moat::guard::OBJECT {
-        None => Err(GuardError::NotBuilt),
-        Some(object) => fence::attach(cfg, object),
-    };
-    match attached {
-        Ok(mut f) => {
-            tracing::info!(
-                target: "moat::guard",
-                mode = cfg.mode.as_str(),
-                cgroups = ?f.cgroups,
-                newly_attached = f.newly_attached,
-                allow_digest = %f.allow_digest,
-                pin_dir = %cfg.pin_dir.display(),
-                "egress guard attached"
-            );
-            if let Some(events) = f.take_events() {
-                tokio::spawn(moat::guard::events::run(
-                    events,
-                    moat::guard::events::pinned_counters(&cfg.pin_dir),
-                ));
-            }
-            Ok(Some(f))
-        }
-        Err(e) if cfg.required => Err(anyhow::anyhow!(
-            "egress guard required but not attached: {e}"
-        )),
-        Err(e) => {
-            tracing::error!(target: "moat::guard", error = %e, "egress guard not attached (guard.required = false): egress is NOT fenced");
-            Ok(None)
-        }
-    }
+    Ok(None)
 }
 
 async fn shutdown_signal() {

@@ -144,6 +144,53 @@ pub enum GuardError {
     },
 }
 
+/// Puts the fence up (or takes over a pinned one) as `cfg` says, with the given kernel object.
+///
+/// - mode `off`: nothing is attached (`Ok(None)`); a fence pinned earlier stays up, with a
+///   warning.
+/// - otherwise, when the fence cannot go up (no object in this binary, no cgroup, no bpffs,
+///   the kernel refused): an error if `required`, else `Ok(None)` and an error-level log line
+///   saying egress is not fenced.
+pub fn start(cfg: &GuardConfig, object: Option<&[u8]>) -> Result<Option<fence::Fence>, GuardError> {
+    if cfg.mode == GuardMode::Off {
+        if fence::maps_dir(&cfg.pin_dir).exists() {
+            tracing::warn!(
+                target: "moat::guard",
+                pin_dir = %cfg.pin_dir.display(),
+                "guard.mode is off, but a fence pinned earlier is still enforcing; `moat guard detach` removes it"
+            );
+        }
+        return Ok(None);
+    }
+    let attached = match object {
+        None => Err(GuardError::NotBuilt),
+        Some(object) => fence::attach(cfg, object),
+    };
+    match attached {
+        Ok(f) => {
+            tracing::info!(
+                target: "moat::guard",
+                mode = cfg.mode.as_str(),
+                cgroups = ?f.cgroups,
+                newly_attached = f.newly_attached,
+                allow_digest = %f.allow_digest,
+                pin_dir = %cfg.pin_dir.display(),
+                "egress guard attached"
+            );
+            Ok(Some(f))
+        }
+        Err(e) if cfg.required => Err(e),
+        Err(e) => {
+            tracing::error!(
+                target: "moat::guard",
+                error = %e,
+                "egress guard not attached (guard.required = false): egress is NOT fenced"
+            );
+            Ok(None)
+        }
+    }
+}
+
 /// The cgroup v2 mount point, from `/proc/mounts`.
 pub fn cgroup2_mount() -> Result<PathBuf, GuardError> {
     let mounts = std::fs::read_to_string("/proc/mounts").map_err(|_| GuardError::NoCgroup2)?;

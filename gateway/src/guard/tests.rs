@@ -183,3 +183,31 @@ fn floods_are_coalesced() {
     assert_eq!(flushed[0].1, 99);
     assert!(c.flush().is_empty());
 }
+
+#[test]
+fn a_binary_without_the_object_refuses_when_the_guard_is_required() {
+    let cfg = GuardConfig {
+        mode: GuardMode::Enforce,
+        cgroups: vec!["model.slice".into()],
+        pin_dir: "/nonexistent/moat-test-pins".into(),
+        ..GuardConfig::default()
+    };
+    let err = start(&cfg, None).expect_err("required guard without object");
+    assert!(matches!(err, GuardError::NotBuilt));
+    assert!(
+        err.to_string().contains("built without the egress guard"),
+        "{err}"
+    );
+
+    let optional = GuardConfig {
+        required: false,
+        ..cfg.clone()
+    };
+    assert!(start(&optional, None).expect("not required").is_none());
+
+    let off = GuardConfig {
+        mode: GuardMode::Off,
+        ..cfg
+    };
+    assert!(start(&off, None).expect("off").is_none());
+}
