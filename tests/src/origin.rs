@@ -260,18 +260,27 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
     }
 }
 
-/// Reads one request head from `s` (ignoring any body) and writes `reply`: the smallest possible
-/// HTTP/1.1 server, for upstreams hyper cannot play (unix sockets, connections that vanish).
-pub async fn answer_one_head<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, reply: &[u8]) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// Reads one request head from `s`, byte-exact; `None` when the peer closes first. (Any body
+/// is left unread.)
+pub async fn read_one_head<S: AsyncRead + Unpin>(s: &mut S) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
     let mut buf = vec![0u8; 4096];
     let mut have = Vec::new();
     while !have.windows(4).any(|w| w == b"\r\n\r\n") {
         let n = s.read(&mut buf).await.unwrap_or(0);
         if n == 0 {
-            return;
+            return None;
         }
         have.extend_from_slice(&buf[..n]);
     }
-    let _ = s.write_all(reply).await;
+    Some(have)
+}
+
+/// Reads one request head from `s` and writes `reply`: the smallest possible HTTP/1.1 server,
+/// for upstreams hyper cannot play (unix sockets, connections that vanish).
+pub async fn answer_one_head<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, reply: &[u8]) {
+    use tokio::io::AsyncWriteExt;
+    if read_one_head(s).await.is_some() {
+        let _ = s.write_all(reply).await;
+    }
 }

@@ -177,51 +177,40 @@ fn map_mut<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Map, Gu
 /// Makes the tries hold exactly `compiled`: new and changed entries first, then stale ones
 /// removed, so no destination that stays allowed is ever refused in between.
 fn sync_allow(ebpf: &mut Ebpf, compiled: &[(IpNet, Allow)]) -> Result<(), GuardError> {
-    {
-        let mut v4: LpmTrie<&mut MapData, [u8; 4], Allow> =
-            LpmTrie::try_from(map_mut(ebpf, map::ALLOW_V4)?).map_err(map_err(map::ALLOW_V4))?;
-        let want: Vec<(u32, [u8; 4], Allow)> = compiled
-            .iter()
-            .filter_map(|(n, a)| match n {
-                IpNet::V4(n) => Some((u32::from(n.prefix_len()), n.addr().octets(), *a)),
-                IpNet::V6(_) => None,
-            })
-            .collect();
-        for (len, addr, allow) in &want {
-            v4.insert(&Key::new(*len, *addr), *allow, 0)
-                .map_err(map_err(map::ALLOW_V4))?;
-        }
-        let keep: BTreeSet<(u32, [u8; 4])> = want.iter().map(|(l, a, _)| (*l, *a)).collect();
-        let stale: Vec<Key<[u8; 4]>> = v4
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| !keep.contains(&(k.prefix_len(), k.data())))
-            .collect();
-        for k in stale {
-            v4.remove(&k).map_err(map_err(map::ALLOW_V4))?;
-        }
-    }
-    let mut v6: LpmTrie<&mut MapData, [u8; 16], Allow> =
-        LpmTrie::try_from(map_mut(ebpf, map::ALLOW_V6)?).map_err(map_err(map::ALLOW_V6))?;
-    let want: Vec<(u32, [u8; 16], Allow)> = compiled
-        .iter()
-        .filter_map(|(n, a)| match n {
-            IpNet::V6(n) => Some((u32::from(n.prefix_len()), n.addr().octets(), *a)),
-            IpNet::V4(_) => None,
-        })
-        .collect();
+    let v4 = compiled.iter().filter_map(|(n, a)| match n {
+        IpNet::V4(n) => Some((u32::from(n.prefix_len()), n.addr().octets(), *a)),
+        IpNet::V6(_) => None,
+    });
+    sync_trie(map_mut(ebpf, map::ALLOW_V4)?, map::ALLOW_V4, v4.collect())?;
+    let v6 = compiled.iter().filter_map(|(n, a)| match n {
+        IpNet::V6(n) => Some((u32::from(n.prefix_len()), n.addr().octets(), *a)),
+        IpNet::V4(_) => None,
+    });
+    sync_trie(map_mut(ebpf, map::ALLOW_V6)?, map::ALLOW_V6, v6.collect())
+}
+
+/// One trie of [`sync_allow`]; `K` is the address bytes (`[u8; 4]` or `[u8; 16]`).
+fn sync_trie<K>(
+    m: &mut Map,
+    name: &'static str,
+    want: Vec<(u32, K, Allow)>,
+) -> Result<(), GuardError>
+where
+    K: aya::Pod + Ord,
+{
+    let mut trie: LpmTrie<&mut MapData, K, Allow> = LpmTrie::try_from(m).map_err(map_err(name))?;
     for (len, addr, allow) in &want {
-        v6.insert(&Key::new(*len, *addr), *allow, 0)
-            .map_err(map_err(map::ALLOW_V6))?;
+        trie.insert(&Key::new(*len, *addr), *allow, 0)
+            .map_err(map_err(name))?;
     }
-    let keep: BTreeSet<(u32, [u8; 16])> = want.iter().map(|(l, a, _)| (*l, *a)).collect();
-    let stale: Vec<Key<[u8; 16]>> = v6
+    let keep: BTreeSet<(u32, K)> = want.iter().map(|(l, a, _)| (*l, *a)).collect();
+    let stale: Vec<Key<K>> = trie
         .keys()
         .filter_map(Result::ok)
         .filter(|k| !keep.contains(&(k.prefix_len(), k.data())))
         .collect();
     for k in stale {
-        v6.remove(&k).map_err(map_err(map::ALLOW_V6))?;
+        trie.remove(&k).map_err(map_err(name))?;
     }
     Ok(())
 }

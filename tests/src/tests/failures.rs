@@ -151,7 +151,7 @@ async fn stalled_request_body_gets_408() {
 async fn only_idempotent_requests_are_retried() {
     use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
     use std::sync::Arc;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -164,16 +164,10 @@ async fn only_idempotent_requests_are_retried() {
         while let Ok((mut s, _)) = listener.accept().await {
             let (p, g) = (p.clone(), g.clone());
             tokio::spawn(async move {
-                let mut buf = vec![0u8; 4096];
                 for nth in 0.. {
-                    let mut have = Vec::new();
-                    while !have.windows(4).any(|w| w == b"\r\n\r\n") {
-                        let n = s.read(&mut buf).await.unwrap_or(0);
-                        if n == 0 {
-                            return;
-                        }
-                        have.extend_from_slice(&buf[..n]);
-                    }
+                    let Some(have) = crate::origin::read_one_head(&mut s).await else {
+                        return;
+                    };
                     if have.starts_with(b"POST") {
                         p.fetch_add(1, SeqCst)
                     } else {
