@@ -21,6 +21,7 @@
 //!
 //! See `docs/architecture.md` for the long form.
 
+pub mod audit;
 pub mod certs;
 pub mod config;
 pub mod demo;
