@@ -193,6 +193,10 @@ key_file = "server.key"
 
 [upstreams.model]
 address = "{model}"
+
+[audit]
+dir = "audit"
+key_dir = "state"
 "#
     );
     let config_file = dir.join("moat.toml");

@@ -127,6 +127,14 @@ impl Reject {
         side: Side::Downstream,
     };
 
+    /// The reply while the audit trail cannot take records: nothing is forwarded unaudited.
+    pub const AUDIT_UNAVAILABLE: Self = Self {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        kind: "audit_unavailable",
+        message: "the service cannot record requests right now",
+        side: Side::Internal,
+    };
+
     /// Appends a complete HTTP/1.1 response carrying this refusal; the connection is closed after.
     pub fn write_h1(&self, out: &mut BytesMut, request_id: Option<&str>) {
         let body = format!(

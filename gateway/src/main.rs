@@ -39,6 +39,11 @@ enum Command {
         #[command(subcommand)]
         command: CertCommand,
     },
+    /// Check and export the audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Inspect or remove the egress guard (works from the pins, with or without a running moat).
     Guard {
         #[command(subcommand)]
@@ -49,6 +54,19 @@ enum Command {
         /// Gateway port on 127.0.0.1 (a free one is chosen if it is taken).
         #[arg(long, default_value_t = 8443)]
         port: u16,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check every hash link, sequence number, checkpoint signature and the signed head.
+    Verify {
+        /// The audit directory.
+        dir: PathBuf,
+        /// The public key to check signatures against (default: the copy in DIR, which only
+        /// shows the trail is self-consistent).
+        #[arg(long)]
+        pubkey: Option<PathBuf>,
     },
 }
 
@@ -144,6 +162,26 @@ fn main() -> ExitCode {
             }
         },
         Command::Guard { command } => guard_command(command),
+        Command::Audit {
+            command: AuditCommand::Verify { dir, pubkey },
+        } => {
+            if pubkey.is_none() {
+                eprintln!("note: checking against the public key stored in {}; pass --pubkey for an independent check", dir.display());
+            }
+            match moat::audit::verify::verify(&dir, pubkey.as_deref()) {
+                Ok(r) => {
+                    println!(
+                        "audit trail OK: {} record(s) in {} segment(s), seq 1..{}, {} signed checkpoint(s), {} record(s) after the last checkpoint",
+                        r.records, r.segments, r.last_seq, r.checkpoints, r.unsigned_tail
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("audit trail NOT intact: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Demo { port } => {
             moat::telemetry::init(moat::config::LogFormat::Text, "info");
             run_runtime(0, demo(port))
@@ -236,33 +274,101 @@ fn run_runtime(
     }
 }
 
-async fn run(config: Config) -> anyhow::Result<()> {
+fn lifecycle(
+    event: &str,
+    config_sha256: Option<&str>,
+    detail: Option<String>,
+) -> moat::audit::record::LifecycleRecord {
+    moat::audit::record::LifecycleRecord {
+        event: event.to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        config_sha256: config_sha256.map(str::to_owned),
+        detail,
+    }
+}
+
+/// Runs the gateway until SIGINT/SIGTERM. `on_listening` is called once the listeners are bound.
+async fn run_with(config: Config, on_listening: impl FnOnce()) -> anyhow::Result<()> {
+    use moat::audit::record::{GuardFacts, Record};
+    // The audit trail opens first: no trail, no service.
+    let (audit, writer) = moat::audit::Auditor::start(
+        &config.audit,
+        lifecycle(
+            "start",
+            Some(&config.sha256),
+            Some(format!("audit fsync {}", config.audit.fsync.as_str())),
+        ),
+    )
+    .map_err(|e| anyhow::anyhow!("cannot open the audit trail: {e}"))?;
     // The fence goes up before the gateway serves anything; when it is required and cannot,
     // moat does not start.
-    let _fence = start_guard(&config.guard)?;
-    let gateway = moat::server::Gateway::bind(&config).await?;
+    let fence = start_guard(&config.guard, &audit)?;
+    let guard = match &fence {
+        Some(f) => {
+            let _ = audit.record(Record::Lifecycle(lifecycle(
+                "guard_attached",
+                None,
+                Some(format!(
+                    "mode {}, cgroups {:?}, allow-list sha256 {}",
+                    config.guard.mode.as_str(),
+                    f.cgroups,
+                    f.allow_digest
+                )),
+            )));
+            GuardFacts {
+                mode: config.guard.mode.as_str().to_owned(),
+                allow_sha256: Some(f.allow_digest.clone()),
+            }
+        }
+        None if config.guard.mode == moat::guard::GuardMode::Off => GuardFacts {
+            mode: "off".into(),
+            allow_sha256: None,
+        },
+        None => {
+            let _ = audit.record(Record::Lifecycle(lifecycle(
+                "guard_unattached",
+                None,
+                Some("guard.required = false".into()),
+            )));
+            GuardFacts {
+                mode: "unattached".into(),
+                allow_sha256: None,
+            }
+        }
+    };
+    let gateway = moat::server::Gateway::bind(&config, audit.clone(), guard).await?;
     for addr in gateway.local_addrs() {
         tracing::info!(%addr, "listening");
     }
+    on_listening();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let serving = tokio::spawn(gateway.run(stop_rx));
     shutdown_signal().await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     let _ = serving.await;
+    audit.shutdown(lifecycle("stop", Some(&config.sha256), None));
+    let _ = writer.join();
+    drop(fence);
     Ok(())
 }
 
-/// Attaches (or takes over) the egress guard and starts reading its events.
+async fn run(config: Config) -> anyhow::Result<()> {
+    run_with(config, || {}).await
+}
+
+/// Attaches (or takes over) the egress guard and starts reading its events into the log and
+/// the audit trail.
 fn start_guard(
     cfg: &moat::guard::GuardConfig,
+    audit: &moat::audit::Auditor,
 ) -> anyhow::Result<Option<moat::guard::fence::Fence>> {
     let fence = moat::guard::start(cfg, moat::guard::OBJECT)
         .map_err(|e| anyhow::anyhow!("egress guard required but not attached: {e}"))?;
     if let Some(mut f) = fence {
         if let Some(events) = f.take_events() {
             let counters = moat::guard::events::pinned_counters(&cfg.pin_dir);
-            tokio::spawn(moat::guard::events::run(events, counters));
+            tokio::spawn(moat::guard::events::run(events, counters, audit.clone()));
         }
         return Ok(Some(f));
     }
@@ -294,22 +400,19 @@ async fn demo(port: u16) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("moat-demo-{}", std::process::id()));
     let setup = moat::demo::prepare(&dir, gateway_addr, model_addr)?;
     let config = Config::load(&setup.config_file)?;
-    let gateway = moat::server::Gateway::bind(&config).await?;
-    println!(
-        "moat demo: gateway on https://localhost:{} -> demo model on {model_addr}",
-        gateway_addr.port()
-    );
-    println!(
-        "certificates and configuration in {}\n",
-        setup.dir.display()
-    );
-    println!("Try:\n{}", moat::demo::curl_commands(&setup, gateway_addr));
-    println!("Ctrl-C stops the gateway and the demo model.");
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let serving = tokio::spawn(gateway.run(stop_rx));
-    shutdown_signal().await;
-    let _ = stop_tx.send(true);
-    let _ = serving.await;
+    let banner = || {
+        println!(
+            "moat demo: gateway on https://localhost:{} -> demo model on {model_addr}",
+            gateway_addr.port()
+        );
+        println!(
+            "certificates, configuration and audit trail in {}\n",
+            setup.dir.display()
+        );
+        println!("Try:\n{}", moat::demo::curl_commands(&setup, gateway_addr));
+        println!("Ctrl-C stops the gateway and the demo model.");
+    };
+    run_with(config, banner).await?;
     let _ = std::fs::remove_dir_all(&setup.dir);
     Ok(())
 }

@@ -18,6 +18,8 @@ use http::StatusCode;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::{timeout, Instant};
 
+use crate::audit::record::{GuardFacts, RejectRecord, RequestRecord, TlsFacts};
+use crate::audit::{Auditor, Record};
 use crate::config::HttpConfig;
 use crate::error::{Reject, Side};
 use crate::protocol::h1::{self, Decoder, Encoder, H1Error, Limits, Reader};
@@ -37,6 +39,14 @@ pub struct Route {
     pub http: HttpConfig,
     /// Where requests go.
     pub upstream: Arc<Upstream>,
+    /// `name@address` of the upstream, for audit records.
+    pub upstream_label: String,
+    /// The audit trail.
+    pub audit: Auditor,
+    /// Whether responses wait for their record to be durable (`fsync = "always"`).
+    pub audit_waits: bool,
+    /// The guard's state, stamped on request records.
+    pub guard: GuardFacts,
 }
 
 impl Route {
@@ -59,10 +69,21 @@ struct Outcome {
     bytes_out: u64,
     keep_alive: bool,
     error: Option<(Side, String)>,
+    /// Time from the start of sending the request to the response head, in ms.
+    upstream_ms: Option<f64>,
+    /// The last bytes for the client, held back until the request's audit record is handed
+    /// over (and, with `fsync = "always"`, durable): a client never sees a response complete
+    /// before its record exists.
+    tail: BytesMut,
+}
+
+/// Milliseconds since `t`, to the microsecond.
+fn millis(t: Instant) -> f64 {
+    (t.elapsed().as_secs_f64() * 1e6).round() / 1e3
 }
 
 /// Serves one downstream connection (already past TLS) until it closes or must be closed.
-pub async fn serve<S>(io: S, client: ClientAddr, route: Arc<Route>)
+pub async fn serve<S>(io: S, client: ClientAddr, tls: TlsFacts, route: Arc<Route>)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -90,40 +111,105 @@ where
             Ok(Ok(Some(h))) => h,
             Ok(Ok(None)) => return,
             Ok(Err(e)) => {
-                refuse(
+                return refuse(
                     &mut down.io,
                     &Reject::from(&e),
                     None,
                     &e.to_string(),
                     client,
+                    &route,
                 )
-                .await;
-                return;
+                .await
             }
             Err(_) => {
-                let r = Reject::HEADER_TIMEOUT;
-                refuse(&mut down.io, &r, None, "header timeout", client).await;
-                return;
+                return refuse(
+                    &mut down.io,
+                    &Reject::HEADER_TIMEOUT,
+                    None,
+                    "header timeout",
+                    client,
+                    &route,
+                )
+                .await
             }
         };
         let req = match h1::parse_request(&head, &limits, route.http.max_request_body_bytes) {
             Ok(r) => r,
             Err(e) => {
-                refuse(
+                return refuse(
                     &mut down.io,
                     &Reject::from(&e),
-                    None,
+                    Some(&head),
                     &e.to_string(),
                     client,
+                    &route,
                 )
-                .await;
-                return;
+                .await
             }
         };
+        // Fail closed: nothing is forwarded while the audit trail cannot take records.
+        if !route.audit.healthy() {
+            let mut out = BytesMut::new();
+            Reject::AUDIT_UNAVAILABLE.write_h1(&mut out, None);
+            let _ = down.io.write_all(&out).await;
+            let _ = down.io.shutdown().await;
+            tracing::warn!(target: "moat::access", client = %client.0.ip(), method = %req.method, path = req.path(), status = 503, "refused: audit trail unavailable");
+            return;
+        }
         let request_id = request_id(&req, route.http.trust_request_id);
-        let outcome = exchange(&mut down, &req, &request_id, client, &route).await;
+        let mut outcome = exchange(&mut down, &req, &request_id, client, &route).await;
         let status = outcome.status.map_or(0, |s| s.as_u16());
-        let duration_ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
+        let duration_ms = millis(started);
+
+        // The record goes to the audit writer before the client sees the response complete.
+        let record = Record::Request(Box::new(RequestRecord {
+            request_id: request_id.clone(),
+            listener: route.listener.clone(),
+            client: client.0.to_string(),
+            tls: tls.clone(),
+            principal: None,
+            principal_kind: None,
+            method: req.method.to_string(),
+            host: String::from_utf8_lossy(&req.host).into_owned(),
+            path: req.path().to_owned(),
+            model: None,
+            rule: None,
+            decision: "allow".into(),
+            upstream: route.upstream_label.clone(),
+            status,
+            bytes_in: outcome.bytes_in,
+            bytes_out: outcome.bytes_out,
+            duration_ms,
+            upstream_ms: outcome.upstream_ms,
+            redactions: Default::default(),
+            guard: route.guard.clone(),
+            failed: outcome
+                .error
+                .as_ref()
+                .map(|(side, _)| side.as_str().to_owned()),
+            reason: outcome.error.as_ref().map(|(_, d)| d.clone()),
+        }));
+        let recorded = match route.audit.record_durable(record) {
+            Ok(durable) => durable.wait().await,
+            Err(e) => Err(e),
+        };
+        if recorded.is_err() && route.audit_waits {
+            // The record is not durable: the response must not complete.
+            tracing::error!(target: "moat::access", request_id = %request_id, "audit record not written: response not completed");
+            let _ = down.io.shutdown().await;
+            return;
+        }
+        if !outcome.tail.is_empty() {
+            let tail = std::mem::take(&mut outcome.tail);
+            if timed_write(&mut down.io, &tail, route.http.body_idle_timeout)
+                .await
+                .is_err()
+            {
+                outcome.keep_alive = false;
+            }
+        }
+        let _ = down.io.flush().await;
+
         // One line per request, metadata only. Failures the client caused stay at info; the
         // upstream's or moat's own go to warn.
         macro_rules! access {
@@ -157,20 +243,50 @@ where
     }
 }
 
-/// Sends a refusal and logs it; the caller closes the connection.
+/// Sends a refusal, records and logs it; the caller closes the connection. `head` is the
+/// request head when it was complete enough to name a method and path.
 async fn refuse<S: AsyncWrite + Unpin>(
     io: &mut S,
     r: &Reject,
-    id: Option<&str>,
+    head: Option<&Bytes>,
     detail: &str,
     client: ClientAddr,
+    route: &Route,
 ) {
+    let (method, path) = head.map_or((None, None), |h| request_line(h));
     // Client-caused: info, not warn, so a client cannot raise the log's alarm level at will.
     tracing::info!(target: "moat::access", client = %client.0.ip(), status = r.status.as_u16(), reason = r.kind, detail, "request refused");
+    let _ = route.audit.record(Record::Reject(RejectRecord {
+        request_id: None,
+        listener: route.listener.clone(),
+        client: client.0.to_string(),
+        status: r.status.as_u16(),
+        reason: r.kind.to_owned(),
+        detail: Some(detail.to_owned()),
+        method,
+        path,
+    }));
     let mut out = BytesMut::new();
-    r.write_h1(&mut out, id);
+    r.write_h1(&mut out, None);
     let _ = io.write_all(&out).await;
     let _ = io.shutdown().await;
+}
+
+/// Method and path (without query) from a head that failed validation, when they are plain
+/// visible ASCII; nothing else of the request is kept.
+fn request_line(head: &[u8]) -> (Option<String>, Option<String>) {
+    let line_end = memchr::memchr(b'\r', head).unwrap_or(head.len()).min(2048);
+    let mut parts = head[..line_end].split(|&b| b == b' ');
+    let ascii = |b: &[u8]| {
+        (!b.is_empty() && b.iter().all(|c| c.is_ascii_graphic()))
+            .then(|| String::from_utf8_lossy(b).into_owned())
+    };
+    let method = parts.next().and_then(ascii).filter(|m| m.len() <= 16);
+    let path = parts
+        .next()
+        .and_then(|t| ascii(&t[..memchr::memchr(b'?', t).unwrap_or(t.len())]))
+        .filter(|p| p.starts_with('/') && p.len() <= 256);
+    (method, path)
 }
 
 /// The request id moat sets: the client's when trusted and well-formed, else a new random one.
@@ -208,6 +324,8 @@ where
         bytes_out: 0,
         keep_alive: false,
         error: None,
+        upstream_ms: None,
+        tail: BytesMut::new(),
     };
 
     // 100-continue: the client waits before sending the body; tell it to go on now that the head
@@ -238,7 +356,7 @@ where
     )
     .await
     {
-        return downstream_failure(down, e, request_id, outcome).await;
+        return downstream_failure(e, request_id, outcome).await;
     }
     outcome.bytes_in = decoder.total;
 
@@ -246,10 +364,11 @@ where
     let bodiless = req.body == BodyKind::Empty;
     let mut conn = match upstream.checkout().await {
         Ok(c) => c,
-        Err(e) => return upstream_failure(down, e, request_id, outcome).await,
+        Err(e) => return upstream_failure(e, request_id, outcome).await,
     };
 
     // Send the head with the body bytes already decoded, then the rest of the body.
+    let sent_at = Instant::now();
     let mut attempt = 0;
     let (resp, mut conn) = loop {
         attempt += 1;
@@ -277,7 +396,7 @@ where
             }
             Err(SendError::Upstream(e)) => Err(e),
             Err(SendError::Downstream(e)) => {
-                return downstream_failure(down, e, request_id, outcome).await
+                return downstream_failure(e, request_id, outcome).await
             }
         };
         match head {
@@ -292,14 +411,15 @@ where
                 tracing::debug!(error = %e, "pooled upstream connection was closed; retrying on a new one");
                 conn = match upstream.connect().await {
                     Ok(c) => c,
-                    Err(e) => return upstream_failure(down, e, request_id, outcome).await,
+                    Err(e) => return upstream_failure(e, request_id, outcome).await,
                 };
             }
-            Err(e) => return upstream_failure(down, e, request_id, outcome).await,
+            Err(e) => return upstream_failure(e, request_id, outcome).await,
         }
     };
     outcome.bytes_in = decoder.total;
     outcome.status = Some(resp.status);
+    outcome.upstream_ms = Some(millis(sent_at));
 
     // Response head to the client.
     let client_keep_alive = req.keep_alive;
@@ -326,7 +446,10 @@ where
     )
     .await
     {
-        Ok(bytes) => outcome.bytes_out = bytes,
+        Ok(bytes) => {
+            outcome.bytes_out = bytes;
+            outcome.tail = out;
+        }
         Err((side, detail)) => {
             outcome.error = Some((side, detail));
             return outcome;
@@ -670,7 +793,8 @@ async fn stream_response<S: AsyncWrite + Unpin>(
             Ok(Some(f)) => {
                 ended_with_trailers |= matches!(f, Frame::Trailers(_));
                 encoder.encode(&f, out);
-                if out.len() >= FLUSH_AT {
+                // The piece that completes the body stays in `out` (see `Outcome::tail`).
+                if out.len() >= FLUSH_AT && !decoder.is_done() {
                     timed_write(&mut down.io, out, idle)
                         .await
                         .map_err(client_err)?;
@@ -705,28 +829,14 @@ async fn stream_response<S: AsyncWrite + Unpin>(
     if !ended_with_trailers {
         encoder.finish(out);
     }
-    if !out.is_empty() {
-        timed_write(&mut down.io, out, idle)
-            .await
-            .map_err(client_err)?;
-        out.clear();
-    }
-    down.io.flush().await.map_err(client_err)?;
     Ok(decoder.total)
 }
 
-async fn downstream_failure<S: AsyncWrite + Unpin>(
-    down: &mut Reader<S>,
-    e: H1Error,
-    request_id: &str,
-    mut outcome: Outcome,
-) -> Outcome {
+async fn downstream_failure(e: H1Error, request_id: &str, mut outcome: Outcome) -> Outcome {
     let r = Reject::from(&e);
     // A client that went away gets no answer; one that sent a bad body, or stalled, does.
     if !matches!(e, H1Error::Io(_) | H1Error::UnexpectedEof) {
-        let mut out = BytesMut::new();
-        r.write_h1(&mut out, Some(request_id));
-        let _ = down.io.write_all(&out).await;
+        r.write_h1(&mut outcome.tail, Some(request_id));
         outcome.status = Some(r.status);
     }
     outcome.error = Some((Side::Downstream, e.to_string()));
@@ -734,16 +844,9 @@ async fn downstream_failure<S: AsyncWrite + Unpin>(
     outcome
 }
 
-async fn upstream_failure<S: AsyncWrite + Unpin>(
-    down: &mut Reader<S>,
-    e: UpstreamError,
-    request_id: &str,
-    mut outcome: Outcome,
-) -> Outcome {
+async fn upstream_failure(e: UpstreamError, request_id: &str, mut outcome: Outcome) -> Outcome {
     let r = Reject::from(&e);
-    let mut out = BytesMut::new();
-    r.write_h1(&mut out, Some(request_id));
-    let _ = down.io.write_all(&out).await;
+    r.write_h1(&mut outcome.tail, Some(request_id));
     outcome.status = Some(r.status);
     outcome.error = Some((Side::Upstream, e.to_string()));
     outcome.keep_alive = false;

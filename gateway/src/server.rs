@@ -8,6 +8,8 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
+use crate::audit::record::{GuardFacts, TlsFacts};
+use crate::audit::Auditor;
 use crate::config::Config;
 use crate::proxy::{self, ClientAddr, Route};
 use crate::tls;
@@ -46,8 +48,13 @@ impl std::fmt::Debug for Gateway {
 }
 
 impl Gateway {
-    /// Loads TLS material, creates upstream pools and binds every listener.
-    pub async fn bind(config: &Config) -> Result<Self, StartError> {
+    /// Loads TLS material, creates upstream pools and binds every listener. Every request is
+    /// recorded through `audit`; `guard` is the egress guard's state stamped on each record.
+    pub async fn bind(
+        config: &Config,
+        audit: Auditor,
+        guard: GuardFacts,
+    ) -> Result<Self, StartError> {
         let acceptor = TlsAcceptor::from(tls::server_config(&config.tls)?);
         let upstreams: std::collections::HashMap<&str, Arc<Upstream>> = config
             .upstreams
@@ -74,6 +81,10 @@ impl Gateway {
                 listener: l.name.clone(),
                 http: config.http.clone(),
                 upstream: upstream.clone(),
+                upstream_label: format!("{}@{}", l.upstream, upstream.config().address),
+                audit: audit.clone(),
+                audit_waits: config.audit.fsync == crate::audit::FsyncMode::Always,
+                guard: guard.clone(),
             });
             listeners.push((socket, route));
         }
@@ -136,7 +147,26 @@ async fn accept_loop(
                     return;
                 }
             };
-            proxy::serve(tls, ClientAddr(peer), route).await;
+            let facts = tls_facts(tls.get_ref().1);
+            proxy::serve(tls, ClientAddr(peer), facts, route).await;
         });
+    }
+}
+
+/// What the audit trail records of a TLS session.
+fn tls_facts(conn: &rustls::ServerConnection) -> TlsFacts {
+    TlsFacts {
+        version: conn.protocol_version().map(|v| format!("{v:?}")),
+        cipher: conn
+            .negotiated_cipher_suite()
+            .map(|c| format!("{:?}", c.suite())),
+        sni: conn.server_name().map(str::to_owned),
+        alpn: conn
+            .alpn_protocol()
+            .map(|p| String::from_utf8_lossy(p).into_owned()),
+        client_cert_sha256: conn
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|c| crate::audit::sha256_hex(c.as_ref())),
     }
 }

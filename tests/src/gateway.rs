@@ -30,6 +30,8 @@ pub fn free_port() -> u16 {
 pub struct Builder {
     upstream: String,
     extra: String,
+    audit: String,
+    audit_dir: Option<PathBuf>,
     sections: String,
 }
 
@@ -38,6 +40,8 @@ pub fn new(upstream: impl Into<String>) -> Builder {
     Builder {
         upstream: upstream.into(),
         extra: String::new(),
+        audit: String::new(),
+        audit_dir: None,
         sections: String::new(),
     }
 }
@@ -47,6 +51,19 @@ impl Builder {
     pub fn http(mut self, toml: &str) -> Self {
         self.extra.push_str(toml);
         self.extra.push('\n');
+        self
+    }
+
+    /// Appends raw TOML to the `[audit]` table (whose `dir` is `audit/` in the test directory).
+    pub fn audit(mut self, toml: &str) -> Self {
+        self.audit.push_str(toml);
+        self.audit.push('\n');
+        self
+    }
+
+    /// Puts the audit trail in `dir` instead of the test directory.
+    pub fn audit_dir(mut self, dir: &Path) -> Self {
+        self.audit_dir = Some(dir.to_owned());
         self
     }
 
@@ -73,6 +90,10 @@ impl Builder {
         );
         let port = free_port();
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let audit_dir = self
+            .audit_dir
+            .clone()
+            .unwrap_or_else(|| dir.path().join("audit"));
         let config = format!(
             r#"[runtime]
 worker_threads = 2
@@ -90,11 +111,17 @@ key_file = "tls/server.key"
 address = "{up}"
 connect_timeout = "1s"
 response_header_timeout = "2s"
+[audit]
+dir = "{audit_dir}"
+key_dir = "state"
+{audit}
 [http]
 {extra}
 {sections}"#,
             up = self.upstream,
             extra = self.extra,
+            audit = self.audit,
+            audit_dir = audit_dir.display(),
             sections = self.sections,
         );
         let config_file = dir.path().join("moat.toml");
@@ -114,6 +141,8 @@ response_header_timeout = "2s"
             addr,
             ca: dir.path().join("tls/ca.pem"),
             log_file,
+            config_file,
+            audit_dir,
             _dir: dir,
         };
         gw.wait_ready();
@@ -130,6 +159,8 @@ pub struct Gateway {
     /// CA certificate that signed the gateway's certificate.
     pub ca: PathBuf,
     log_file: PathBuf,
+    config_file: PathBuf,
+    audit_dir: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -150,6 +181,33 @@ impl Gateway {
             self.addr,
             self.log()
         );
+    }
+
+    /// The audit directory.
+    pub fn audit_dir(&self) -> PathBuf {
+        self.audit_dir.clone()
+    }
+
+    /// The configuration file.
+    pub fn config_file(&self) -> &Path {
+        &self.config_file
+    }
+
+    /// Starts `moat run` again with the same configuration (after [`Self::kill9`]).
+    pub fn restart(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.log_file)
+            .expect("log file");
+        self.child = Command::new(binary())
+            .arg("run")
+            .arg("--config")
+            .arg(&self.config_file)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("restart moat");
+        self.wait_ready();
     }
 
     /// The process id.

@@ -21,6 +21,7 @@ use ipnet::IpNet;
 
 use raw::RawConfig;
 
+use crate::audit::{AuditConfig, FsyncMode};
 use crate::guard::{AllowRule, GuardConfig, GuardMode};
 
 /// A validated configuration.
@@ -42,6 +43,10 @@ pub struct Config {
     pub http: HttpConfig,
     /// The egress guard.
     pub guard: GuardConfig,
+    /// The audit trail.
+    pub audit: AuditConfig,
+    /// SHA-256 of the configuration text (recorded in the audit trail).
+    pub sha256: String,
 }
 
 /// How log lines are written.
@@ -267,7 +272,9 @@ impl Config {
             }
             err
         })?;
-        Validator { spans, base }.config(raw)
+        let mut config = Validator { spans, base }.config(raw)?;
+        config.sha256 = crate::audit::sha256_hex(text.as_bytes());
+        Ok(config)
     }
 
     /// A short multi-line summary for `moat check`.
@@ -287,6 +294,12 @@ impl Config {
                 TlsVersion::Tls12 => "1.2",
                 TlsVersion::Tls13 => "1.3",
             }
+        ));
+        out.push_str(&format!(
+            "audit: {} (fsync {}), signing key in {}\n",
+            self.audit.dir.display(),
+            self.audit.fsync.as_str(),
+            self.audit.key_dir.display()
         ));
         out.push_str(&format!("guard: {}", self.guard.mode.as_str()));
         if self.guard.mode != GuardMode::Off {
@@ -602,6 +615,7 @@ impl Validator<'_> {
         };
 
         let guard = self.guard(&raw.guard, &listeners)?;
+        let audit = self.audit(&raw.audit)?;
 
         Ok(Config {
             worker_threads: raw.runtime.worker_threads.unwrap_or(0),
@@ -615,6 +629,69 @@ impl Validator<'_> {
             in_region,
             http,
             guard,
+            audit,
+            sha256: String::new(),
+        })
+    }
+
+    fn audit(&self, a: &raw::RawAudit) -> Result<AuditConfig, ConfigError> {
+        let d = AuditConfig::default();
+        let fsync = match a.fsync.as_deref() {
+            None | Some("batch") => FsyncMode::Batch,
+            Some("always") => FsyncMode::Always,
+            Some("never") => FsyncMode::Never,
+            Some(v) => {
+                return Err(self.invalid(
+                    "audit.fsync",
+                    v,
+                    "expected \"always\", \"batch\" or \"never\"",
+                ))
+            }
+        };
+        let dir = |key: &str, v: &Option<String>, default: PathBuf| match v {
+            None => Ok(default),
+            Some(p) if !p.is_empty() => Ok(self.base.join(p)),
+            Some(p) => Err(self.invalid(key, p, "expected a directory")),
+        };
+        let positive = |key: &str, v: Option<u64>, default: u64| match v {
+            None => Ok(default),
+            Some(0) => Err(self.invalid(key, 0, "must be greater than zero")),
+            Some(n) => Ok(n),
+        };
+        Ok(AuditConfig {
+            dir: dir("audit.dir", &a.dir, d.dir)?,
+            key_dir: dir("audit.key_dir", &a.key_dir, d.key_dir)?,
+            fsync,
+            batch_delay: self.duration(
+                "audit.batch_delay",
+                a.batch_delay.as_deref(),
+                d.batch_delay,
+            )?,
+            checkpoint_every: positive(
+                "audit.checkpoint_every",
+                a.checkpoint_every,
+                d.checkpoint_every,
+            )?,
+            checkpoint_interval: self.duration(
+                "audit.checkpoint_interval",
+                a.checkpoint_interval.as_deref(),
+                d.checkpoint_interval,
+            )?,
+            segment_max_bytes: positive(
+                "audit.segment_max_bytes",
+                a.segment_max_bytes,
+                d.segment_max_bytes,
+            )?,
+            segment_max_age: self.duration(
+                "audit.segment_max_age",
+                a.segment_max_age.as_deref(),
+                d.segment_max_age,
+            )?,
+            queue_capacity: positive(
+                "audit.queue_capacity",
+                a.queue_capacity.map(|n| n as u64),
+                d.queue_capacity as u64,
+            )? as usize,
         })
     }
 

@@ -27,6 +27,8 @@ pub(crate) struct RawConfig {
     pub(crate) http: RawHttp,
     #[serde(default)]
     pub(crate) guard: RawGuard,
+    #[serde(default)]
+    pub(crate) audit: RawAudit,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -111,4 +113,18 @@ pub(crate) struct RawGuard {
     pub(crate) serve_ports: Vec<u16>,
     pub(crate) required: Option<bool>,
     pub(crate) pin_dir: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAudit {
+    pub(crate) dir: Option<String>,
+    pub(crate) key_dir: Option<String>,
+    pub(crate) fsync: Option<String>,
+    pub(crate) batch_delay: Option<String>,
+    pub(crate) checkpoint_every: Option<u64>,
+    pub(crate) checkpoint_interval: Option<String>,
+    pub(crate) segment_max_bytes: Option<u64>,
+    pub(crate) segment_max_age: Option<String>,
+    pub(crate) queue_capacity: Option<usize>,
 }

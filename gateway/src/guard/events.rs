@@ -136,8 +136,22 @@ impl Coalescer {
     }
 }
 
-/// Logs one refusal line.
-pub fn log(r: &Refusal, repeats: u64) {
+/// Logs one refusal line and hands the same facts to the audit trail.
+pub fn log(r: &Refusal, repeats: u64, audit: &crate::audit::Auditor) {
+    let _ = audit.record(crate::audit::Record::Guard(
+        crate::audit::record::GuardRecord {
+            verdict: r.verdict.to_owned(),
+            hook: r.hook.to_owned(),
+            pid: r.pid,
+            comm: r.comm.clone(),
+            uid: r.uid,
+            cgroup_id: r.cgroup_id,
+            addr: r.addr.to_string(),
+            port: r.port,
+            protocol: r.protocol.clone(),
+            repeats,
+        },
+    ));
     tracing::warn!(
         target: "moat::guard",
         verdict = r.verdict,
@@ -156,7 +170,7 @@ pub fn log(r: &Refusal, repeats: u64) {
 
 /// Reads events until the task is dropped. `counters` is the pinned counters map, read to
 /// report lost events.
-pub async fn run(events: Map, counters: Option<Map>) {
+pub async fn run(events: Map, counters: Option<Map>, audit: crate::audit::Auditor) {
     let ring = match RingBuf::try_from(events) {
         Ok(r) => r,
         Err(e) => {
@@ -191,7 +205,7 @@ pub async fn run(events: Map, counters: Option<Map>) {
                 while let Some(item) = ring.next() {
                     if let Some(r) = Refusal::decode(&item) {
                         if let Some(first) = coalescer.add(r) {
-                            log(&first, 0);
+                            log(&first, 0, &audit);
                         }
                     }
                 }
@@ -199,7 +213,7 @@ pub async fn run(events: Map, counters: Option<Map>) {
             }
             _ = window.tick() => {
                 for (r, n) in coalescer.flush() {
-                    log(&r, n);
+                    log(&r, n, &audit);
                 }
                 let now = lost(counters.as_ref());
                 if now > lost_seen {
