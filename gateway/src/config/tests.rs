@@ -64,6 +64,20 @@ fn example_file_parses_and_shows_the_defaults() {
     assert_eq!(c.tls.min_version, TlsVersion::Tls12);
     assert_eq!(c.log.format, LogFormat::Auto);
     assert_eq!(c.worker_threads, 0);
+    let a = crate::audit::AuditConfig::default();
+    assert_eq!(c.audit.dir, a.dir);
+    assert_eq!(c.audit.key_dir, a.key_dir);
+    assert_eq!(c.audit.fsync, a.fsync);
+    assert_eq!(c.audit.batch_delay, a.batch_delay);
+    assert_eq!(c.audit.checkpoint_every, a.checkpoint_every);
+    assert_eq!(c.audit.checkpoint_interval, a.checkpoint_interval);
+    assert_eq!(c.audit.segment_max_bytes, a.segment_max_bytes);
+    assert_eq!(c.audit.segment_max_age, a.segment_max_age);
+    assert_eq!(c.audit.queue_capacity, a.queue_capacity);
+    let g = crate::guard::GuardConfig::default();
+    assert_eq!(c.guard.mode, g.mode);
+    assert_eq!(c.guard.required, g.required);
+    assert_eq!(c.guard.pin_dir, g.pin_dir);
 }
 
 #[test]
@@ -175,6 +189,17 @@ fn one_error_per_rejected_value() {
         ("[log]\nformat = \"xml\"", "log.format"),
         ("[log]\nlevel = \"loud=[\"", "log.level"),
         ("[runtime]\nthreads = 2", "runtime"),
+        ("[audit]\nfsync = \"sometimes\"", "audit.fsync"),
+        ("[audit]\ncheckpoint_every = 0", "audit.checkpoint_every"),
+        ("[audit]\nbatch_delay = \"soon\"", "audit.batch_delay"),
+        ("[guard]\nmode = \"block\"", "guard.mode"),
+        (
+            "[guard]\nmode = \"enforce\"\ncgroups = [\"a\"]\nallow = [\"10.0.0.1:99999\"]",
+            "guard.allow.0",
+        ),
+        ("[guard]\ngateway = [\"gw.example:443\"]", "guard.gateway.0"),
+        ("[guard]\npin_dir = \"relative\"", "guard.pin_dir"),
+        ("[guard]\ncgroups = [\"../escape\"]", "guard.cgroups.0"),
     ];
     for (extra, path) in cases {
         // Tables named in `extra` must not be repeated: append to the minimal file.
@@ -193,6 +218,20 @@ fn missing_sections_are_named() {
         "",
     );
     assert!(err(&no_tls).starts_with("tls.certificate: missing"));
+}
+
+#[test]
+fn an_enforcing_guard_needs_cgroups() {
+    let e = err(&format!("{MINIMAL}\n[guard]\nmode = \"enforce\"\n"));
+    assert!(e.starts_with("guard.cgroups: missing"), "{e}");
+}
+
+#[test]
+fn guard_serve_ports_include_the_listeners() {
+    let c = Fixture::new()
+        .parse(&format!("{MINIMAL}\n[guard]\nmode = \"monitor\"\ncgroups = [\"model.slice\"]\nserve_ports = [22]\n"))
+        .expect("guard config");
+    assert_eq!(c.guard.serve_ports, [22, 8443]);
 }
 
 #[test]
