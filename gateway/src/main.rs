@@ -68,6 +68,37 @@ enum AuditCommand {
         #[arg(long)]
         pubkey: Option<PathBuf>,
     },
+    /// Write a signed bundle of records for a SIEM: records, manifest.json, manifest.sig.
+    Export {
+        /// The audit directory.
+        dir: PathBuf,
+        /// Records at or after this time (RFC 3339, e.g. 2026-11-30T00:00:00Z).
+        #[arg(long)]
+        since: Option<String>,
+        /// Records before this time (RFC 3339).
+        #[arg(long)]
+        until: Option<String>,
+        /// `jsonl` (moat's records as they are) or `ocsf` (OCSF 1.1 events).
+        #[arg(long, default_value = "jsonl")]
+        format: String,
+        /// Output directory (created; must be empty).
+        #[arg(long)]
+        out: PathBuf,
+        /// The trail's signing key (signs the manifest).
+        #[arg(long, default_value = "/var/lib/moat/audit-signing.key")]
+        key: PathBuf,
+        /// Public key to verify the trail against first (default: the copy in DIR).
+        #[arg(long)]
+        pubkey: Option<PathBuf>,
+    },
+    /// Print the last records, then follow new ones as they are written.
+    Tail {
+        /// The audit directory.
+        dir: PathBuf,
+        /// How many existing records to print first.
+        #[arg(long, short = 'n', default_value_t = 10)]
+        lines: usize,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -163,6 +194,21 @@ fn main() -> ExitCode {
         },
         Command::Guard { command } => guard_command(command),
         Command::Audit {
+            command:
+                AuditCommand::Export {
+                    dir,
+                    since,
+                    until,
+                    format,
+                    out,
+                    key,
+                    pubkey,
+                },
+        } => audit_export(dir, since, until, &format, out, key, pubkey),
+        Command::Audit {
+            command: AuditCommand::Tail { dir, lines },
+        } => audit_tail(&dir, lines),
+        Command::Audit {
             command: AuditCommand::Verify { dir, pubkey },
         } => {
             if pubkey.is_none() {
@@ -185,6 +231,81 @@ fn main() -> ExitCode {
         Command::Demo { port } => {
             moat::telemetry::init(moat::config::LogFormat::Text, "info");
             run_runtime(0, demo(port))
+        }
+    }
+}
+
+fn audit_tail(dir: &std::path::Path, lines: usize) -> ExitCode {
+    use std::io::Write;
+    let stdout = std::io::stdout();
+    let emit = |line: &[u8]| {
+        let mut out = stdout.lock();
+        let _ = out.write_all(line);
+        let _ = out.write_all(b"\n");
+        let _ = out.flush();
+    };
+    match moat::audit::tail::follow(dir, lines, emit, || false) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("moat audit tail: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn audit_export(
+    dir: PathBuf,
+    since: Option<String>,
+    until: Option<String>,
+    format: &str,
+    out: PathBuf,
+    key: PathBuf,
+    pubkey: Option<PathBuf>,
+) -> ExitCode {
+    use moat::audit::export::{export, ExportRequest, Format};
+    let parse = |flag: &str, v: Option<String>| -> Result<Option<time::OffsetDateTime>, ExitCode> {
+        match v {
+            None => Ok(None),
+            Some(s) => time::OffsetDateTime::parse(&s, &time::format_description::well_known::Rfc3339).map(Some).map_err(|_| {
+                eprintln!("moat audit export: --{flag} {s}: expected an RFC 3339 time such as 2026-11-30T00:00:00Z");
+                ExitCode::from(EX_USAGE)
+            }),
+        }
+    };
+    let (since, until) = match (parse("since", since), parse("until", until)) {
+        (Ok(s), Ok(u)) => (s, u),
+        (Err(c), _) | (_, Err(c)) => return c,
+    };
+    let format = match format {
+        "jsonl" => Format::Jsonl,
+        "ocsf" => Format::Ocsf,
+        other => {
+            eprintln!("moat audit export: --format {other}: expected jsonl or ocsf");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    match export(&ExportRequest {
+        dir,
+        since,
+        until,
+        format,
+        out: out.clone(),
+        key,
+        pubkey,
+    }) {
+        Ok(m) => {
+            println!(
+                "exported {} record(s) (seq {}..{}) to {}",
+                m.records,
+                m.first_seq,
+                m.last_seq,
+                out.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("moat audit export: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -7,7 +7,9 @@
 //! auditor reports itself unhealthy and the proxy refuses to forward (503) until writing works
 //! again. [`verify`] checks a directory offline. Records hold metadata only, never content.
 
+pub mod export;
 pub mod record;
+pub mod tail;
 #[cfg(test)]
 mod tests;
 pub mod verify;

@@ -64,7 +64,7 @@ fn example_file_parses_and_shows_the_defaults() {
     assert_eq!(c.tls.min_version, TlsVersion::Tls12);
     assert_eq!(c.log.format, LogFormat::Auto);
     assert_eq!(c.worker_threads, 0);
-    let a = crate::audit::AuditConfig::default();
+    let a = AuditConfig::default();
     assert_eq!(c.audit.dir, a.dir);
     assert_eq!(c.audit.key_dir, a.key_dir);
     assert_eq!(c.audit.fsync, a.fsync);
@@ -74,7 +74,7 @@ fn example_file_parses_and_shows_the_defaults() {
     assert_eq!(c.audit.segment_max_bytes, a.segment_max_bytes);
     assert_eq!(c.audit.segment_max_age, a.segment_max_age);
     assert_eq!(c.audit.queue_capacity, a.queue_capacity);
-    let g = crate::guard::GuardConfig::default();
+    let g = GuardConfig::default();
     assert_eq!(c.guard.mode, g.mode);
     assert_eq!(c.guard.required, g.required);
     assert_eq!(c.guard.pin_dir, g.pin_dir);
