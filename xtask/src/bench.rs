@@ -1190,7 +1190,12 @@ fn moat_config(cert: &Path, key: &Path, port: u16, upstream: u16) -> String {
          key_file = \"{key}\"\n\
          \n\
          [upstreams.model]\n\
-         address = \"{LOOPBACK}:{upstream}\"\n",
+         address = \"{LOOPBACK}:{upstream}\"\n\
+         \n\
+         # The audit trail lives in the bench's own directory (relative to this file).\n\
+         [audit]\n\
+         dir = \"audit\"\n\
+         key_dir = \"state\"\n",
         cert = cert.display(),
         key = key.display(),
     )
