@@ -149,6 +149,7 @@ where
         };
         // Fail closed: nothing is forwarded while the audit trail cannot take records.
         if !route.audit.healthy() {
+            route.audit.note_refused();
             let mut out = BytesMut::new();
             Reject::AUDIT_UNAVAILABLE.write_h1(&mut out, None);
             let _ = down.io.write_all(&out).await;

@@ -38,6 +38,8 @@ struct Health {
     overflowed: AtomicBool,
     /// Records that could not be written (reported in the next `audit_resumed`).
     lost: AtomicU64,
+    /// Requests refused with 503 while the trail was down (reported in `audit_resumed`).
+    refused: AtomicU64,
 }
 
 enum Msg {
@@ -133,6 +135,12 @@ impl Auditor {
     pub fn healthy(&self) -> bool {
         !self.health.io_failed.load(Ordering::Acquire)
             && !self.health.overflowed.load(Ordering::Acquire)
+    }
+
+    /// Counts a request refused because the trail was down; the count goes into the
+    /// `audit_resumed` record written when writing works again.
+    pub fn note_refused(&self) {
+        self.health.refused.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Queues a record without waiting.
@@ -557,12 +565,13 @@ impl Writer {
 
     fn resume(&mut self, health: &Health, why: &str) {
         let lost = health.lost.swap(0, Ordering::AcqRel);
+        let refused = health.refused.swap(0, Ordering::AcqRel);
         let record = Record::Lifecycle(LifecycleRecord {
             event: "audit_resumed".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             config_sha256: None,
             detail: Some(format!(
-                "{why}; {lost} record(s) could not be written while requests were refused"
+                "{why}; {lost} record(s) could not be written; {refused} request(s) were refused with 503 meanwhile"
             )),
         });
         let written = self.append(&record).and_then(|()| self.commit(true));
@@ -573,6 +582,7 @@ impl Writer {
             }
             Err(_) => {
                 health.lost.fetch_add(lost + 1, Ordering::AcqRel);
+                health.refused.fetch_add(refused, Ordering::AcqRel);
                 health.io_failed.store(true, Ordering::Release);
                 self.buf.clear();
                 self.seg = None;
