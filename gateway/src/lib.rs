@@ -27,6 +27,8 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod guard;
+pub mod identity;
+pub mod policy;
 pub mod protocol;
 pub mod proxy;
 pub mod server;

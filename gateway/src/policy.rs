@@ -1,0 +1,433 @@
+//! Policy stage: decides, per request, whether this principal may use this route and model from
+//! this region. Rules are tried in order, the first that matches decides, and a request no rule
+//! matches is denied. Every decision names the rule that made it.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use crate::identity::{Principal, PrincipalKind};
+
+/// What a matching rule does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Forward the request.
+    Allow,
+    /// Refuse it (403).
+    Deny,
+}
+
+/// One `[[policy.rules]]` entry. Every list is "any of"; an empty list matches anything.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// Rule id, recorded with every decision it makes.
+    pub id: String,
+    /// Principal kinds.
+    pub kinds: Vec<PrincipalKind>,
+    /// Principal ids (`*` wildcards).
+    pub principals: Vec<String>,
+    /// Groups the principal must have one of.
+    pub groups: Vec<String>,
+    /// Source networks.
+    pub source_cidrs: Vec<IpNet>,
+    /// Hosts (SNI/Host, `*.` wildcards).
+    pub hosts: Vec<String>,
+    /// Methods.
+    pub methods: Vec<http::Method>,
+    /// Path patterns: exact, `*` (one segment) and a trailing `/**` (any rest).
+    pub paths: Vec<String>,
+    /// Model names (`*` wildcards), from the JSON body's `model` field.
+    pub models: Vec<String>,
+    /// Whether the caller's regions must include moat's region.
+    pub require_region: bool,
+    /// What to do.
+    pub action: Action,
+    /// Upstream to use (allow only; default: the listener's).
+    pub upstream: Option<String>,
+}
+
+/// The facts a rule is matched against.
+#[derive(Debug, Clone, Copy)]
+pub struct Facts<'a> {
+    /// Who is asking.
+    pub principal: &'a Principal,
+    /// Client address.
+    pub client: IpAddr,
+    /// Host (without port).
+    pub host: &'a str,
+    /// Method.
+    pub method: &'a http::Method,
+    /// Canonical path (see [`canonical_path`]).
+    pub path: &'a str,
+    /// Model name, when the body named one.
+    pub model: Option<&'a str>,
+}
+
+/// The outcome for one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// Allow or deny.
+    pub action: Action,
+    /// The rule that decided, or `default-deny`.
+    pub rule: String,
+    /// Upstream named by the rule.
+    pub upstream: Option<String>,
+    /// Why, for the audit record (never shown to the client).
+    pub reason: String,
+}
+
+/// The rules and moat's own region.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    /// moat's region (`residency.region`).
+    pub region: Option<String>,
+    /// Rules in order.
+    pub rules: Vec<Rule>,
+}
+
+impl Policy {
+    /// First match wins; nothing matches → deny.
+    pub fn decide(&self, f: &Facts<'_>) -> Decision {
+        let mut region_miss: Option<&str> = None;
+        for rule in &self.rules {
+            if !self.matches_request(rule, f) {
+                continue;
+            }
+            if rule.require_region && !self.region_ok(f.principal) {
+                region_miss.get_or_insert(&rule.id);
+                continue;
+            }
+            return Decision {
+                action: rule.action,
+                rule: rule.id.clone(),
+                upstream: rule.upstream.clone(),
+                reason: match rule.action {
+                    Action::Allow => "allowed".into(),
+                    Action::Deny => "denied by rule".into(),
+                },
+            };
+        }
+        Decision {
+            action: Action::Deny,
+            rule: "default-deny".into(),
+            upstream: None,
+            reason: match region_miss {
+                Some(id) => format!(
+                    "region mismatch: rule {id} requires region {}, caller may use [{}]",
+                    self.region.as_deref().unwrap_or("(unset)"),
+                    f.principal.regions.join(", ")
+                ),
+                None => "no rule matched".into(),
+            },
+        }
+    }
+
+    fn region_ok(&self, p: &Principal) -> bool {
+        match &self.region {
+            Some(r) => p.regions.iter().any(|x| x == r),
+            // No region configured: a rule requiring one can never be satisfied.
+            None => false,
+        }
+    }
+
+    fn matches_request(&self, r: &Rule, f: &Facts<'_>) -> bool {
+        let any = |list: &[String], pred: &dyn Fn(&str) -> bool| {
+            list.is_empty() || list.iter().any(|x| pred(x))
+        };
+        (r.kinds.is_empty() || r.kinds.contains(&f.principal.kind))
+            && any(&r.principals, &|p| glob(p, &f.principal.id))
+            && (r.groups.is_empty() || r.groups.iter().any(|g| f.principal.groups.contains(g)))
+            && (r.source_cidrs.is_empty() || r.source_cidrs.iter().any(|n| n.contains(&f.client)))
+            && any(&r.hosts, &|h| host_matches(h, f.host))
+            && (r.methods.is_empty() || r.methods.contains(f.method))
+            && any(&r.paths, &|p| path_matches(p, f.path))
+            && (r.models.is_empty() || f.model.is_some_and(|m| r.models.iter().any(|x| glob(x, m))))
+    }
+}
+
+/// `*` matches any run of characters.
+pub fn glob(pattern: &str, value: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == value;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !value.starts_with(first) || value.len() < first.len() + last.len() || !value.ends_with(last)
+    {
+        return false;
+    }
+    let mut rest = &value[first.len()..value.len() - last.len()];
+    for mid in &parts[1..parts.len() - 1] {
+        match rest.find(mid) {
+            Some(i) => rest = &rest[i + mid.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+fn host_matches(pattern: &str, host: &str) -> bool {
+    let host = host.to_ascii_lowercase();
+    match pattern.strip_prefix("*.") {
+        Some(suffix) => host
+            .strip_suffix(suffix)
+            .is_some_and(|h| h.ends_with('.') && h.len() > 1),
+        None => pattern.eq_ignore_ascii_case(&host),
+    }
+}
+
+/// Path patterns: segments compared exactly, `*` matches one whole segment, a final `**` matches
+/// any rest (including nothing).
+pub fn path_matches(pattern: &str, path: &str) -> bool {
+    let pat: Vec<&str> = pattern.trim_start_matches('/').split('/').collect();
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let mut i = 0;
+    for (n, p) in pat.iter().enumerate() {
+        if *p == "**" && n + 1 == pat.len() {
+            return true;
+        }
+        match segs.get(i) {
+            Some(s) if *p == "*" || p == s => i += 1,
+            _ => return false,
+        }
+    }
+    i == segs.len()
+}
+
+/// Why a path is refused before policy sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("path is not canonical: {0}")]
+pub struct NotCanonical(pub &'static str);
+
+/// Checks that a request path is canonical, so that what policy matches is what the upstream
+/// will route: no `.` or `..` segments, no empty segments, no backslashes, and no percent-encoded
+/// `/`, `\`, `.` or NUL that an upstream might decode into one of those.
+pub fn canonical_path(path: &str) -> Result<&str, NotCanonical> {
+    if !path.starts_with('/') {
+        return Err(NotCanonical("does not start with /"));
+    }
+    if path.contains('\\') {
+        return Err(NotCanonical("backslash"));
+    }
+    let lower = path.to_ascii_lowercase();
+    for enc in ["%2f", "%5c", "%2e", "%00", "%25"] {
+        if lower.contains(enc) {
+            return Err(NotCanonical("encoded separator, dot or NUL"));
+        }
+    }
+    let body = &path[1..];
+    if body.is_empty() {
+        return Ok(path);
+    }
+    for (i, seg) in body.split('/').enumerate() {
+        let last = i == body.split('/').count() - 1;
+        if seg == "." || seg == ".." {
+            return Err(NotCanonical("dot segment"));
+        }
+        if seg.is_empty() && !last {
+            return Err(NotCanonical("empty segment"));
+        }
+    }
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn principal(kind: PrincipalKind, id: &str, groups: &[&str], regions: &[&str]) -> Principal {
+        Principal {
+            kind,
+            id: id.into(),
+            groups: groups.iter().map(|s| (*s).to_owned()).collect(),
+            regions: regions.iter().map(|s| (*s).to_owned()).collect(),
+            cert_sha256: None,
+        }
+    }
+
+    fn rule(id: &str, action: Action) -> Rule {
+        Rule {
+            id: id.into(),
+            kinds: vec![],
+            principals: vec![],
+            groups: vec![],
+            source_cidrs: vec![],
+            hosts: vec![],
+            methods: vec![],
+            paths: vec![],
+            models: vec![],
+            require_region: false,
+            action,
+            upstream: None,
+        }
+    }
+
+    fn facts<'a>(p: &'a Principal, path: &'a str, model: Option<&'a str>) -> Facts<'a> {
+        Facts {
+            principal: p,
+            client: "10.0.0.7".parse().expect("ip"),
+            host: "model.example",
+            method: &http::Method::POST,
+            path,
+            model,
+        }
+    }
+
+    #[test]
+    fn deny_by_default() {
+        let p = principal(PrincipalKind::ApiKey, "batch", &[], &[]);
+        let d = Policy::default().decide(&facts(&p, "/v1/models", None));
+        assert_eq!(
+            (d.action, d.rule.as_str(), d.reason.as_str()),
+            (Action::Deny, "default-deny", "no rule matched")
+        );
+    }
+
+    #[test]
+    fn first_match_wins() {
+        let mut deny = rule("deny-batch", Action::Deny);
+        deny.principals = vec!["batch".into()];
+        let allow = rule("allow-all", Action::Allow);
+        let policy = Policy {
+            region: None,
+            rules: vec![deny, allow],
+        };
+        let batch = principal(PrincipalKind::ApiKey, "batch", &[], &[]);
+        let other = principal(PrincipalKind::ApiKey, "other", &[], &[]);
+        assert_eq!(policy.decide(&facts(&batch, "/", None)).rule, "deny-batch");
+        assert_eq!(policy.decide(&facts(&other, "/", None)).rule, "allow-all");
+    }
+
+    #[test]
+    fn region_must_match() {
+        let mut r = rule("eu", Action::Allow);
+        r.require_region = true;
+        let policy = Policy {
+            region: Some("eu-central".into()),
+            rules: vec![r],
+        };
+        let eu = principal(PrincipalKind::Jwt, "alice", &[], &["eu-central"]);
+        let us = principal(PrincipalKind::Jwt, "bob", &[], &["us-east"]);
+        assert_eq!(policy.decide(&facts(&eu, "/", None)).action, Action::Allow);
+        let d = policy.decide(&facts(&us, "/", None));
+        assert_eq!(d.action, Action::Deny);
+        assert!(d.reason.contains("region mismatch"), "{}", d.reason);
+    }
+
+    #[test]
+    fn models_pick_the_rule() {
+        let mut allow_x = rule("gpt-x", Action::Allow);
+        allow_x.models = vec!["gpt-x".into()];
+        let policy = Policy {
+            region: None,
+            rules: vec![allow_x],
+        };
+        let p = principal(PrincipalKind::ApiKey, "k", &[], &[]);
+        assert_eq!(
+            policy
+                .decide(&facts(&p, "/v1/chat/completions", Some("gpt-x")))
+                .action,
+            Action::Allow
+        );
+        assert_eq!(
+            policy
+                .decide(&facts(&p, "/v1/chat/completions", Some("gpt-y")))
+                .action,
+            Action::Deny
+        );
+        assert_eq!(
+            policy
+                .decide(&facts(&p, "/v1/chat/completions", None))
+                .action,
+            Action::Deny,
+            "unknown model"
+        );
+    }
+
+    #[test]
+    fn conditions_combine() {
+        let mut r = rule("narrow", Action::Allow);
+        r.kinds = vec![PrincipalKind::Jwt];
+        r.groups = vec!["ml".into()];
+        r.source_cidrs = vec!["10.0.0.0/8".parse().expect("net")];
+        r.hosts = vec!["*.example".into()];
+        r.methods = vec![http::Method::POST];
+        r.paths = vec!["/v1/chat/completions".into()];
+        let policy = Policy {
+            region: None,
+            rules: vec![r],
+        };
+        let ok = principal(PrincipalKind::Jwt, "alice", &["ml"], &[]);
+        assert_eq!(
+            policy
+                .decide(&facts(&ok, "/v1/chat/completions", None))
+                .action,
+            Action::Allow
+        );
+        let wrong_group = principal(PrincipalKind::Jwt, "bob", &["hr"], &[]);
+        assert_eq!(
+            policy
+                .decide(&facts(&wrong_group, "/v1/chat/completions", None))
+                .action,
+            Action::Deny
+        );
+        let wrong_kind = principal(PrincipalKind::ApiKey, "alice", &["ml"], &[]);
+        assert_eq!(
+            policy
+                .decide(&facts(&wrong_kind, "/v1/chat/completions", None))
+                .action,
+            Action::Deny
+        );
+        assert_eq!(
+            policy.decide(&facts(&ok, "/v1/embeddings", None)).action,
+            Action::Deny
+        );
+    }
+
+    #[test]
+    fn path_patterns() {
+        assert!(path_matches("/v1/models", "/v1/models"));
+        assert!(!path_matches("/v1/models", "/v1/models/x"));
+        assert!(path_matches("/v1/*/completions", "/v1/chat/completions"));
+        assert!(!path_matches("/v1/*/completions", "/v1/a/b/completions"));
+        assert!(path_matches("/v1/**", "/v1/chat/completions"));
+        assert!(path_matches("/v1/**", "/v1"));
+        assert!(!path_matches("/v1/**", "/v2/x"));
+        assert!(!path_matches("/v1/chat", "/v1/chatter"));
+    }
+
+    #[test]
+    fn traversal_is_not_canonical() {
+        for bad in [
+            "/v1/chat/../admin",
+            "/v1/./x",
+            "/v1//x",
+            "/v1/%2e%2e/admin",
+            "/v1/chat%2fx",
+            "/v1\\x",
+            "/a/%00",
+            "/v1/%252e",
+        ] {
+            assert!(canonical_path(bad).is_err(), "{bad}");
+        }
+        for good in [
+            "/",
+            "/v1/chat/completions",
+            "/v1/models/",
+            "/v1/a.b",
+            "/v1/..x",
+        ] {
+            assert!(canonical_path(good).is_ok(), "{good}");
+        }
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob("gpt-*", "gpt-4o"));
+        assert!(glob("*", "anything"));
+        assert!(glob("spiffe://moat.local/*", "spiffe://moat.local/client"));
+        assert!(!glob("gpt-*", "claude"));
+        assert!(glob("a*b*c", "axxbyyc"));
+        assert!(!glob("a*b*c", "axxc"));
+    }
+}
