@@ -197,6 +197,13 @@ address = "{model}"
 [audit]
 dir = "audit"
 key_dir = "state"
+
+# The demo lets anyone in; see docs/identity.md for mTLS, OIDC tokens and API keys.
+[[policy.rules]]
+id = "demo-allow-anonymous"
+kinds = ["anonymous"]
+require_region = false
+action = "allow"
 "#
     );
     let config_file = dir.join("moat.toml");

@@ -127,6 +127,22 @@ impl Reject {
         side: Side::Downstream,
     };
 
+    /// Missing or invalid credentials (the reason goes only to log and audit).
+    pub const UNAUTHENTICATED: Self = Self {
+        status: StatusCode::UNAUTHORIZED,
+        kind: "unauthenticated",
+        message: "authentication required",
+        side: Side::Downstream,
+    };
+
+    /// Policy refused the request.
+    pub const FORBIDDEN: Self = Self {
+        status: StatusCode::FORBIDDEN,
+        kind: "forbidden",
+        message: "the request is not allowed",
+        side: Side::Downstream,
+    };
+
     /// The reply while the audit trail cannot take records: nothing is forwarded unaudited.
     pub const AUDIT_UNAVAILABLE: Self = Self {
         status: StatusCode::SERVICE_UNAVAILABLE,
@@ -147,6 +163,9 @@ impl Reject {
         out.extend_from_slice(format!("content-length: {}\r\n", body.len()).as_bytes());
         if let Some(id) = request_id {
             out.extend_from_slice(format!("x-request-id: {id}\r\n").as_bytes());
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            out.extend_from_slice(b"www-authenticate: Bearer realm=\"moat\"\r\n");
         }
         out.extend_from_slice(b"connection: close\r\n\r\n");
         out.extend_from_slice(body.as_bytes());

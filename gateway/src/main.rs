@@ -144,6 +144,9 @@ fn main() -> ExitCode {
             Ok(c) => match moat::tls::server_config(&c.tls) {
                 Ok(_) => {
                     print!("configuration OK: {}\n{}", config.display(), c.summary());
+                    for w in &c.warnings {
+                        println!("warning: {w}");
+                    }
                     if c.guard.mode != moat::guard::GuardMode::Off && moat::guard::OBJECT.is_none()
                     {
                         let consequence = if c.guard.required {
@@ -457,7 +460,12 @@ async fn run_with(config: Config, on_listening: impl FnOnce()) -> anyhow::Result
             }
         }
     };
-    let gateway = moat::server::Gateway::bind(&config, audit.clone(), guard).await?;
+    for w in &config.warnings {
+        tracing::warn!("configuration: {w}");
+    }
+    let identifier = std::sync::Arc::new(identifier(&config)?);
+    spawn_jwks_reload(identifier.clone());
+    let gateway = moat::server::Gateway::bind(&config, audit.clone(), guard, identifier).await?;
     for addr in gateway.local_addrs() {
         tracing::info!(%addr, "listening");
     }
@@ -476,6 +484,52 @@ async fn run_with(config: Config, on_listening: impl FnOnce()) -> anyhow::Result
 
 async fn run(config: Config) -> anyhow::Result<()> {
     run_with(config, || {}).await
+}
+
+/// Builds the identity stage from the configuration (the JWKS file is read here).
+fn identifier(config: &Config) -> anyhow::Result<moat::identity::Identifier> {
+    let jwt = match &config.identity.jwt {
+        None => None,
+        Some(settings) => Some(moat::identity::jwt::JwtVerifier::new(settings.clone())?),
+    };
+    Ok(moat::identity::Identifier {
+        jwt,
+        api_keys: moat::identity::api_key::ApiKeys::new(config.identity.api_keys.clone()),
+    })
+}
+
+/// Re-reads the JWKS file when it changes (checked every 2 s) and on SIGHUP; a file that does
+/// not load keeps the keys in use.
+fn spawn_jwks_reload(identifier: std::sync::Arc<moat::identity::Identifier>) {
+    if identifier.jwt.is_none() {
+        return;
+    }
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hup = signal(SignalKind::hangup()).ok();
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+        loop {
+            let forced = tokio::select! {
+                _ = tick.tick() => false,
+                _ = async { match hup.as_mut() { Some(h) => { h.recv().await; } None => std::future::pending().await } } => true,
+            };
+            let Some(jwt) = identifier.jwt.as_ref() else {
+                return;
+            };
+            let result = if forced {
+                Some(jwt.reload())
+            } else {
+                jwt.reload_if_changed()
+            };
+            match result {
+                Some(Ok(n)) => tracing::info!(keys = n, "JWKS reloaded"),
+                Some(Err(e)) => {
+                    tracing::error!(error = %e, "JWKS reload failed; keeping the keys in use")
+                }
+                None => {}
+            }
+        }
+    });
 }
 
 /// Attaches (or takes over) the egress guard and starts reading its events into the log and

@@ -86,6 +86,11 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// Whether any rule looks at the model, so the body's `model` field must be read first.
+    pub fn needs_model(&self) -> bool {
+        self.rules.iter().any(|r| !r.models.is_empty())
+    }
+
     /// First match wins; nothing matches → deny.
     pub fn decide(&self, f: &Facts<'_>) -> Decision {
         let mut region_miss: Option<&str> = None;

@@ -8,6 +8,7 @@
 //! Nothing is buffered whole: bodies move in pieces of at most a socket read, and the write
 //! buffer is flushed whenever the next piece would need to wait for I/O.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,8 +21,10 @@ use tokio::time::{timeout, Instant};
 
 use crate::audit::record::{GuardFacts, RejectRecord, RequestRecord, TlsFacts};
 use crate::audit::{Auditor, Record};
-use crate::config::HttpConfig;
+use crate::config::{Credential, HttpConfig};
 use crate::error::{Reject, Side};
+use crate::identity::{Identifier, PeerCert, Principal, Source};
+use crate::policy::{Action, Facts, Policy};
 use crate::protocol::h1::{self, Decoder, Encoder, H1Error, Limits, Reader};
 use crate::protocol::{BodyKind, Frame, RequestHead, ResponseHead, Version};
 use crate::upstream::{Conn, Stream, Upstream, UpstreamError};
@@ -37,16 +40,32 @@ pub struct Route {
     pub listener: String,
     /// HTTP limits and timeouts.
     pub http: HttpConfig,
-    /// Where requests go.
-    pub upstream: Arc<Upstream>,
-    /// `name@address` of the upstream, for audit records.
-    pub upstream_label: String,
+    /// Upstream used unless the deciding policy rule names another.
+    pub default_upstream: String,
+    /// Every upstream, by name.
+    pub upstreams: Arc<HashMap<String, Arc<Upstream>>>,
     /// The audit trail.
     pub audit: Auditor,
     /// Whether responses wait for their record to be durable (`fsync = "always"`).
     pub audit_waits: bool,
     /// The guard's state, stamped on request records.
     pub guard: GuardFacts,
+    /// Identity sources of this listener, in order.
+    pub identity_sources: Vec<Source>,
+    /// Verifies credentials.
+    pub identifier: Arc<Identifier>,
+    /// Pass the principal upstream in `x-moat-*` headers.
+    pub forward_identity: bool,
+    /// Authorization rules.
+    pub policy: Arc<Policy>,
+}
+
+/// What the identity and policy stages hand to the exchange.
+struct Forward<'a> {
+    upstream: &'a Arc<Upstream>,
+    principal: &'a Principal,
+    /// `100 Continue` was already sent (to read the body's `model` before deciding).
+    continue_sent: bool,
 }
 
 impl Route {
@@ -83,8 +102,13 @@ fn millis(t: Instant) -> f64 {
 }
 
 /// Serves one downstream connection (already past TLS) until it closes or must be closed.
-pub async fn serve<S>(io: S, client: ClientAddr, tls: TlsFacts, route: Arc<Route>)
-where
+pub async fn serve<S>(
+    io: S,
+    client: ClientAddr,
+    tls: TlsFacts,
+    peer_cert: Option<PeerCert>,
+    route: Arc<Route>,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let limits = route.limits();
@@ -158,7 +182,94 @@ where
             return;
         }
         let request_id = request_id(&req, route.http.trust_request_id);
-        let mut outcome = exchange(&mut down, &req, &request_id, client, &route).await;
+
+        // What policy matches must be what the upstream routes: refuse non-canonical paths.
+        if let Err(e) = crate::policy::canonical_path(req.path()) {
+            let r = Reject::from(&H1Error::Malformed {
+                reason: "path is not canonical",
+            });
+            return refuse(
+                &mut down.io,
+                &r,
+                Some(&head),
+                &e.to_string(),
+                client,
+                &route,
+            )
+            .await;
+        }
+
+        // Identity: who is asking. Failures are 401 with a generic body; the reason is audited.
+        let principal = match route.identifier.identify(
+            &route.identity_sources,
+            &req.headers,
+            peer_cert.as_ref(),
+        ) {
+            Ok(p) => p,
+            Err(e) => {
+                let denial = Denial {
+                    reject: &Reject::UNAUTHENTICATED,
+                    reason: e.reason(),
+                    principal: None,
+                    rule: None,
+                };
+                return deny(&mut down.io, &denial, &req, &request_id, client, &route).await;
+            }
+        };
+
+        // Policy: may this principal use this route and model from this region?
+        let mut continue_sent = false;
+        let model = if route.policy.needs_model() && req.body != BodyKind::Empty {
+            if req.expect_continue {
+                continue_sent = down
+                    .io
+                    .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    .await
+                    .is_ok();
+            }
+            peek_model(&mut down, &req, route.http.body_idle_timeout).await
+        } else {
+            None
+        };
+        let host = host_without_port(&req.host);
+        let facts = Facts {
+            principal: &principal,
+            client: client.0.ip(),
+            host: &host,
+            method: &req.method,
+            path: req.path(),
+            model: model.as_deref(),
+        };
+        let decision = route.policy.decide(&facts);
+        if decision.action == Action::Deny {
+            let denial = Denial {
+                reject: &Reject::FORBIDDEN,
+                reason: decision.reason.clone(),
+                principal: Some(&principal),
+                rule: Some(&decision.rule),
+            };
+            return deny(&mut down.io, &denial, &req, &request_id, client, &route).await;
+        }
+        let upstream_name = decision
+            .upstream
+            .as_deref()
+            .unwrap_or(&route.default_upstream);
+        let Some(upstream) = route.upstreams.get(upstream_name) else {
+            // Validation guarantees rules and listeners name existing upstreams.
+            let denial = Denial {
+                reject: &Reject::FORBIDDEN,
+                reason: format!("unknown upstream {upstream_name}"),
+                principal: Some(&principal),
+                rule: Some(&decision.rule),
+            };
+            return deny(&mut down.io, &denial, &req, &request_id, client, &route).await;
+        };
+        let fwd = Forward {
+            upstream,
+            principal: &principal,
+            continue_sent,
+        };
+        let mut outcome = exchange(&mut down, &req, &request_id, client, &route, &fwd).await;
         let status = outcome.status.map_or(0, |s| s.as_u16());
         let duration_ms = millis(started);
 
@@ -168,15 +279,15 @@ where
             listener: route.listener.clone(),
             client: client.0.to_string(),
             tls: tls.clone(),
-            principal: None,
-            principal_kind: None,
+            principal: Some(principal.id.clone()),
+            principal_kind: Some(principal.kind.as_str().to_owned()),
             method: req.method.to_string(),
             host: String::from_utf8_lossy(&req.host).into_owned(),
             path: req.path().to_owned(),
-            model: None,
-            rule: None,
+            model: model.clone(),
+            rule: Some(decision.rule.clone()),
             decision: "allow".into(),
-            upstream: route.upstream_label.clone(),
+            upstream: format!("{upstream_name}@{}", upstream.config().address),
             status,
             bytes_in: outcome.bytes_in,
             bytes_out: outcome.bytes_out,
@@ -257,7 +368,7 @@ async fn refuse<S: AsyncWrite + Unpin>(
     let (method, path) = head.map_or((None, None), |h| request_line(h));
     // Client-caused: info, not warn, so a client cannot raise the log's alarm level at will.
     tracing::info!(target: "moat::access", client = %client.0.ip(), status = r.status.as_u16(), reason = r.kind, detail, "request refused");
-    let _ = route.audit.record(Record::Reject(RejectRecord {
+    let _ = route.audit.record(Record::Reject(Box::new(RejectRecord {
         request_id: None,
         listener: route.listener.clone(),
         client: client.0.to_string(),
@@ -266,11 +377,142 @@ async fn refuse<S: AsyncWrite + Unpin>(
         detail: Some(detail.to_owned()),
         method,
         path,
-    }));
+        ..RejectRecord::default()
+    })));
     let mut out = BytesMut::new();
     r.write_h1(&mut out, None);
     let _ = io.write_all(&out).await;
     let _ = io.shutdown().await;
+}
+
+/// A request refused by identity or policy.
+struct Denial<'a> {
+    reject: &'a Reject,
+    reason: String,
+    principal: Option<&'a Principal>,
+    rule: Option<&'a str>,
+}
+
+/// Answers 401 or 403, records the refusal (with the reason the client is not told), closes.
+async fn deny<S: AsyncWrite + Unpin>(
+    io: &mut S,
+    d: &Denial<'_>,
+    req: &RequestHead,
+    request_id: &str,
+    client: ClientAddr,
+    route: &Route,
+) {
+    tracing::info!(
+        target: "moat::access",
+        client = %client.0.ip(),
+        method = %req.method,
+        path = req.path(),
+        status = d.reject.status.as_u16(),
+        reason = %d.reason,
+        principal = d.principal.map(|p| p.to_string()),
+        rule = d.rule,
+        request_id,
+        "request refused"
+    );
+    let _ = route.audit.record(Record::Reject(Box::new(RejectRecord {
+        request_id: Some(request_id.to_owned()),
+        listener: route.listener.clone(),
+        client: client.0.to_string(),
+        status: d.reject.status.as_u16(),
+        reason: d.reject.kind.to_owned(),
+        detail: Some(d.reason.clone()),
+        method: Some(req.method.to_string()),
+        path: Some(req.path().to_owned()),
+        principal: d.principal.map(|p| p.id.clone()),
+        principal_kind: d.principal.map(|p| p.kind.as_str().to_owned()),
+        rule: d.rule.map(str::to_owned),
+    })));
+    let mut out = BytesMut::new();
+    d.reject.write_h1(&mut out, Some(request_id));
+    let _ = io.write_all(&out).await;
+    let _ = io.shutdown().await;
+}
+
+/// Largest body prefix read to find the `model` field before deciding.
+const MODEL_LOOKAHEAD: usize = 64 * 1024;
+
+/// Reads (without consuming) up to [`MODEL_LOOKAHEAD`] bytes of the body and returns the
+/// top-level JSON `model` string if it appears in them. The bytes stay in the read buffer and
+/// are forwarded as usual; nothing is buffered beyond the look-ahead.
+async fn peek_model<S: AsyncRead + Unpin>(
+    down: &mut Reader<S>,
+    req: &RequestHead,
+    idle: Duration,
+) -> Option<String> {
+    let want = match req.body {
+        BodyKind::Length(n) => (n as usize).min(MODEL_LOOKAHEAD),
+        _ => MODEL_LOOKAHEAD,
+    };
+    loop {
+        let mut copy = down.buf.clone();
+        let mut dec = Decoder::new(req.body, u64::MAX);
+        let mut prefix = BytesMut::new();
+        while let Ok(Some(f)) = dec.decode(&mut copy) {
+            if let Frame::Data(d) = f {
+                prefix.extend_from_slice(&d);
+            }
+        }
+        if let Some(m) = model_of(&prefix) {
+            return Some(m);
+        }
+        if prefix.len() >= want || dec.is_done() || down.buf.len() >= MODEL_LOOKAHEAD + 1024 {
+            return None;
+        }
+        match timeout(idle, down.fill()).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return None,
+        }
+    }
+}
+
+/// The top-level `"model"` string of a JSON object, read from a possibly incomplete prefix.
+fn model_of(prefix: &[u8]) -> Option<String> {
+    use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+    /// Stops at the `model` key; the parse "fails" right after (the rest of the object is not
+    /// read, and may not even be in the prefix), so the value is handed out through `found`.
+    struct Model<'a> {
+        found: &'a mut Option<String>,
+    }
+    impl<'de> Visitor<'de> for Model<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                if key == "model" {
+                    *self.found = map.next_value::<String>().ok();
+                    return Ok(());
+                }
+                map.next_value::<IgnoredAny>()?;
+            }
+            Ok(())
+        }
+    }
+    let mut found = None;
+    let mut de = serde_json::Deserializer::from_slice(prefix);
+    let _ = de.deserialize_map(Model { found: &mut found });
+    found
+}
+
+/// The Host value without a port, lower-cased.
+fn host_without_port(host: &[u8]) -> String {
+    let h = String::from_utf8_lossy(host).to_ascii_lowercase();
+    if h.starts_with('[') {
+        return h.split(']').next().map(|s| format!("{s}]")).unwrap_or(h);
+    }
+    h.rsplit_once(':').map_or(h.clone(), |(name, port)| {
+        if port.bytes().all(|b| b.is_ascii_digit()) {
+            name.to_owned()
+        } else {
+            h.clone()
+        }
+    })
 }
 
 /// Method and path (without query) from a head that failed validation, when they are plain
@@ -314,6 +556,7 @@ async fn exchange<S>(
     request_id: &str,
     client: ClientAddr,
     route: &Route,
+    fwd: &Forward<'_>,
 ) -> Outcome
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -332,7 +575,10 @@ where
     // 100-continue: the client waits before sending the body; tell it to go on now that the head
     // is acceptable.
     let go_on = b"HTTP/1.1 100 Continue\r\n\r\n";
-    if req.expect_continue && req.body != BodyKind::Empty && down.io.write_all(go_on).await.is_err()
+    if req.expect_continue
+        && !fwd.continue_sent
+        && req.body != BodyKind::Empty
+        && down.io.write_all(go_on).await.is_err()
     {
         outcome.error = Some((Side::Downstream, "write 100 Continue failed".into()));
         return outcome;
@@ -346,7 +592,14 @@ where
     } else {
         Encoder::Raw
     };
-    let up_head = upstream_head(req, request_id, client);
+    let identity = route.forward_identity.then_some(fwd.principal);
+    let up_head = upstream_head(
+        req,
+        request_id,
+        client,
+        identity,
+        fwd.upstream.config().credential.as_ref(),
+    );
     let mut pending = BytesMut::new();
     if let Err(e) = prefetch_body(
         down,
@@ -361,7 +614,7 @@ where
     }
     outcome.bytes_in = decoder.total;
 
-    let upstream = &route.upstream;
+    let upstream = fwd.upstream;
     let bodiless = req.body == BodyKind::Empty;
     let mut conn = match upstream.checkout().await {
         Ok(c) => c,
@@ -681,9 +934,16 @@ fn response_framing(
     }
 }
 
-/// The request head sent upstream: hop-by-hop and client-supplied forwarding headers removed,
-/// moat's own forwarding headers and request id added, framing restated.
-fn upstream_head(req: &RequestHead, request_id: &str, client: ClientAddr) -> Bytes {
+/// The request head sent upstream: hop-by-hop headers, client-supplied forwarding headers and
+/// every client credential removed; moat's own forwarding headers, request id, identity headers
+/// and the upstream's own credential added; framing restated.
+fn upstream_head(
+    req: &RequestHead,
+    request_id: &str,
+    client: ClientAddr,
+    identity: Option<&Principal>,
+    credential: Option<&Credential>,
+) -> Bytes {
     let mut out = BytesMut::with_capacity(512 + req.target.len() + req.headers.len() * 32);
     out.extend_from_slice(req.method.as_str().as_bytes());
     out.extend_from_slice(b" ");
@@ -691,6 +951,9 @@ fn upstream_head(req: &RequestHead, request_id: &str, client: ClientAddr) -> Byt
     out.extend_from_slice(b" HTTP/1.1\r\n");
     for (name, value) in &req.headers {
         if h1::is_hop_by_hop(name, &req.headers) || is_replaced_upstream(name) {
+            continue;
+        }
+        if credential.is_some_and(|c| c.header == name.as_str()) {
             continue;
         }
         put_header(&mut out, name.as_str().as_bytes(), value.as_bytes());
@@ -709,6 +972,22 @@ fn upstream_head(req: &RequestHead, request_id: &str, client: ClientAddr) -> Byt
         b"forwarded",
         format!("for={for_};proto=https;host=\"{host}\"").as_bytes(),
     );
+    if let Some(p) = identity {
+        // Ids and groups are configuration- or IdP-controlled; drop any that could not be a
+        // header value rather than forward something malformed.
+        for (name, value) in [
+            ("x-moat-principal", p.id.clone()),
+            ("x-moat-principal-kind", p.kind.as_str().to_owned()),
+            ("x-moat-groups", p.groups.join(",")),
+        ] {
+            if http::HeaderValue::from_str(&value).is_ok() && !value.is_empty() {
+                put_header(&mut out, name.as_bytes(), value.as_bytes());
+            }
+        }
+    }
+    if let Some(c) = credential {
+        put_header(&mut out, c.header.as_bytes(), c.value.as_bytes());
+    }
     match req.body {
         BodyKind::Empty | BodyKind::CloseDelimited => {}
         BodyKind::Length(n) => put_header(&mut out, b"content-length", n.to_string().as_bytes()),
@@ -718,14 +997,22 @@ fn upstream_head(req: &RequestHead, request_id: &str, client: ClientAddr) -> Byt
     out.freeze()
 }
 
-/// Headers moat sets itself toward the upstream; the client's values are dropped.
+/// Headers moat sets itself toward the upstream, or that carry the caller's credentials: the
+/// client's values are dropped (identity is forwarded only as moat's own `x-moat-*` headers).
 fn is_replaced_upstream(name: &HeaderName) -> bool {
     name == header::CONTENT_LENGTH
         || name == header::EXPECT
         || name == header::FORWARDED
+        || name == header::AUTHORIZATION
+        || name == header::COOKIE
+        || name.as_str().starts_with("x-moat-")
         || matches!(
             name.as_str(),
-            "x-forwarded-for" | "x-forwarded-proto" | "x-forwarded-host" | "x-request-id"
+            "x-forwarded-for"
+                | "x-forwarded-proto"
+                | "x-forwarded-host"
+                | "x-request-id"
+                | "x-api-key"
         )
 }
 
@@ -852,4 +1139,32 @@ async fn upstream_failure(e: UpstreamError, request_id: &str, mut outcome: Outco
     outcome.error = Some((Side::Upstream, e.to_string()));
     outcome.keep_alive = false;
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::model_of;
+
+    #[test]
+    fn model_is_read_from_a_prefix() {
+        assert_eq!(
+            model_of(br#"{"model":"gpt-x","messages":[]}"#).as_deref(),
+            Some("gpt-x")
+        );
+        assert_eq!(
+            model_of(br#"{"stream":true,"model":"gpt-x","messages":[{"role":"us"#).as_deref(),
+            Some("gpt-x")
+        );
+        assert_eq!(
+            model_of(br#"{"messages":[{"role":"user","content":"long"#),
+            None,
+            "model after the prefix"
+        );
+        assert_eq!(model_of(br#"{"model":42}"#), None);
+        assert_eq!(model_of(br#"[1,2]"#), None);
+        assert_eq!(
+            model_of(br#"{"nested":{"model":"no"},"model":"yes"}"#).as_deref(),
+            Some("yes")
+        );
+    }
 }

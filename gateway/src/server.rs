@@ -1,6 +1,8 @@
 //! Composition: listeners accept TCP, the TLS stage terminates it, the proxy serves HTTP/1.1 on
-//! it. This is the one place the stages are wired together; read it top to bottom.
+//! it with identity, policy and audit. This is the one place the stages are wired together; read
+//! it top to bottom.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
@@ -11,6 +13,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::audit::record::{GuardFacts, TlsFacts};
 use crate::audit::Auditor;
 use crate::config::Config;
+use crate::identity::{Identifier, PeerCert};
 use crate::proxy::{self, ClientAddr, Route};
 use crate::tls;
 use crate::upstream::Upstream;
@@ -32,10 +35,16 @@ pub enum StartError {
     },
 }
 
+/// A bound listener with everything its connections need.
+struct Listener {
+    socket: TcpListener,
+    route: Arc<Route>,
+    acceptor: TlsAcceptor,
+}
+
 /// A gateway whose listeners are bound; [`Gateway::run`] serves until shutdown.
 pub struct Gateway {
-    listeners: Vec<(TcpListener, Arc<Route>)>,
-    acceptor: TlsAcceptor,
+    listeners: Vec<Listener>,
     handshake_timeout: std::time::Duration,
 }
 
@@ -48,49 +57,63 @@ impl std::fmt::Debug for Gateway {
 }
 
 impl Gateway {
-    /// Loads TLS material, creates upstream pools and binds every listener. Every request is
-    /// recorded through `audit`; `guard` is the egress guard's state stamped on each record.
+    /// Loads TLS material, creates upstream pools and binds every listener. Requests are
+    /// identified by `identifier`, authorized by the configured policy and recorded through
+    /// `audit`; `guard` is the egress guard's state stamped on each record.
     pub async fn bind(
         config: &Config,
         audit: Auditor,
         guard: GuardFacts,
+        identifier: Arc<Identifier>,
     ) -> Result<Self, StartError> {
-        let acceptor = TlsAcceptor::from(tls::server_config(&config.tls)?);
-        let upstreams: std::collections::HashMap<&str, Arc<Upstream>> = config
-            .upstreams
-            .iter()
-            .map(|(name, u)| (name.as_str(), Upstream::new(name.clone(), u.clone())))
-            .collect();
+        let upstreams: Arc<HashMap<String, Arc<Upstream>>> = Arc::new(
+            config
+                .upstreams
+                .iter()
+                .map(|(name, u)| (name.clone(), Upstream::new(name.clone(), u.clone())))
+                .collect(),
+        );
+        let policy = Arc::new(config.policy.clone());
+        let plain = tls::server_config(&config.tls)?;
         let mut listeners = Vec::new();
         for l in &config.listeners {
+            let tls_config = match &l.client_ca {
+                None => plain.clone(),
+                Some(ca) => tls::server_config_with(
+                    &config.tls,
+                    Some(&tls::ClientAuth {
+                        ca_file: ca.clone(),
+                        required: l.client_cert_required,
+                    }),
+                )?,
+            };
             let socket = TcpListener::bind(l.address)
                 .await
                 .map_err(|source| StartError::Bind {
                     addr: l.address,
                     source,
                 })?;
-            // Validation guarantees the upstream exists; an absent one would be a bug, so fail
-            // loudly rather than serve a listener with nowhere to send requests.
-            let Some(upstream) = upstreams.get(l.upstream.as_str()) else {
-                return Err(StartError::Bind {
-                    addr: l.address,
-                    source: std::io::Error::other(format!("unknown upstream {}", l.upstream)),
-                });
-            };
             let route = Arc::new(Route {
                 listener: l.name.clone(),
                 http: config.http.clone(),
-                upstream: upstream.clone(),
-                upstream_label: format!("{}@{}", l.upstream, upstream.config().address),
+                default_upstream: l.upstream.clone(),
+                upstreams: upstreams.clone(),
                 audit: audit.clone(),
                 audit_waits: config.audit.fsync == crate::audit::FsyncMode::Always,
                 guard: guard.clone(),
+                identity_sources: l.identity.clone(),
+                identifier: identifier.clone(),
+                forward_identity: config.identity.forward_headers,
+                policy: policy.clone(),
             });
-            listeners.push((socket, route));
+            listeners.push(Listener {
+                socket,
+                route,
+                acceptor: TlsAcceptor::from(tls_config),
+            });
         }
         Ok(Self {
             listeners,
-            acceptor,
             handshake_timeout: config.http.header_timeout,
         })
     }
@@ -99,31 +122,24 @@ impl Gateway {
     pub fn local_addrs(&self) -> Vec<std::net::SocketAddr> {
         self.listeners
             .iter()
-            .filter_map(|(l, _)| l.local_addr().ok())
+            .filter_map(|l| l.socket.local_addr().ok())
             .collect()
     }
 
     /// Accepts and serves connections until `shutdown` turns true.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut accept_loops = JoinSet::new();
-        for (listener, route) in self.listeners {
-            let acceptor = self.acceptor.clone();
-            let handshake_timeout = self.handshake_timeout;
-            accept_loops.spawn(accept_loop(listener, route, acceptor, handshake_timeout));
+        for l in self.listeners {
+            accept_loops.spawn(accept_loop(l, self.handshake_timeout));
         }
         let _ = shutdown.wait_for(|stop| *stop).await;
         accept_loops.abort_all();
     }
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    route: Arc<Route>,
-    acceptor: TlsAcceptor,
-    handshake_timeout: std::time::Duration,
-) {
+async fn accept_loop(l: Listener, handshake_timeout: std::time::Duration) {
     loop {
-        let (tcp, peer) = match listener.accept().await {
+        let (tcp, peer) = match l.socket.accept().await {
             Ok(a) => a,
             Err(e) => {
                 // Out of file descriptors and the like: back off briefly instead of spinning.
@@ -133,8 +149,8 @@ async fn accept_loop(
             }
         };
         let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let route = route.clone();
+        let acceptor = l.acceptor.clone();
+        let route = l.route.clone();
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
                 Ok(Ok(s)) => s,
@@ -147,8 +163,15 @@ async fn accept_loop(
                     return;
                 }
             };
-            let facts = tls_facts(tls.get_ref().1);
-            proxy::serve(tls, ClientAddr(peer), facts, route).await;
+            let conn = tls.get_ref().1;
+            let facts = tls_facts(conn);
+            let peer_cert = conn
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(|c| PeerCert {
+                    der: c.as_ref().to_vec(),
+                });
+            proxy::serve(tls, ClientAddr(peer), facts, peer_cert, route).await;
         });
     }
 }

@@ -48,8 +48,26 @@ const SUITES: &[CipherSuite] = &[
     CipherSuite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
 ];
 
-/// Builds the rustls server configuration from validated settings.
+/// How a listener asks for client certificates.
+#[derive(Debug, Clone)]
+pub struct ClientAuth {
+    /// CA bundle client certificates must chain to.
+    pub ca_file: PathBuf,
+    /// Refuse the handshake without a certificate (else a certificate is optional, and a
+    /// connection without one falls to the next identity source).
+    pub required: bool,
+}
+
+/// Builds the rustls server configuration from validated settings, without client certificates.
 pub fn server_config(cfg: &TlsConfig) -> Result<Arc<ServerConfig>, TlsError> {
+    server_config_with(cfg, None)
+}
+
+/// Builds the rustls server configuration, asking for client certificates when `client` is set.
+pub fn server_config_with(
+    cfg: &TlsConfig,
+    client: Option<&ClientAuth>,
+) -> Result<Arc<ServerConfig>, TlsError> {
     let mut prov = provider::default_provider();
     prov.cipher_suites.retain(|s| SUITES.contains(&s.suite()));
     let versions: &[&rustls::SupportedProtocolVersion] = match cfg.min_version {
@@ -58,10 +76,33 @@ pub fn server_config(cfg: &TlsConfig) -> Result<Arc<ServerConfig>, TlsError> {
     };
     let prov = Arc::new(prov);
     let resolver = SniResolver::load(cfg, &prov)?;
-    let mut config = ServerConfig::builder_with_provider(prov)
-        .with_protocol_versions(versions)?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(resolver));
+    let builder =
+        ServerConfig::builder_with_provider(prov.clone()).with_protocol_versions(versions)?;
+    let builder = match client {
+        None => builder.with_no_client_auth(),
+        Some(c) => {
+            let err = |reason: String| TlsError::Load {
+                key_path: "listener.client_ca".into(),
+                file: c.ca_file.clone(),
+                reason,
+            };
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_file_iter(&c.ca_file).map_err(|e| err(e.to_string()))? {
+                roots
+                    .add(cert.map_err(|e| err(e.to_string()))?)
+                    .map_err(|e| err(e.to_string()))?;
+            }
+            let v =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), prov);
+            let v = if c.required {
+                v
+            } else {
+                v.allow_unauthenticated()
+            };
+            builder.with_client_cert_verifier(v.build().map_err(|e| err(e.to_string()))?)
+        }
+    };
+    let mut config = builder.with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     config.ticketer = provider::Ticketer::new()?;
     Ok(Arc::new(config))

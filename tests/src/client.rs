@@ -14,16 +14,37 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 fn tls_config(ca: &Path, alpn: &[&[u8]]) -> rustls::ClientConfig {
+    tls_config_with(ca, alpn, None)
+}
+
+/// A client configuration that presents `cert` (chain PEM, key PEM) when asked.
+fn tls_config_with(
+    ca: &Path,
+    alpn: &[&[u8]],
+    cert: Option<(&Path, &Path)>,
+) -> rustls::ClientConfig {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(ca).expect("ca file") {
         roots.add(cert.expect("ca pem")).expect("add ca");
     }
-    let mut c = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let mut c = match cert {
+        None => builder.with_no_client_auth(),
+        Some((chain, key)) => {
+            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(chain)
+                .expect("chain")
+                .map(|c| c.expect("pem"))
+                .collect();
+            let key = rustls::pki_types::PrivateKeyDer::from_pem_file(key).expect("key");
+            builder
+                .with_client_auth_cert(chain, key)
+                .expect("client cert")
+        }
+    };
     c.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     c
 }
@@ -79,14 +100,26 @@ pub struct Raw {
 impl Raw {
     /// Connects and completes the TLS handshake.
     pub async fn connect(addr: SocketAddr, ca: &Path) -> Self {
-        let connector = TlsConnector::from(Arc::new(tls_config(ca, &[b"http/1.1"])));
-        let tcp = TcpStream::connect(addr).await.expect("connect");
-        let name = ServerName::try_from("localhost").expect("name");
-        let tls = connector.connect(name, tcp).await.expect("TLS handshake");
-        Self {
+        Self::try_connect(addr, ca, None)
+            .await
+            .expect("TLS handshake")
+    }
+
+    /// Connects presenting a client certificate (chain PEM, key PEM) when one is given; the
+    /// handshake error, if any, is returned.
+    pub async fn try_connect(
+        addr: SocketAddr,
+        ca: &Path,
+        cert: Option<(&Path, &Path)>,
+    ) -> std::io::Result<Self> {
+        let connector = TlsConnector::from(Arc::new(tls_config_with(ca, &[b"http/1.1"], cert)));
+        let tcp = TcpStream::connect(addr).await?;
+        let name = ServerName::try_from("localhost").map_err(std::io::Error::other)?;
+        let tls = connector.connect(name, tcp).await?;
+        Ok(Self {
             tls,
             buf: Vec::new(),
-        }
+        })
     }
 
     /// Writes bytes as they are.

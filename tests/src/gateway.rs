@@ -32,8 +32,16 @@ pub struct Builder {
     extra: String,
     audit: String,
     audit_dir: Option<PathBuf>,
+    policy: String,
+    listener: String,
+    upstream_extra: String,
     sections: String,
 }
+
+/// The policy of a test gateway unless [`Builder::policy`] replaces it: everyone may do
+/// everything (tests of identity and policy bring their own).
+pub const ALLOW_ALL: &str =
+    "[[policy.rules]]\nid = \"e2e-allow-all\"\nrequire_region = false\naction = \"allow\"\n";
 
 /// Starts describing a gateway whose upstream is `upstream` (an address or `unix:/path`).
 pub fn new(upstream: impl Into<String>) -> Builder {
@@ -42,6 +50,9 @@ pub fn new(upstream: impl Into<String>) -> Builder {
         extra: String::new(),
         audit: String::new(),
         audit_dir: None,
+        policy: ALLOW_ALL.to_owned(),
+        listener: String::new(),
+        upstream_extra: String::new(),
         sections: String::new(),
     }
 }
@@ -58,6 +69,27 @@ impl Builder {
     pub fn audit(mut self, toml: &str) -> Self {
         self.audit.push_str(toml);
         self.audit.push('\n');
+        self
+    }
+
+    /// Appends raw TOML to the `[[listener]]` table (e.g. `identity = ["api_key"]`); relative
+    /// paths resolve against the test directory, which holds `tls/` from `moat cert init`.
+    pub fn listener(mut self, toml: &str) -> Self {
+        self.listener.push_str(toml);
+        self.listener.push('\n');
+        self
+    }
+
+    /// Appends raw TOML to the `[upstreams.model]` table.
+    pub fn upstream(mut self, toml: &str) -> Self {
+        self.upstream_extra.push_str(toml);
+        self.upstream_extra.push('\n');
+        self
+    }
+
+    /// Replaces the default allow-all policy with these `[[policy.rules]]` (and anything else).
+    pub fn policy(mut self, toml: &str) -> Self {
+        self.policy = toml.to_owned();
         self
     }
 
@@ -104,6 +136,7 @@ level = "info"
 name = "e2e"
 address = "{addr}"
 upstream = "model"
+{listener}
 [[tls.certificate]]
 cert_file = "tls/server.pem"
 key_file = "tls/server.key"
@@ -111,18 +144,23 @@ key_file = "tls/server.key"
 address = "{up}"
 connect_timeout = "1s"
 response_header_timeout = "2s"
+{upstream_extra}
 [audit]
 dir = "{audit_dir}"
 key_dir = "state"
 {audit}
 [http]
 {extra}
-{sections}"#,
+{sections}
+{policy}"#,
             up = self.upstream,
             extra = self.extra,
             audit = self.audit,
             audit_dir = audit_dir.display(),
             sections = self.sections,
+            policy = self.policy,
+            listener = self.listener,
+            upstream_extra = self.upstream_extra,
         );
         let config_file = dir.path().join("moat.toml");
         std::fs::write(&config_file, config).expect("write config");
@@ -181,6 +219,11 @@ impl Gateway {
             self.addr,
             self.log()
         );
+    }
+
+    /// The directory `moat cert init` wrote (`ca.pem`, `client.pem`, `client.key`, …).
+    pub fn tls_dir(&self) -> PathBuf {
+        self._dir.path().join("tls")
     }
 
     /// The audit directory.

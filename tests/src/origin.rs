@@ -145,7 +145,7 @@ async fn handle(
             }
             Response::new(full(serde_json::to_vec(&map).unwrap_or_default()))
         }
-        ("POST", "/sink") => {
+        ("POST", "/sink" | "/v1/chat/completions") => {
             let chunked = req.headers().get("transfer-encoding").is_some();
             let mut body = req.into_body();
             let (mut bytes, mut sum) = (0u64, 0u32);

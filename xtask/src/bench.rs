@@ -25,7 +25,8 @@
 //!
 //! Flags: `--duration SECS` per measured run (default 10), `--connections N` (default 32),
 //! `--warmup SECS` before each measured run (default 2), `--rounds N` (default 1; the median
-//! round by requests/s is shown), `--keep` to keep the temporary directory.
+//! round by requests/s is shown), `--fsync MODE` (`always`, `batch` or `never`; default `batch`)
+//! for moat's `[audit] fsync`, `--keep` to keep the temporary directory.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -61,6 +62,8 @@ struct Options {
     warmup: u64,
     connections: u32,
     rounds: usize,
+    /// moat's `[audit] fsync`: `always`, `batch` or `never`.
+    fsync: String,
     keep: bool,
 }
 
@@ -71,6 +74,7 @@ impl Options {
             warmup: 2,
             connections: 32,
             rounds: 1,
+            fsync: "batch".into(),
             keep: false,
         };
         let mut it = args.iter();
@@ -85,10 +89,18 @@ impl Options {
                 "--warmup" => o.warmup = number(&value(a)?, a)?,
                 "--connections" => o.connections = number(&value(a)?, a)?,
                 "--rounds" => o.rounds = number(&value(a)?, a)?,
+                "--fsync" => {
+                    let mode = value(a)?;
+                    ensure!(
+                        ["always", "batch", "never"].contains(&mode.as_str()),
+                        "--fsync: expected always, batch or never, not {mode:?}"
+                    );
+                    o.fsync = mode;
+                }
                 "--keep" => o.keep = true,
                 _ => bail!(
                     "bench: unknown argument {a:?}; flags: --duration SECS, --connections N, \
-                     --warmup SECS, --rounds N, --keep"
+                     --warmup SECS, --rounds N, --fsync always|batch|never, --keep"
                 ),
             }
         }
@@ -585,7 +597,7 @@ fn bench(procs: &mut Procs, opts: &Options, tools: &Tools, moat: &Path) -> Resul
     let moat_conf = dir.join("moat.toml");
     fs::write(
         &moat_conf,
-        moat_config(&cert, &key, moat_port, upstream_port),
+        moat_config(&cert, &key, moat_port, upstream_port, &opts.fsync),
     )?;
     crate::run(
         Command::new(moat)
@@ -957,8 +969,8 @@ fn report(
     let _ = writeln!(
         s,
         "wrk -t1 -c{} -d{}s --latency, {}s warm-up, {} round(s) (median by req/s shown); \
-         pinning: {pinning}",
-        opts.connections, opts.duration, opts.warmup, opts.rounds
+         moat audit fsync = \"{}\"; pinning: {pinning}",
+        opts.connections, opts.duration, opts.warmup, opts.rounds, opts.fsync
     );
     let _ = writeln!(s, "{versions}");
     let worst = results
@@ -1170,8 +1182,8 @@ fn proxy_config(dir: &Path, cert: &Path, key: &Path, port: u16, upstream: u16) -
     )
 }
 
-/// moat with one runtime worker in front of the upstream.
-fn moat_config(cert: &Path, key: &Path, port: u16, upstream: u16) -> String {
+/// moat with one runtime worker in front of the upstream, its audit trail fsynced per `fsync`.
+fn moat_config(cert: &Path, key: &Path, port: u16, upstream: u16, fsync: &str) -> String {
     format!(
         "# Written by `cargo xtask bench`.\n\
          [runtime]\n\
@@ -1195,7 +1207,13 @@ fn moat_config(cert: &Path, key: &Path, port: u16, upstream: u16) -> String {
          # The audit trail lives in the bench's own directory (relative to this file).\n\
          [audit]\n\
          dir = \"audit\"\n\
-         key_dir = \"state\"\n",
+         key_dir = \"state\"\n\
+         fsync = \"{fsync}\"\n\
+         \n\
+         [[policy.rules]]\n\
+         id = \"bench-allow-all\"\n\
+         require_region = false\n\
+         action = \"allow\"\n",
         cert = cert.display(),
         key = key.display(),
     )
@@ -1263,7 +1281,11 @@ Transfer/sec:      4.00MB
             .collect();
         let o = Options::parse(&args)?;
         assert_eq!((o.duration, o.connections, o.rounds), (3, 8, 1));
+        assert_eq!(o.fsync, "batch");
         assert!(Options::parse(&["--bogus".to_owned()]).is_err());
+        let o = Options::parse(&["--fsync".to_owned(), "always".to_owned()])?;
+        assert_eq!(o.fsync, "always");
+        assert!(Options::parse(&["--fsync".to_owned(), "sometimes".to_owned()]).is_err());
         Ok(())
     }
 }

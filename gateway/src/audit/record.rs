@@ -13,7 +13,7 @@ pub enum Record {
     /// A request that was forwarded (or attempted).
     Request(Box<RequestRecord>),
     /// A request refused before anything was forwarded.
-    Reject(RejectRecord),
+    Reject(Box<RejectRecord>),
     /// Egress the guard refused (or, in monitor mode, would have).
     Guard(GuardRecord),
     /// Something happened to moat itself.
@@ -114,6 +114,12 @@ pub struct RejectRecord {
     pub method: Option<String>,
     /// Path without query, when the head was parsed.
     pub path: Option<String>,
+    /// The principal, when identity succeeded (policy refusals).
+    pub principal: Option<String>,
+    /// Kind of the principal.
+    pub principal_kind: Option<String>,
+    /// The policy rule that decided (`default-deny` when none matched).
+    pub rule: Option<String>,
 }
 
 /// An egress refusal from the guard (coalesced: `repeats` more of the same followed).

@@ -27,13 +27,13 @@ fn life(event: &str) -> LifecycleRecord {
 }
 
 fn reject(i: u64) -> Record {
-    Record::Reject(RejectRecord {
+    Record::Reject(Box::new(RejectRecord {
         listener: "l".into(),
         client: format!("127.0.0.1:{i}"),
         status: 400,
         reason: "bad_request".into(),
         ..RejectRecord::default()
-    })
+    }))
 }
 
 /// Writes `n` records plus start/stop, then shuts the writer down.

@@ -23,6 +23,10 @@ use raw::RawConfig;
 
 use crate::audit::{AuditConfig, FsyncMode};
 use crate::guard::{AllowRule, GuardConfig, GuardMode};
+use crate::identity::api_key::ApiKey;
+use crate::identity::jwt::{JwtSettings, ALLOWED};
+use crate::identity::{PrincipalKind, Source};
+use crate::policy::{Action, Policy, Rule};
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
@@ -47,6 +51,14 @@ pub struct Config {
     pub audit: AuditConfig,
     /// SHA-256 of the configuration text (recorded in the audit trail).
     pub sha256: String,
+    /// moat's own region (`residency.region`).
+    pub region: Option<String>,
+    /// Identity settings.
+    pub identity: IdentitySettings,
+    /// Authorization rules.
+    pub policy: Policy,
+    /// Problems worth a warning but not a refusal (e.g. a rule shadowed by an earlier one).
+    pub warnings: Vec<String>,
 }
 
 /// How log lines are written.
@@ -78,6 +90,12 @@ pub struct ListenerConfig {
     pub address: SocketAddr,
     /// Name of the upstream requests on this listener go to.
     pub upstream: String,
+    /// Identity sources, in the order they are tried.
+    pub identity: Vec<Source>,
+    /// CA bundle client certificates are verified against (enables mTLS on this listener).
+    pub client_ca: Option<PathBuf>,
+    /// Whether a client certificate is required (else optional).
+    pub client_cert_required: bool,
 }
 
 /// Lowest TLS version accepted.
@@ -142,6 +160,35 @@ pub struct UpstreamConfig {
     pub pool_max_idle: usize,
     /// An idle pooled connection older than this is closed instead of reused.
     pub pool_idle_timeout: Duration,
+    /// The model server's own credential, injected by moat: header name and value.
+    pub credential: Option<Credential>,
+}
+
+/// A header moat adds toward an upstream; the value is secret and never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credential {
+    /// Header name, lower-case.
+    pub header: String,
+    /// Header value, from the credential file.
+    pub value: String,
+}
+
+impl fmt::Debug for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Credential({}: <redacted>)", self.header)
+    }
+}
+
+/// Validated `[identity]` settings.
+#[derive(Debug, Clone, Default)]
+pub struct IdentitySettings {
+    /// Pass the principal upstream in `x-moat-principal`, `x-moat-principal-kind` and
+    /// `x-moat-groups`.
+    pub forward_headers: bool,
+    /// JWT verification.
+    pub jwt: Option<JwtSettings>,
+    /// API keys.
+    pub api_keys: Vec<ApiKey>,
 }
 
 /// HTTP limits and timeouts.
@@ -502,10 +549,62 @@ impl Validator<'_> {
                     format!("no such upstream (defined: [{}])", known.join(", ")),
                 ));
             }
+            let mut identity = Vec::new();
+            for (j, name) in l.identity.iter().enumerate() {
+                let src = Source::parse(name).ok_or_else(|| {
+                    self.invalid(
+                        &format!("{p}.identity.{j}"),
+                        name,
+                        "expected \"mtls\", \"jwt\" or \"api_key\"",
+                    )
+                })?;
+                identity.push(src);
+            }
+            let client_ca = match &l.client_ca {
+                None => None,
+                Some(f) => {
+                    let path = self.existing_file(&format!("{p}.client_ca"), f)?;
+                    let pem = std::fs::read(&path)
+                        .map_err(|e| self.invalid(&format!("{p}.client_ca"), f, e.to_string()))?;
+                    use rustls_pki_types::pem::PemObject;
+                    let n = rustls_pki_types::CertificateDer::pem_slice_iter(&pem)
+                        .filter(Result::is_ok)
+                        .count();
+                    if n == 0 {
+                        return Err(self.invalid(
+                            &format!("{p}.client_ca"),
+                            f,
+                            "no PEM certificate in the file",
+                        ));
+                    }
+                    Some(path)
+                }
+            };
+            let client_cert_required = match l.client_cert.as_deref() {
+                None | Some("optional") => false,
+                Some("required") => true,
+                Some(v) => {
+                    return Err(self.invalid(
+                        &format!("{p}.client_cert"),
+                        v,
+                        "expected \"optional\" or \"required\"",
+                    ))
+                }
+            };
+            if client_ca.is_none() && (identity.contains(&Source::Mtls) || l.client_cert.is_some())
+            {
+                return Err(ConfigError::Missing {
+                    path: format!("{p}.client_ca"),
+                    reason: "a CA bundle to verify client certificates against (mtls)".to_owned(),
+                });
+            }
             listeners.push(ListenerConfig {
                 name: l.name.clone().unwrap_or_else(|| format!("listener{i}")),
                 address,
                 upstream: l.upstream.clone(),
+                identity,
+                client_ca,
+                client_cert_required,
             });
         }
 
@@ -616,6 +715,24 @@ impl Validator<'_> {
 
         let guard = self.guard(&raw.guard, &listeners)?;
         let audit = self.audit(&raw.audit)?;
+        let region =
+            match &raw.residency.region {
+                None => None,
+                Some(r)
+                    if !r.is_empty()
+                        && r.bytes()
+                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') =>
+                {
+                    Some(r.clone())
+                }
+                Some(r) => return Err(self.invalid(
+                    "residency.region",
+                    r,
+                    "expected a region name such as \"eu-central\" (lower-case letters, digits, -)",
+                )),
+            };
+        let identity = self.identity(&raw.identity, &listeners)?;
+        let (policy, warnings) = self.policy(&raw.policy, region.clone(), &upstreams)?;
 
         Ok(Config {
             worker_threads: raw.runtime.worker_threads.unwrap_or(0),
@@ -631,7 +748,229 @@ impl Validator<'_> {
             guard,
             audit,
             sha256: String::new(),
+            region,
+            identity,
+            policy,
+            warnings,
         })
+    }
+
+    fn identity(
+        &self,
+        raw: &raw::RawIdentity,
+        listeners: &[ListenerConfig],
+    ) -> Result<IdentitySettings, ConfigError> {
+        let uses = |s: Source| listeners.iter().any(|l| l.identity.contains(&s));
+        let jwt = match &raw.jwt {
+            None if uses(Source::Jwt) => {
+                return Err(ConfigError::Missing {
+                    path: "identity.jwt".into(),
+                    reason: "a listener uses the jwt identity source".into(),
+                })
+            }
+            None => None,
+            Some(j) => {
+                let jwks_file = self.existing_file("identity.jwt.jwks_file", &j.jwks_file)?;
+                if j.issuers.is_empty() {
+                    return Err(ConfigError::Missing {
+                        path: "identity.jwt.issuers".into(),
+                        reason: "at least one accepted `iss`".into(),
+                    });
+                }
+                if j.audiences.is_empty() {
+                    return Err(ConfigError::Missing {
+                        path: "identity.jwt.audiences".into(),
+                        reason: "at least one accepted `aud`".into(),
+                    });
+                }
+                let algorithms = match &j.algorithms {
+                    None => ALLOWED.to_vec(),
+                    Some(names) => {
+                        let mut out = Vec::new();
+                        for (i, n) in names.iter().enumerate() {
+                            let alg = ALLOWED.iter().find(|a| format!("{a:?}") == *n).ok_or_else(
+                                || {
+                                    self.invalid(
+                                        &format!("identity.jwt.algorithms.{i}"),
+                                        n,
+                                        "expected RS256, PS256, ES256 or EdDSA",
+                                    )
+                                },
+                            )?;
+                            out.push(*alg);
+                        }
+                        out
+                    }
+                };
+                let leeway = self.duration(
+                    "identity.jwt.leeway",
+                    j.leeway.as_deref(),
+                    Duration::from_secs(30),
+                )?;
+                if leeway > Duration::from_secs(300) {
+                    return Err(self.invalid(
+                        "identity.jwt.leeway",
+                        j.leeway.as_deref().unwrap_or(""),
+                        "at most 5m",
+                    ));
+                }
+                let settings = JwtSettings {
+                    jwks_file,
+                    issuers: j.issuers.clone(),
+                    audiences: j.audiences.clone(),
+                    algorithms,
+                    leeway_secs: leeway.as_secs(),
+                    subject_claim: j.subject_claim.clone().unwrap_or_else(|| "sub".into()),
+                    groups_claim: j.groups_claim.clone().unwrap_or_else(|| "groups".into()),
+                    regions_claim: j.regions_claim.clone().unwrap_or_else(|| "regions".into()),
+                };
+                // Load it now, so a bad JWKS is a configuration error, not a failed start.
+                crate::identity::jwt::JwtVerifier::new(settings.clone())
+                    .map_err(|e| self.invalid("identity.jwt.jwks_file", &j.jwks_file, e.reason))?;
+                Some(settings)
+            }
+        };
+        let mut api_keys = Vec::new();
+        let mut add_keys = |keys: &[raw::RawApiKey], prefix: &str| -> Result<(), ConfigError> {
+            for (i, k) in keys.iter().enumerate() {
+                let p = format!("{prefix}.{i}");
+                let sha = crate::audit::unhex(&k.sha256)
+                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                    .ok_or_else(|| {
+                        self.invalid(
+                            &format!("{p}.sha256"),
+                            "(hidden)",
+                            "expected the key's SHA-256 as 64 hex digits",
+                        )
+                    })?;
+                if k.id.is_empty() || api_keys.iter().any(|x: &ApiKey| x.id == k.id) {
+                    return Err(self.invalid(
+                        &format!("{p}.id"),
+                        &k.id,
+                        "key ids must be present and unique",
+                    ));
+                }
+                api_keys.push(ApiKey {
+                    id: k.id.clone(),
+                    sha256: sha,
+                    groups: k.groups.clone(),
+                    regions: k.regions.clone(),
+                });
+            }
+            Ok(())
+        };
+        add_keys(&raw.api_keys, "identity.api_keys")?;
+        if let Some(f) = &raw.api_keys_file {
+            let path = self.existing_file("identity.api_keys_file", f)?;
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| self.invalid("identity.api_keys_file", f, e.to_string()))?;
+            let file: raw::RawApiKeysFile = toml::from_str(&text)
+                .map_err(|e| self.invalid("identity.api_keys_file", f, e.message().to_owned()))?;
+            add_keys(&file.api_keys, "identity.api_keys_file: api_keys")?;
+        }
+        if uses(Source::ApiKey) && api_keys.is_empty() {
+            return Err(ConfigError::Missing {
+                path: "identity.api_keys".into(),
+                reason: "a listener uses the api_key identity source".into(),
+            });
+        }
+        Ok(IdentitySettings {
+            forward_headers: raw.forward_headers.unwrap_or(true),
+            jwt,
+            api_keys,
+        })
+    }
+
+    fn policy(
+        &self,
+        raw: &raw::RawPolicy,
+        region: Option<String>,
+        upstreams: &BTreeMap<String, UpstreamConfig>,
+    ) -> Result<(Policy, Vec<String>), ConfigError> {
+        let mut rules: Vec<Rule> = Vec::new();
+        for (i, r) in raw.rules.iter().enumerate() {
+            let p = format!("policy.rules.{i}");
+            if r.id.is_empty() || rules.iter().any(|x| x.id == r.id) {
+                return Err(self.invalid(
+                    &format!("{p}.id"),
+                    &r.id,
+                    "rule ids must be present and unique",
+                ));
+            }
+            let mut kinds = Vec::new();
+            for (j, k) in r.kinds.iter().enumerate() {
+                kinds.push(PrincipalKind::parse(k).ok_or_else(|| {
+                    self.invalid(
+                        &format!("{p}.kinds.{j}"),
+                        k,
+                        "expected anonymous, api_key, jwt or mtls",
+                    )
+                })?);
+            }
+            let mut source_cidrs = Vec::new();
+            for (j, c) in r.source_cidrs.iter().enumerate() {
+                source_cidrs.push(c.parse::<IpNet>().map(|n| n.trunc()).map_err(|_| {
+                    self.invalid(&format!("{p}.source_cidrs.{j}"), c, "expected a CIDR")
+                })?);
+            }
+            let mut methods = Vec::new();
+            for (j, m) in r.methods.iter().enumerate() {
+                methods.push(
+                    http::Method::from_bytes(m.to_ascii_uppercase().as_bytes()).map_err(|_| {
+                        self.invalid(&format!("{p}.methods.{j}"), m, "not a method")
+                    })?,
+                );
+            }
+            for (j, path) in r.paths.iter().enumerate() {
+                if !path.starts_with('/') {
+                    return Err(self.invalid(
+                        &format!("{p}.paths.{j}"),
+                        path,
+                        "a path pattern starts with /",
+                    ));
+                }
+            }
+            let action = match r.action.as_str() {
+                "allow" => Action::Allow,
+                "deny" => Action::Deny,
+                v => {
+                    return Err(self.invalid(
+                        &format!("{p}.action"),
+                        v,
+                        "expected \"allow\" or \"deny\"",
+                    ))
+                }
+            };
+            if let Some(u) = &r.upstream {
+                if !upstreams.contains_key(u) {
+                    return Err(self.invalid(&format!("{p}.upstream"), u, "no such upstream"));
+                }
+            }
+            let require_region = r.require_region.unwrap_or(true);
+            if require_region && region.is_none() && action == Action::Allow {
+                return Err(self.invalid(
+                    &format!("{p}.require_region"),
+                    "true",
+                    "residency.region is not set; set it, or require_region = false for this rule",
+                ));
+            }
+            rules.push(Rule {
+                id: r.id.clone(),
+                kinds,
+                principals: r.principals.clone(),
+                groups: r.groups.clone(),
+                source_cidrs,
+                hosts: r.hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
+                methods,
+                paths: r.paths.clone(),
+                models: r.models.clone(),
+                require_region,
+                action,
+                upstream: r.upstream.clone(),
+            });
+        }
+        let warnings = shadowed(&rules);
+        Ok((Policy { region, rules }, warnings))
     }
 
     fn audit(&self, a: &raw::RawAudit) -> Result<AuditConfig, ConfigError> {
@@ -834,6 +1173,36 @@ impl Validator<'_> {
                 u.pool_idle_timeout.as_deref(),
                 DEFAULT_POOL_IDLE_TIMEOUT,
             )?,
+            credential: match &u.credential_file {
+                None => None,
+                Some(f) => {
+                    let key = format!("{p}.credential_file");
+                    let path = self.existing_file(&key, f)?;
+                    let value = std::fs::read_to_string(&path)
+                        .map_err(|e| self.invalid(&key, f, e.to_string()))?;
+                    let value = value.trim().to_owned();
+                    if value.is_empty() || http::HeaderValue::from_str(&value).is_err() {
+                        return Err(self.invalid(
+                            &key,
+                            f,
+                            "the file must hold one header value (e.g. `Bearer …`)",
+                        ));
+                    }
+                    let header = u
+                        .credential_header
+                        .clone()
+                        .unwrap_or_else(|| "authorization".into())
+                        .to_ascii_lowercase();
+                    if http::HeaderName::from_bytes(header.as_bytes()).is_err() {
+                        return Err(self.invalid(
+                            &format!("{p}.credential_header"),
+                            &header,
+                            "not a header name",
+                        ));
+                    }
+                    Some(Credential { header, value })
+                }
+            },
         })
     }
 
@@ -883,4 +1252,31 @@ pub fn valid_server_name(n: &str) -> bool {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
+}
+
+/// Warnings for rules that can never match because an earlier rule matches everything they do.
+fn shadowed(rules: &[Rule]) -> Vec<String> {
+    fn covers<T: PartialEq>(earlier: &[T], later: &[T]) -> bool {
+        earlier.is_empty() || (!later.is_empty() && later.iter().all(|x| earlier.contains(x)))
+    }
+    let mut out = Vec::new();
+    for (i, later) in rules.iter().enumerate() {
+        if let Some(earlier) = rules[..i].iter().find(|e| {
+            covers(&e.kinds, &later.kinds)
+                && covers(&e.principals, &later.principals)
+                && covers(&e.groups, &later.groups)
+                && covers(&e.source_cidrs, &later.source_cidrs)
+                && covers(&e.hosts, &later.hosts)
+                && covers(&e.methods, &later.methods)
+                && covers(&e.paths, &later.paths)
+                && covers(&e.models, &later.models)
+                && (!e.require_region || later.require_region)
+        }) {
+            out.push(format!(
+                "policy rule `{}` is shadowed by the earlier rule `{}` and never matches",
+                later.id, earlier.id
+            ));
+        }
+    }
+    out
 }

@@ -29,6 +29,10 @@ pub(crate) struct RawConfig {
     pub(crate) guard: RawGuard,
     #[serde(default)]
     pub(crate) audit: RawAudit,
+    #[serde(default)]
+    pub(crate) identity: RawIdentity,
+    #[serde(default)]
+    pub(crate) policy: RawPolicy,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -50,6 +54,10 @@ pub(crate) struct RawListener {
     pub(crate) name: Option<String>,
     pub(crate) address: String,
     pub(crate) upstream: String,
+    #[serde(default)]
+    pub(crate) identity: Vec<String>,
+    pub(crate) client_ca: Option<String>,
+    pub(crate) client_cert: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -77,11 +85,14 @@ pub(crate) struct RawUpstream {
     pub(crate) response_header_timeout: Option<String>,
     pub(crate) pool_max_idle: Option<usize>,
     pub(crate) pool_idle_timeout: Option<String>,
+    pub(crate) credential_file: Option<String>,
+    pub(crate) credential_header: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawResidency {
+    pub(crate) region: Option<String>,
     #[serde(default)]
     pub(crate) in_region_cidrs: Vec<String>,
 }
@@ -127,4 +138,80 @@ pub(crate) struct RawAudit {
     pub(crate) segment_max_bytes: Option<u64>,
     pub(crate) segment_max_age: Option<String>,
     pub(crate) queue_capacity: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawIdentity {
+    pub(crate) forward_headers: Option<bool>,
+    pub(crate) jwt: Option<RawJwt>,
+    #[serde(default)]
+    pub(crate) api_keys: Vec<RawApiKey>,
+    pub(crate) api_keys_file: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawJwt {
+    pub(crate) jwks_file: String,
+    #[serde(default)]
+    pub(crate) issuers: Vec<String>,
+    #[serde(default)]
+    pub(crate) audiences: Vec<String>,
+    pub(crate) algorithms: Option<Vec<String>>,
+    pub(crate) leeway: Option<String>,
+    pub(crate) subject_claim: Option<String>,
+    pub(crate) groups_claim: Option<String>,
+    pub(crate) regions_claim: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawApiKey {
+    pub(crate) id: String,
+    pub(crate) sha256: String,
+    #[serde(default)]
+    pub(crate) groups: Vec<String>,
+    #[serde(default)]
+    pub(crate) regions: Vec<String>,
+}
+
+/// The file named by `identity.api_keys_file`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawApiKeysFile {
+    #[serde(default)]
+    pub(crate) api_keys: Vec<RawApiKey>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPolicy {
+    #[serde(default)]
+    pub(crate) rules: Vec<RawRule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRule {
+    pub(crate) id: String,
+    #[serde(default)]
+    pub(crate) kinds: Vec<String>,
+    #[serde(default)]
+    pub(crate) principals: Vec<String>,
+    #[serde(default)]
+    pub(crate) groups: Vec<String>,
+    #[serde(default)]
+    pub(crate) source_cidrs: Vec<String>,
+    #[serde(default)]
+    pub(crate) hosts: Vec<String>,
+    #[serde(default)]
+    pub(crate) methods: Vec<String>,
+    #[serde(default)]
+    pub(crate) paths: Vec<String>,
+    #[serde(default)]
+    pub(crate) models: Vec<String>,
+    pub(crate) require_region: Option<bool>,
+    pub(crate) action: String,
+    pub(crate) upstream: Option<String>,
 }

@@ -3,4 +3,5 @@ mod cli;
 mod failures;
 mod framing;
 mod guard;
+mod identity;
 mod proxy;

@@ -1,0 +1,462 @@
+//! Identity and policy end to end: JWTs signed by keys the test makes, API keys, client
+//! certificates, region and model rules, and what the upstream receives.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::json;
+
+use crate::client::{self, Raw};
+use crate::gateway::{self, Gateway};
+use crate::origin::Origin;
+
+const ISS: &str = "https://idp.example/oauth2/default";
+
+struct Idp {
+    dir: tempfile::TempDir,
+    key: EncodingKey,
+    public_raw: Vec<u8>,
+}
+
+impl Idp {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let raw = kp.public_key_raw().to_vec();
+        let jwks = json!({"keys": [{"kty": "EC", "kid": "k1", "crv": "P-256", "x": B64.encode(&raw[1..33]), "y": B64.encode(&raw[33..65])}]});
+        std::fs::write(dir.path().join("jwks.json"), jwks.to_string()).expect("jwks");
+        Self {
+            key: EncodingKey::from_ec_pem(kp.serialize_pem().as_bytes()).expect("ec"),
+            public_raw: raw,
+            dir,
+        }
+    }
+
+    fn jwks(&self) -> String {
+        self.dir.path().join("jwks.json").display().to_string()
+    }
+
+    fn token(&self, edit: impl Fn(&mut serde_json::Value)) -> String {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let mut c = json!({"iss": ISS, "aud": "moat", "sub": "alice@example.com", "exp": now + 300,
+                           "groups": ["ml-users"], "regions": ["eu-central"]});
+        edit(&mut c);
+        let mut h = Header::new(Algorithm::ES256);
+        h.kid = Some("k1".into());
+        jsonwebtoken::encode(&h, &c, &self.key).expect("sign")
+    }
+}
+
+fn sha256_hex(s: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn identity_section(idp: &Idp) -> String {
+    format!(
+        r#"[identity.jwt]
+jwks_file = "{}"
+issuers = ["{ISS}"]
+audiences = ["moat"]
+leeway = "5s"
+
+[[identity.api_keys]]
+id = "batch-job"
+sha256 = "{}"
+groups = ["batch"]
+regions = ["eu-central"]
+"#,
+        idp.jwks(),
+        sha256_hex("batch-s3cr3t")
+    )
+}
+
+const POLICY: &str = r#"
+[[policy.rules]]
+id = "ml-users-chat"
+kinds = ["jwt"]
+groups = ["ml-users"]
+paths = ["/v1/chat/completions", "/headers"]
+action = "allow"
+
+[[policy.rules]]
+id = "batch-gpt-x"
+kinds = ["api_key"]
+models = ["gpt-x"]
+action = "allow"
+
+[[policy.rules]]
+id = "service-mtls"
+kinds = ["mtls"]
+principals = ["spiffe://moat.local/*"]
+require_region = false
+action = "allow"
+"#;
+
+async fn gateway(origin: &Origin, idp: &Idp) -> Gateway {
+    gateway::new(origin.addr.to_string())
+        .listener("identity = [\"mtls\", \"jwt\", \"api_key\"]\nclient_ca = \"tls/ca.pem\"\nclient_cert = \"optional\"")
+        .section(&format!("[residency]\nregion = \"eu-central\"\n{}", identity_section(idp)))
+        .policy(POLICY)
+        .run()
+}
+
+fn records(gw: &Gateway) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    let mut files: Vec<_> = std::fs::read_dir(gw.audit_dir())
+        .expect("audit")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    for f in files
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+    {
+        for line in std::fs::read_to_string(f).unwrap_or_default().lines() {
+            if let Ok(v) = serde_json::from_str(line) {
+                out.push(v);
+            }
+        }
+    }
+    out
+}
+
+async fn record_for(gw: &Gateway, request_id: &str) -> serde_json::Value {
+    for _ in 0..100 {
+        if let Some(r) = records(gw)
+            .into_iter()
+            .find(|r| r["request_id"] == request_id)
+        {
+            return r;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    }
+    panic!("no audit record for {request_id}");
+}
+
+async fn send(gw: &Gateway, request: &str) -> client::RawResponse {
+    let (r, _) = client::raw_exchange(gw.addr, &gw.ca, request.as_bytes()).await;
+    r.expect("response")
+}
+
+fn chat(auth: &str, model: &str) -> String {
+    let body = format!(
+        "{{\"model\":\"{model}\",\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}]}}"
+    );
+    format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwt_rejections_carry_their_reason_to_the_audit_record() {
+    let origin = Origin::start().await;
+    let idp = Idp::new();
+    let gw = gateway(&origin, &idp).await;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+
+    let good = idp.token(|_| {});
+    let r = send(
+        &gw,
+        &chat(&format!("Authorization: Bearer {good}\r\n"), "gpt-x"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let rec = record_for(&gw, r.header("x-request-id").expect("id")).await;
+    assert_eq!(
+        (
+            rec["principal"].as_str(),
+            rec["principal_kind"].as_str(),
+            rec["rule"].as_str()
+        ),
+        (
+            Some("alice@example.com"),
+            Some("jwt"),
+            Some("ml-users-chat")
+        )
+    );
+
+    let parts: Vec<String> = good.split('.').map(str::to_owned).collect();
+    let tampered = {
+        let mut p: serde_json::Value =
+            serde_json::from_slice(&B64.decode(&parts[1]).expect("b64")).expect("json");
+        p["groups"] = json!(["admins", "ml-users"]);
+        format!("{}.{}.{}", parts[0], B64.encode(p.to_string()), parts[2])
+    };
+    let none = format!(
+        "{}.{}.",
+        B64.encode(json!({"alg": "none", "kid": "k1"}).to_string()),
+        parts[1]
+    );
+    let confused = {
+        let mut h = Header::new(Algorithm::HS256);
+        h.kid = Some("k1".into());
+        let c: serde_json::Value =
+            serde_json::from_slice(&B64.decode(&parts[1]).expect("b64")).expect("json");
+        jsonwebtoken::encode(
+            &h,
+            &c,
+            &EncodingKey::from_secret(&idp.public_raw).expect("secret"),
+        )
+        .expect("hs256")
+    };
+    let unknown_kid = {
+        let mut h = Header::new(Algorithm::ES256);
+        h.kid = Some("k9".into());
+        let c: serde_json::Value =
+            serde_json::from_slice(&B64.decode(&parts[1]).expect("b64")).expect("json");
+        jsonwebtoken::encode(&h, &c, &idp.key).expect("sign")
+    };
+    let cases = [
+        (
+            "expired",
+            idp.token(|c| c["exp"] = json!(now - 600)),
+            401,
+            "jwt_expired",
+        ),
+        (
+            "not yet valid",
+            idp.token(|c| c["nbf"] = json!(now + 600)),
+            401,
+            "jwt_not_yet_valid",
+        ),
+        (
+            "wrong iss",
+            idp.token(|c| c["iss"] = json!("https://evil.example")),
+            401,
+            "jwt_wrong_issuer",
+        ),
+        (
+            "wrong aud",
+            idp.token(|c| c["aud"] = json!("other")),
+            401,
+            "jwt_wrong_audience",
+        ),
+        ("unknown kid", unknown_kid, 401, "jwt_unknown_kid"),
+        ("alg none", none, 401, "jwt_algorithm_not_allowed"),
+        (
+            "HS256 with the public key",
+            confused,
+            401,
+            "jwt_algorithm_not_allowed",
+        ),
+        ("tampered payload", tampered, 401, "jwt_bad_signature"),
+        (
+            "another region",
+            idp.token(|c| c["regions"] = json!(["us-east"])),
+            403,
+            "region mismatch",
+        ),
+    ];
+    for (name, token, status, reason) in cases {
+        let r = send(
+            &gw,
+            &chat(&format!("Authorization: Bearer {token}\r\n"), "gpt-x"),
+        )
+        .await;
+        assert_eq!(r.status, status, "{name}");
+        if status == 401 {
+            assert_eq!(
+                r.header("www-authenticate"),
+                Some("Bearer realm=\"moat\""),
+                "{name}"
+            );
+        }
+        let body = r.text();
+        assert!(
+            !body.contains("jwt") && !body.contains("region"),
+            "{name}: the client is told no reason: {body}"
+        );
+        let rec = record_for(&gw, r.header("x-request-id").expect("id")).await;
+        assert_eq!(rec["kind"], "reject", "{name}");
+        assert!(
+            rec["detail"].as_str().is_some_and(|d| d.contains(reason)),
+            "{name}: {rec}"
+        );
+    }
+    assert_eq!(
+        origin
+            .seen
+            .requests
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "only the good token was forwarded"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_keys_models_and_traversal() {
+    let origin = Origin::start().await;
+    let idp = Idp::new();
+    let gw = gateway(&origin, &idp).await;
+
+    let key = "Authorization: Bearer batch-s3cr3t\r\n";
+    let r = send(&gw, &chat(key, "gpt-x")).await;
+    assert_eq!(r.status, 200, "model gpt-x is allowed for the batch key");
+    let rec = record_for(&gw, r.header("x-request-id").expect("id")).await;
+    assert_eq!(
+        (rec["principal"].as_str(), rec["model"].as_str()),
+        (Some("batch-job"), Some("gpt-x"))
+    );
+    let r = send(&gw, &chat(key, "gpt-y")).await;
+    assert_eq!(r.status, 403, "model gpt-y is not");
+    let rec = record_for(&gw, r.header("x-request-id").expect("id")).await;
+    assert_eq!(rec["rule"], "default-deny");
+
+    let r = send(&gw, &chat("Authorization: Bearer wrong-key\r\n", "gpt-x")).await;
+    assert_eq!(r.status, 401);
+    let r = send(&gw, &chat("X-Api-Key: batch-s3cr3t\r\n", "gpt-x")).await;
+    assert_eq!(r.status, 200, "X-Api-Key works too");
+    let r = send(&gw, &chat("", "gpt-x")).await;
+    assert_eq!(r.status, 401, "no credentials");
+
+    // Deny by default: the JWT caller's rule covers two paths only.
+    let token = idp.token(|_| {});
+    let auth = format!("Authorization: Bearer {token}\r\n");
+    let r = send(
+        &gw,
+        &format!("GET /v1/models HTTP/1.1\r\nHost: localhost\r\n{auth}\r\n"),
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    for path in [
+        "/v1/chat/completions/../../admin",
+        "/v1/chat/completions/%2e%2e/admin",
+        "/v1//chat/completions",
+        "/v1/chat%2fcompletions",
+    ] {
+        let r = send(
+            &gw,
+            &format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}\r\n"),
+        )
+        .await;
+        assert!(
+            r.status == 400 || r.status == 403,
+            "{path} got {}",
+            r.status
+        );
+    }
+
+    let all: String = records(&gw).iter().map(|r| r.to_string()).collect();
+    assert!(
+        !all.contains("batch-s3cr3t"),
+        "an API key reached the audit trail"
+    );
+    assert!(
+        !gw.log().contains("batch-s3cr3t"),
+        "an API key reached the log"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificates() {
+    let origin = Origin::start().await;
+    let idp = Idp::new();
+    let gw = gateway(&origin, &idp).await;
+    let tls = gw.tls_dir();
+    let get = b"GET /headers HTTP/1.1\r\nHost: localhost\r\n\r\n";
+
+    // A certificate from the configured CA: the SPIFFE ID is the principal the policy sees.
+    let mut c = Raw::try_connect(
+        gw.addr,
+        &gw.ca,
+        Some((&tls.join("client.pem"), &tls.join("client.key"))),
+    )
+    .await
+    .expect("mTLS");
+    c.send(get).await.expect("send");
+    let r = c.read_response(false).await.expect("response");
+    assert_eq!(r.status, 200);
+    let seen: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+    assert_eq!(
+        seen["x-moat-principal"],
+        json!(["spiffe://moat.local/client"])
+    );
+    let rec = record_for(&gw, r.header("x-request-id").expect("id")).await;
+    assert_eq!(rec["rule"], "service-mtls");
+    assert!(rec["tls"]["client_cert_sha256"]
+        .as_str()
+        .is_some_and(|s| s.len() == 64));
+
+    // A certificate from another CA is refused at the handshake.
+    let other = tempfile::tempdir().expect("tempdir");
+    let out = std::process::Command::new(gateway::binary())
+        .args(["cert", "init", "--dir"])
+        .arg(other.path())
+        .args(["--host", "localhost"])
+        .output()
+        .expect("cert init");
+    assert!(out.status.success());
+    let foreign = Raw::try_connect(
+        gw.addr,
+        &gw.ca,
+        Some((
+            &other.path().join("client.pem"),
+            &other.path().join("client.key"),
+        )),
+    )
+    .await;
+    let refused = match foreign {
+        Err(_) => true,
+        Ok(mut c) => {
+            let _ = c.send(get).await;
+            c.read_response(false).await.is_none()
+        }
+    };
+    assert!(refused, "a certificate from another CA was accepted");
+
+    // No certificate (optional mTLS): the next source, an API key, identifies the caller.
+    let r = send(
+        &gw,
+        &chat("Authorization: Bearer batch-s3cr3t\r\n", "gpt-x"),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upstream_gets_the_injected_credential_never_the_callers() {
+    let origin = Origin::start().await;
+    let idp = Idp::new();
+    let cred = tempfile::tempdir().expect("tempdir");
+    let cred_file = cred.path().join("model.token");
+    std::fs::write(&cred_file, "Bearer model-server-token\n").expect("credential");
+    let gw = gateway::new(origin.addr.to_string())
+        .listener("identity = [\"jwt\", \"api_key\"]")
+        .upstream(&format!("credential_file = \"{}\"", cred_file.display()))
+        .section(&format!(
+            "[residency]\nregion = \"eu-central\"\n{}",
+            identity_section(&idp)
+        ))
+        .policy(POLICY)
+        .run();
+    let token = idp.token(|_| {});
+    let r = send(
+        &gw,
+        &format!("GET /headers HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nX-Moat-Principal: root\r\nX-Api-Key: batch-s3cr3t\r\nCookie: session=abc\r\n\r\n"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+    assert_eq!(
+        seen["authorization"],
+        json!(["Bearer model-server-token"]),
+        "{seen}"
+    );
+    assert!(
+        seen.get("x-api-key").is_none() && seen.get("cookie").is_none(),
+        "{seen}"
+    );
+    assert_eq!(
+        seen["x-moat-principal"],
+        json!(["alice@example.com"]),
+        "a spoofed x-moat-principal was forwarded: {seen}"
+    );
+    assert_eq!(seen["x-moat-principal-kind"], json!(["jwt"]));
+    assert!(!seen.to_string().contains(&token));
+}
