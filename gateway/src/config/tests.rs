@@ -235,6 +235,63 @@ fn guard_serve_ports_include_the_listeners() {
 }
 
 #[test]
+fn identity_and_policy_errors_name_the_key() {
+    let fx = Fixture::new();
+    let parse = |extra: &str| match fx.parse(&format!("{MINIMAL}\n{extra}\n")) {
+        Ok(_) => panic!("accepted: {extra}"),
+        Err(e) => e.to_string(),
+    };
+    let cases = [
+        ("[[policy.rules]]\nid = \"a\"\nrequire_region = false\naction = \"allow\"\nupstream = \"nope\"", "policy.rules.0.upstream"),
+        ("[[policy.rules]]\nid = \"a\"\nrequire_region = false\naction = \"maybe\"", "policy.rules.0.action"),
+        ("[[policy.rules]]\nid = \"a\"\naction = \"allow\"", "policy.rules.0.require_region"),
+        ("[[policy.rules]]\nid = \"a\"\nrequire_region = false\nkinds = [\"root\"]\naction = \"allow\"", "policy.rules.0.kinds.0"),
+        ("[[policy.rules]]\nid = \"a\"\nrequire_region = false\npaths = [\"v1\"]\naction = \"allow\"", "policy.rules.0.paths.0"),
+        ("[[policy.rules]]\nid = \"a\"\nrequire_region = false\naction = \"allow\"\n[[policy.rules]]\nid = \"a\"\nrequire_region = false\naction = \"deny\"", "policy.rules.1.id"),
+        ("[identity.jwt]\njwks_file = \"missing.json\"\nissuers = [\"i\"]\naudiences = [\"a\"]", "identity.jwt.jwks_file"),
+        ("[identity.jwt]\njwks_file = \"tls/server.pem\"\nissuers = [\"i\"]\naudiences = [\"a\"]", "identity.jwt.jwks_file"),
+        ("[[identity.api_keys]]\nid = \"k\"\nsha256 = \"abc\"", "identity.api_keys.0.sha256"),
+        ("[residency]\nregion = \"EU Central\"", "residency.region"),
+    ];
+    for (extra, path) in cases {
+        let e = parse(extra);
+        assert!(e.starts_with(path), "{extra}: {e}");
+    }
+    // Listener keys: an unreadable client CA, mtls without a CA, an unknown source.
+    for (listener, path) in [
+        ("client_ca = \"missing.pem\"", "listener.0.client_ca"),
+        ("identity = [\"mtls\"]", "listener.0.client_ca"),
+        ("identity = [\"kerberos\"]", "listener.0.identity.0"),
+        ("identity = [\"jwt\"]", "identity.jwt"),
+        ("identity = [\"api_key\"]", "identity.api_keys"),
+    ] {
+        let text = MINIMAL.replace("upstream = \"model\"\n", &format!("upstream = \"model\"\n{listener}\n"));
+        let e = match fx.parse(&text) {
+            Ok(_) => panic!("accepted: {listener}"),
+            Err(e) => e.to_string(),
+        };
+        assert!(e.starts_with(path), "{listener}: {e}");
+    }
+    // A secret never appears in an error message.
+    let e = parse("[[identity.api_keys]]\nid = \"k\"\nsha256 = \"not-hex-s3cr3t\"");
+    assert!(!e.contains("s3cr3t"), "{e}");
+}
+
+#[test]
+fn a_shadowed_rule_is_a_warning() {
+    let text = format!(
+        "{MINIMAL}\n[[policy.rules]]\nid = \"all\"\nrequire_region = false\naction = \"deny\"\n\n[[policy.rules]]\nid = \"narrow\"\nrequire_region = false\npaths = [\"/v1/models\"]\naction = \"allow\"\n"
+    );
+    let c = Fixture::new().parse(&text).expect("valid");
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    assert!(c.warnings[0].contains("`narrow` is shadowed by the earlier rule `all`"), "{:?}", c.warnings);
+    let reordered = format!(
+        "{MINIMAL}\n[[policy.rules]]\nid = \"narrow\"\nrequire_region = false\npaths = [\"/v1/models\"]\naction = \"allow\"\n\n[[policy.rules]]\nid = \"all\"\nrequire_region = false\naction = \"deny\"\n"
+    );
+    assert!(Fixture::new().parse(&reordered).expect("valid").warnings.is_empty());
+}
+
+#[test]
 fn syntax_error_gives_a_line() {
     let e = err("[[listener]\naddress = 1");
     assert!(e.contains("(line 1)"), "{e}");
