@@ -5,8 +5,11 @@
 //! - `build-ebpf`: the guard's kernel object, with nightly, rust-src and bpf-linker set up
 //!   when missing.
 //! - `bench`: load tests against a fast upstream, directly, through moat and through nginx.
+//! - `bench-guard`: what the egress guard costs a fenced process (connect latency, loopback
+//!   throughput, ns per program run), with and without the guard, in a child cgroup; needs root.
 
 mod bench;
+mod bench_guard;
 mod ebpf;
 
 use std::path::{Path, PathBuf};
@@ -19,9 +22,13 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("test") => test(),
         Some("bench") => bench::run(&args[1..]),
+        Some("bench-guard") => bench_guard::run(&args[1..]),
         Some("build-ebpf") => ebpf::build().map(|_| ()),
         _ => {
-            eprintln!("usage: cargo xtask <test | build-ebpf | bench [--duration SECS] [--connections N]>");
+            eprintln!(
+                "usage: cargo xtask <test | build-ebpf | bench [--duration SECS] [--connections N] \
+                 | bench-guard [--connects N] [--seconds S] [--rounds N]>"
+            );
             std::process::exit(2);
         }
     }
