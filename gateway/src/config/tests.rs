@@ -265,7 +265,10 @@ fn identity_and_policy_errors_name_the_key() {
         ("identity = [\"jwt\"]", "identity.jwt"),
         ("identity = [\"api_key\"]", "identity.api_keys"),
     ] {
-        let text = MINIMAL.replace("upstream = \"model\"\n", &format!("upstream = \"model\"\n{listener}\n"));
+        let text = MINIMAL.replace(
+            "upstream = \"model\"\n",
+            &format!("upstream = \"model\"\n{listener}\n"),
+        );
         let e = match fx.parse(&text) {
             Ok(_) => panic!("accepted: {listener}"),
             Err(e) => e.to_string(),
@@ -284,11 +287,19 @@ fn a_shadowed_rule_is_a_warning() {
     );
     let c = Fixture::new().parse(&text).expect("valid");
     assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
-    assert!(c.warnings[0].contains("`narrow` is shadowed by the earlier rule `all`"), "{:?}", c.warnings);
+    assert!(
+        c.warnings[0].contains("`narrow` is shadowed by the earlier rule `all`"),
+        "{:?}",
+        c.warnings
+    );
     let reordered = format!(
         "{MINIMAL}\n[[policy.rules]]\nid = \"narrow\"\nrequire_region = false\npaths = [\"/v1/models\"]\naction = \"allow\"\n\n[[policy.rules]]\nid = \"all\"\nrequire_region = false\naction = \"deny\"\n"
     );
-    assert!(Fixture::new().parse(&reordered).expect("valid").warnings.is_empty());
+    assert!(Fixture::new()
+        .parse(&reordered)
+        .expect("valid")
+        .warnings
+        .is_empty());
 }
 
 #[test]
