@@ -68,6 +68,7 @@ fn main() {
         subject_claim: "sub".into(),
         groups_claim: "groups".into(),
         regions_claim: "regions".into(),
+        attribute_claims: vec![],
     })
     .expect("verifier");
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
@@ -121,6 +122,7 @@ fn main() {
                 sha256: Sha256::digest(format!("secret-{i}").as_bytes()).into(),
                 groups: vec![],
                 regions: vec![],
+                attributes: Default::default(),
             })
             .collect();
         let keys = ApiKeys::new(keys);

@@ -28,6 +28,8 @@ pub struct Rule {
     pub principals: Vec<String>,
     /// Groups the principal must have one of.
     pub groups: Vec<String>,
+    /// Attributes the principal must have: for each name, one of the listed values.
+    pub attributes: std::collections::BTreeMap<String, Vec<String>>,
     /// Source networks.
     pub source_cidrs: Vec<IpNet>,
     /// Hosts (SNI/Host, `*.` wildcards).
@@ -142,6 +144,12 @@ impl Policy {
         (r.kinds.is_empty() || r.kinds.contains(&f.principal.kind))
             && any(&r.principals, &|p| glob(p, &f.principal.id))
             && (r.groups.is_empty() || r.groups.iter().any(|g| f.principal.groups.contains(g)))
+            && r.attributes.iter().all(|(k, vs)| {
+                f.principal
+                    .attributes
+                    .get(k)
+                    .is_some_and(|v| vs.contains(v))
+            })
             && (r.source_cidrs.is_empty() || r.source_cidrs.iter().any(|n| n.contains(&f.client)))
             && any(&r.hosts, &|h| host_matches(h, f.host))
             && (r.methods.is_empty() || r.methods.contains(f.method))
@@ -247,6 +255,7 @@ mod tests {
             groups: groups.iter().map(|s| (*s).to_owned()).collect(),
             regions: regions.iter().map(|s| (*s).to_owned()).collect(),
             cert_sha256: None,
+            attributes: Default::default(),
         }
     }
 
@@ -256,6 +265,7 @@ mod tests {
             kinds: vec![],
             principals: vec![],
             groups: vec![],
+            attributes: Default::default(),
             source_cidrs: vec![],
             hosts: vec![],
             methods: vec![],
@@ -387,6 +397,27 @@ mod tests {
             policy.decide(&facts(&ok, "/v1/embeddings", None)).action,
             Action::Deny
         );
+    }
+
+    #[test]
+    fn attributes_must_match() {
+        let mut r = rule("search-team", Action::Allow);
+        r.attributes
+            .insert("team".into(), vec!["search".into(), "ranking".into()]);
+        let policy = Policy {
+            region: None,
+            rules: vec![r],
+        };
+        let mut p = principal(PrincipalKind::ApiKey, "k", &[], &[]);
+        assert_eq!(
+            policy.decide(&facts(&p, "/", None)).action,
+            Action::Deny,
+            "no attribute"
+        );
+        p.attributes.insert("team".into(), "ads".into());
+        assert_eq!(policy.decide(&facts(&p, "/", None)).action, Action::Deny);
+        p.attributes.insert("team".into(), "ranking".into());
+        assert_eq!(policy.decide(&facts(&p, "/", None)).action, Action::Allow);
     }
 
     #[test]

@@ -823,6 +823,7 @@ impl Validator<'_> {
                     subject_claim: j.subject_claim.clone().unwrap_or_else(|| "sub".into()),
                     groups_claim: j.groups_claim.clone().unwrap_or_else(|| "groups".into()),
                     regions_claim: j.regions_claim.clone().unwrap_or_else(|| "regions".into()),
+                    attribute_claims: j.attribute_claims.clone(),
                 };
                 // Load it now, so a bad JWKS is a configuration error, not a failed start.
                 crate::identity::jwt::JwtVerifier::new(settings.clone())
@@ -852,6 +853,7 @@ impl Validator<'_> {
                 }
                 api_keys.push(ApiKey {
                     id: k.id.clone(),
+                    attributes: k.attributes.clone(),
                     sha256: sha,
                     groups: k.groups.clone(),
                     regions: k.regions.clone(),
@@ -956,6 +958,7 @@ impl Validator<'_> {
             }
             rules.push(Rule {
                 id: r.id.clone(),
+                attributes: r.attributes.clone(),
                 kinds,
                 principals: r.principals.clone(),
                 groups: r.groups.clone(),
@@ -1265,6 +1268,12 @@ fn shadowed(rules: &[Rule]) -> Vec<String> {
             covers(&e.kinds, &later.kinds)
                 && covers(&e.principals, &later.principals)
                 && covers(&e.groups, &later.groups)
+                && e.attributes.iter().all(|(k, v)| {
+                    later
+                        .attributes
+                        .get(k)
+                        .is_some_and(|lv| lv.iter().all(|x| v.contains(x)))
+                })
                 && covers(&e.source_cidrs, &later.source_cidrs)
                 && covers(&e.hosts, &later.hosts)
                 && covers(&e.methods, &later.methods)

@@ -163,6 +163,8 @@ pub(crate) struct RawJwt {
     pub(crate) subject_claim: Option<String>,
     pub(crate) groups_claim: Option<String>,
     pub(crate) regions_claim: Option<String>,
+    #[serde(default)]
+    pub(crate) attribute_claims: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -174,6 +176,8 @@ pub(crate) struct RawApiKey {
     pub(crate) groups: Vec<String>,
     #[serde(default)]
     pub(crate) regions: Vec<String>,
+    #[serde(default)]
+    pub(crate) attributes: BTreeMap<String, String>,
 }
 
 /// The file named by `identity.api_keys_file`.
@@ -201,6 +205,8 @@ pub(crate) struct RawRule {
     pub(crate) principals: Vec<String>,
     #[serde(default)]
     pub(crate) groups: Vec<String>,
+    #[serde(default)]
+    pub(crate) attributes: BTreeMap<String, Vec<String>>,
     #[serde(default)]
     pub(crate) source_cidrs: Vec<String>,
     #[serde(default)]

@@ -17,6 +17,8 @@ pub struct ApiKey {
     pub groups: Vec<String>,
     /// Regions its holder may use.
     pub regions: Vec<String>,
+    /// Further attributes for policy (`team = "search"`).
+    pub attributes: std::collections::BTreeMap<String, String>,
 }
 
 /// The configured keys, indexed by the first 8 bytes of their hash.
@@ -73,6 +75,7 @@ impl ApiKeys {
             groups: k.groups.clone(),
             regions: k.regions.clone(),
             cert_sha256: None,
+            attributes: k.attributes.clone(),
         })
     }
 }

@@ -33,6 +33,8 @@ pub struct JwtSettings {
     pub groups_claim: String,
     /// Claim holding the regions the caller may use.
     pub regions_claim: String,
+    /// Further claims copied into the principal's attributes (string claims only).
+    pub attribute_claims: Vec<String>,
 }
 
 /// The algorithms moat accepts at most: asymmetric only (no `none`, no HMAC, so a public key can
@@ -284,6 +286,12 @@ impl JwtVerifier {
             groups: strings(&claims[&self.settings.groups_claim]),
             regions: strings(&claims[&self.settings.regions_claim]),
             cert_sha256: None,
+            attributes: self
+                .settings
+                .attribute_claims
+                .iter()
+                .filter_map(|c| claims[c].as_str().map(|v| (c.clone(), v.to_owned())))
+                .collect(),
         })
     }
 }

@@ -73,6 +73,8 @@ pub struct Principal {
     pub regions: Vec<String>,
     /// SHA-256 of the client certificate, when one was presented.
     pub cert_sha256: Option<String>,
+    /// Further attributes (API key `attributes`, JWT `attribute_claims`), matched by policy.
+    pub attributes: std::collections::BTreeMap<String, String>,
 }
 
 impl Principal {
@@ -84,6 +86,7 @@ impl Principal {
             groups: Vec::new(),
             regions: Vec::new(),
             cert_sha256: None,
+            attributes: Default::default(),
         }
     }
 }

@@ -41,5 +41,6 @@ pub fn principal(cert: &PeerCert) -> Principal {
         groups: Vec::new(),
         regions: Vec::new(),
         cert_sha256: Some(sha),
+        attributes: Default::default(),
     }
 }

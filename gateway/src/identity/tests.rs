@@ -70,6 +70,7 @@ fn verifier(dir: &Path, k: &TestKeys) -> JwtVerifier {
         subject_claim: "sub".into(),
         groups_claim: "groups".into(),
         regions_claim: "regions".into(),
+        attribute_claims: vec![],
     })
     .expect("verifier")
 }
@@ -242,6 +243,7 @@ fn api_keys() -> ApiKeys {
         sha256: Sha256::digest(b"s3cr3t-key").into(),
         groups: vec!["batch".into()],
         regions: vec!["eu-central".into()],
+        attributes: [("team".to_owned(), "search".to_owned())].into(),
     }])
 }
 
