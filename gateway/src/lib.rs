@@ -31,6 +31,7 @@ pub mod identity;
 pub mod policy;
 pub mod protocol;
 pub mod proxy;
+pub mod redact;
 pub mod server;
 pub mod telemetry;
 pub mod tls;

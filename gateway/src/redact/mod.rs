@@ -1,0 +1,178 @@
+//! Redaction stage: masks what may not leave the region, in requests and in responses.
+//!
+//! - [`detect`]: the detectors (regex candidates, validated by checksums and ranges);
+//! - [`normalize`]: folding so zero-width characters and full-width forms cannot hide a value;
+//! - [`Redactor`]: applies a profile's operators (mask, replace, hash, drop, block) to text;
+//! - [`stream`]: the hold-back that redacts streamed text (SSE model output, token by token)
+//!   without buffering the stream: only text that could still be the start of a match waits.
+//!
+//! Values never leave this module except replaced; counts per entity type go to the audit
+//! record.
+
+pub mod detect;
+pub mod normalize;
+pub mod stream;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap};
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+pub use detect::{Detectors, Entity};
+
+/// What to do with a detected value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Operator {
+    /// Replace every character with `*`, keeping the last `keep_suffix` characters.
+    Mask {
+        /// Characters left visible at the end.
+        keep_suffix: usize,
+    },
+    /// Replace with `<ENTITY>`, or `<ENTITY_n>` numbered consistently within one request.
+    Replace {
+        /// Number distinct values.
+        numbered: bool,
+    },
+    /// Replace with `<ENTITY:hash>`: HMAC-SHA256 under a key, hex, truncated; the same value
+    /// always maps to the same token, and the token reveals nothing without the key.
+    Hash {
+        /// The HMAC key.
+        key: Vec<u8>,
+        /// Hex digits kept.
+        len: usize,
+    },
+    /// Remove the value (in JSON, the whole field).
+    Drop,
+    /// Refuse the request (422) naming only the entity type.
+    Block,
+}
+
+/// The request was refused by a `block` operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("blocked: {} found", .0.name())]
+pub struct Blocked(pub Entity);
+
+/// Per-request state: consistent numbering, and counts for the audit record.
+#[derive(Debug, Default, Clone)]
+pub struct State {
+    numbers: HashMap<(Entity, String), usize>,
+    next: HashMap<Entity, usize>,
+    /// Values redacted, by entity name.
+    pub counts: BTreeMap<&'static str, u64>,
+}
+
+/// A profile's detectors and operators.
+#[derive(Debug)]
+pub struct Redactor {
+    detectors: Detectors,
+    operators: HashMap<Entity, Operator>,
+    default: Operator,
+}
+
+impl Redactor {
+    /// A redactor applying `operators` per entity and `default` to the others.
+    pub fn new(
+        detectors: Detectors,
+        operators: HashMap<Entity, Operator>,
+        default: Operator,
+    ) -> Self {
+        Self {
+            detectors,
+            operators,
+            default,
+        }
+    }
+
+    /// The detectors.
+    pub fn detectors(&self) -> &Detectors {
+        &self.detectors
+    }
+
+    /// Redacts all of `text`.
+    pub fn redact(&self, text: &str, state: &mut State) -> Result<String, Blocked> {
+        let folded = normalize::fold(text);
+        let found = self.detectors.find(&folded.text);
+        self.apply(text, &folded, &found, folded.text.len(), state)
+    }
+
+    /// Rewrites `text[..folded.original(cut)]`, replacing every match that ends at or before
+    /// `cut` (folded coordinates). Returns the rewritten prefix.
+    pub(crate) fn apply(
+        &self,
+        text: &str,
+        folded: &normalize::Folded,
+        found: &[detect::Found],
+        cut: usize,
+        state: &mut State,
+    ) -> Result<String, Blocked> {
+        let (orig_cut, _) = folded.original(cut, cut);
+        let mut out = String::with_capacity(orig_cut);
+        let mut pos = 0;
+        for f in found.iter().filter(|f| f.end <= cut) {
+            let (s, e) = folded.original(f.start, f.end);
+            if s < pos {
+                continue;
+            }
+            out.push_str(&text[pos..s]);
+            let value = &folded.text[f.start..f.end];
+            out.push_str(&self.replacement(f.entity, value, state)?);
+            *state.counts.entry(f.entity.name()).or_default() += 1;
+            pos = e;
+        }
+        out.push_str(&text[pos..orig_cut]);
+        Ok(out)
+    }
+
+    fn replacement(
+        &self,
+        entity: Entity,
+        value: &str,
+        state: &mut State,
+    ) -> Result<String, Blocked> {
+        Ok(match self.operators.get(&entity).unwrap_or(&self.default) {
+            Operator::Mask { keep_suffix } => {
+                // Whitespace inside a value (card groups) is kept, so the shape stays readable.
+                let n = value.chars().count();
+                value
+                    .chars()
+                    .enumerate()
+                    .map(|(i, c)| {
+                        if i + keep_suffix >= n || c.is_whitespace() {
+                            c
+                        } else {
+                            '*'
+                        }
+                    })
+                    .collect()
+            }
+            Operator::Replace { numbered: false } => format!("<{}>", entity.name()),
+            Operator::Replace { numbered: true } => {
+                let key = (entity, value.to_owned());
+                let n = match state.numbers.get(&key) {
+                    Some(n) => *n,
+                    None => {
+                        let n = state.next.entry(entity).or_insert(0);
+                        *n += 1;
+                        let n = *n;
+                        state.numbers.insert(key, n);
+                        n
+                    }
+                };
+                format!("<{}_{n}>", entity.name())
+            }
+            Operator::Hash { key, len } => {
+                // An HMAC key of any length is accepted; construction cannot fail.
+                let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(key) else {
+                    return Ok(format!("<{}>", entity.name()));
+                };
+                mac.update(value.as_bytes());
+                let hex = crate::audit::hex(&mac.finalize().into_bytes());
+                format!("<{}:{}>", entity.name(), &hex[..(*len).min(hex.len())])
+            }
+            Operator::Drop => String::new(),
+            Operator::Block => return Err(Blocked(entity)),
+        })
+    }
+}

@@ -1,0 +1,118 @@
+//! Redacting streamed text without buffering the stream.
+//!
+//! Each push appends text to a hold-back buffer and releases, redacted, everything that can no
+//! longer be part of a match: the buffer is cut before the longest suffix that could still grow
+//! into a value (a run of characters values are made of, chained over single spaces between
+//! digit or capital groups, as in `4111 1111 …` or `DE89 3704 …`), before any match that reaches
+//! that suffix, and before an unterminated PEM private key block. Prose is released word by
+//! word; a card number split over many tokens waits until it is complete, and comes out masked.
+//! A hold-back that grows past its bound fails closed.
+
+use super::normalize::fold;
+use super::{Blocked, Redactor, State};
+
+/// Why a stream cannot continue.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StreamError {
+    /// More text than the bound could still be part of one value.
+    #[error("hold-back exceeded {0} bytes")]
+    HoldBackExceeded(usize),
+    /// A `block` operator matched.
+    #[error(transparent)]
+    Blocked(#[from] Blocked),
+}
+
+/// The hold-back of one text stream (one choice of one response).
+#[derive(Debug, Default, Clone)]
+pub struct HoldBack {
+    held: String,
+}
+
+/// Characters values are made of.
+fn value_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"@._%+-:/=()".contains(&b)
+}
+
+/// Characters that make a group worth chaining over a space (digits, capitals, phone/card
+/// punctuation).
+fn group_char(b: u8) -> bool {
+    b.is_ascii_digit() || b.is_ascii_uppercase() || b"()+-.".contains(&b)
+}
+
+/// Start of the suffix of `text` that could still be (part of) a value.
+pub fn open_suffix(text: &str) -> usize {
+    let b = text.as_bytes();
+    let mut i = b.len();
+    // A trailing single space after a group may be followed by the next group.
+    if i >= 2 && b[i - 1] == b' ' && group_char(b[i - 2]) {
+        i -= 1;
+    }
+    loop {
+        let run_end = i;
+        while i > 0 && value_char(b[i - 1]) {
+            i -= 1;
+        }
+        let run = &b[i..run_end];
+        let groupish = !run.is_empty() && run.iter().all(|&c| group_char(c));
+        if groupish && i >= 2 && b[i - 1] == b' ' && group_char(b[i - 2]) {
+            i -= 1;
+            continue;
+        }
+        return i;
+    }
+}
+
+/// Where an unterminated PEM private key block starts, if one does.
+fn open_pem(text: &str) -> Option<usize> {
+    let start = text.rfind("-----BEGIN")?;
+    let rest = &text[start..];
+    let is_key_header = rest.len() < 60 || rest[..rest.len().min(60)].contains("PRIVATE KEY");
+    (is_key_header && !rest.contains("-----END")).then_some(start)
+}
+
+impl HoldBack {
+    /// Adds `text`; returns the redacted text that may be released now.
+    pub fn push(
+        &mut self,
+        text: &str,
+        r: &Redactor,
+        state: &mut State,
+        max: usize,
+    ) -> Result<String, StreamError> {
+        self.held.push_str(text);
+        let folded = fold(&self.held);
+        let found = r.detectors().find(&folded.text);
+        let mut cut = open_suffix(&folded.text);
+        if let Some(p) = open_pem(&folded.text) {
+            cut = cut.min(p);
+        }
+        // A match reaching into the open suffix may still grow: hold it whole.
+        for f in &found {
+            if f.end > cut || f.end == folded.text.len() {
+                cut = cut.min(f.start);
+            }
+        }
+        // `cut` must fall on a character boundary of the folded text.
+        while !folded.text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let out = r.apply(&self.held, &folded, &found, cut, state)?;
+        let (orig_cut, _) = folded.original(cut, cut);
+        self.held.drain(..orig_cut);
+        if self.held.len() > max {
+            return Err(StreamError::HoldBackExceeded(max));
+        }
+        Ok(out)
+    }
+
+    /// Ends the stream: everything held is redacted and released.
+    pub fn finish(&mut self, r: &Redactor, state: &mut State) -> Result<String, StreamError> {
+        let held = std::mem::take(&mut self.held);
+        Ok(r.redact(&held, state)?)
+    }
+
+    /// Bytes currently held back.
+    pub fn held(&self) -> usize {
+        self.held.len()
+    }
+}
