@@ -135,6 +135,15 @@ impl Reject {
         side: Side::Downstream,
     };
 
+    /// Redaction refused the request (a `block` operator matched, or the body cannot be scanned
+    /// under a fail-closed profile); the entity type goes to the audit record only.
+    pub const UNPROCESSABLE: Self = Self {
+        status: StatusCode::UNPROCESSABLE_ENTITY,
+        kind: "redaction_refused",
+        message: "the request contains data that may not leave the region",
+        side: Side::Downstream,
+    };
+
     /// Policy refused the request.
     pub const FORBIDDEN: Self = Self {
         status: StatusCode::FORBIDDEN,

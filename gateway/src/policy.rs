@@ -46,6 +46,8 @@ pub struct Rule {
     pub action: Action,
     /// Upstream to use (allow only; default: the listener's).
     pub upstream: Option<String>,
+    /// Redaction profile applied to allowed requests (none: no redaction).
+    pub redaction: Option<String>,
 }
 
 /// The facts a rule is matched against.
@@ -74,6 +76,8 @@ pub struct Decision {
     pub rule: String,
     /// Upstream named by the rule.
     pub upstream: Option<String>,
+    /// Redaction profile named by the rule.
+    pub redaction: Option<String>,
     /// Why, for the audit record (never shown to the client).
     pub reason: String,
 }
@@ -108,6 +112,7 @@ impl Policy {
                 action: rule.action,
                 rule: rule.id.clone(),
                 upstream: rule.upstream.clone(),
+                redaction: rule.redaction.clone(),
                 reason: match rule.action {
                     Action::Allow => "allowed".into(),
                     Action::Deny => "denied by rule".into(),
@@ -118,6 +123,7 @@ impl Policy {
             action: Action::Deny,
             rule: "default-deny".into(),
             upstream: None,
+            redaction: None,
             reason: match region_miss {
                 Some(id) => format!(
                     "region mismatch: rule {id} requires region {}, caller may use [{}]",
@@ -274,6 +280,7 @@ mod tests {
             require_region: false,
             action,
             upstream: None,
+            redaction: None,
         }
     }
 

@@ -58,14 +58,20 @@ pub struct Route {
     pub forward_identity: bool,
     /// Authorization rules.
     pub policy: Arc<Policy>,
+    /// Redaction profiles by name.
+    pub profiles: Arc<std::collections::BTreeMap<String, Arc<crate::redact::Profile>>>,
 }
 
-/// What the identity and policy stages hand to the exchange.
+/// What the identity, policy and redaction stages hand to the exchange.
 struct Forward<'a> {
     upstream: &'a Arc<Upstream>,
     principal: &'a Principal,
     /// `100 Continue` was already sent (to read the body's `model` before deciding).
     continue_sent: bool,
+    /// The redacted request body, replacing the client's (which was read in full).
+    body: Option<Bytes>,
+    /// Bytes of the client's body, when it was read in full.
+    body_in: Option<u64>,
 }
 
 impl Route {
@@ -264,10 +270,76 @@ pub async fn serve<S>(
             };
             return deny(&mut down.io, &denial, &req, &request_id, client, &route).await;
         };
+        // Redaction of the request body, when the deciding rule names a profile for requests.
+        let profile = decision
+            .redaction
+            .as_ref()
+            .and_then(|n| route.profiles.get(n))
+            .cloned();
+        let mut redactions = crate::redact::State::default();
+        let mut fail_open_note = None;
+        let (body, body_in) = match profile
+            .as_ref()
+            .filter(|p| p.requests && req.body != BodyKind::Empty)
+        {
+            None => (None, None),
+            Some(p) => {
+                if req.expect_continue && !continue_sent {
+                    continue_sent = down
+                        .io
+                        .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                        .await
+                        .is_ok();
+                }
+                let raw = match read_whole_body(
+                    &mut down,
+                    &req,
+                    route.http.max_request_body_bytes,
+                    route.http.body_idle_timeout,
+                )
+                .await
+                {
+                    Ok(b) => b,
+                    Err(e) => {
+                        return refuse(
+                            &mut down.io,
+                            &Reject::from(&e),
+                            Some(&head),
+                            &e.to_string(),
+                            client,
+                            &route,
+                        )
+                        .await
+                    }
+                };
+                let n = raw.len() as u64;
+                match redact_body(p, &req.headers, &raw, &mut redactions) {
+                    Ok(b) => (Some(b), Some(n)),
+                    Err(BodyRedaction::Unredactable(why)) if p.fail_open => {
+                        fail_open_note = Some(format!(
+                            "redaction failed open ({why}): body forwarded unredacted"
+                        ));
+                        (Some(raw), Some(n))
+                    }
+                    Err(e) => {
+                        let denial = Denial {
+                            reject: &Reject::UNPROCESSABLE,
+                            reason: e.to_string(),
+                            principal: Some(&principal),
+                            rule: Some(&decision.rule),
+                        };
+                        return deny(&mut down.io, &denial, &req, &request_id, client, &route)
+                            .await;
+                    }
+                }
+            }
+        };
         let fwd = Forward {
             upstream,
             principal: &principal,
             continue_sent,
+            body,
+            body_in,
         };
         let mut outcome = exchange(&mut down, &req, &request_id, client, &route, &fwd).await;
         let status = outcome.status.map_or(0, |s| s.as_u16());
@@ -293,13 +365,21 @@ pub async fn serve<S>(
             bytes_out: outcome.bytes_out,
             duration_ms,
             upstream_ms: outcome.upstream_ms,
-            redactions: Default::default(),
+            redactions: redactions
+                .counts
+                .iter()
+                .map(|(e, n)| (format!("{e}.request"), *n))
+                .collect(),
             guard: route.guard.clone(),
             failed: outcome
                 .error
                 .as_ref()
                 .map(|(side, _)| side.as_str().to_owned()),
-            reason: outcome.error.as_ref().map(|(_, d)| d.clone()),
+            reason: outcome
+                .error
+                .as_ref()
+                .map(|(_, d)| d.clone())
+                .or(fail_open_note),
         }));
         let recorded = match route.audit.record_durable(record) {
             Ok(durable) => durable.wait().await,
@@ -431,6 +511,69 @@ async fn deny<S: AsyncWrite + Unpin>(
     d.reject.write_h1(&mut out, Some(request_id));
     let _ = io.write_all(&out).await;
     let _ = io.shutdown().await;
+}
+
+/// Reads a whole request body (bounded by `max`), for redaction.
+async fn read_whole_body<S: AsyncRead + Unpin>(
+    down: &mut Reader<S>,
+    req: &RequestHead,
+    max: u64,
+    idle: Duration,
+) -> Result<Bytes, H1Error> {
+    let mut dec = Decoder::new(req.body, max);
+    let mut body = BytesMut::new();
+    loop {
+        match dec.decode(&mut down.buf)? {
+            Some(Frame::Data(d)) => body.extend_from_slice(&d),
+            Some(Frame::Trailers(_)) => {}
+            None if dec.is_done() => return Ok(body.freeze()),
+            None => fill_body(down, idle).await?,
+        }
+    }
+}
+
+/// Why a request body could not be redacted.
+#[derive(Debug, thiserror::Error)]
+enum BodyRedaction {
+    /// A `block` operator matched.
+    #[error(transparent)]
+    Blocked(#[from] crate::redact::Blocked),
+    /// The body is not what its content type says, or not a type the profile scans.
+    #[error("body cannot be redacted: {0}")]
+    Unredactable(&'static str),
+}
+
+/// Redacts a request body per profile: JSON string values (decoded, so escapes cannot hide a
+/// value), or text as is. Output JSON is valid and keeps every other field.
+fn redact_body(
+    p: &crate::redact::Profile,
+    headers: &http::HeaderMap,
+    body: &[u8],
+    st: &mut crate::redact::State,
+) -> Result<Bytes, BodyRedaction> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let mime = ct.split(';').next().unwrap_or("").trim();
+    if mime == "application/json" || mime.ends_with("+json") {
+        let mut v: serde_json::Value = serde_json::from_slice(body)
+            .map_err(|_| BodyRedaction::Unredactable("invalid JSON"))?;
+        crate::redact::json::redact_value(&p.redactor, &mut v, st)?;
+        return Ok(Bytes::from(
+            serde_json::to_vec(&v).map_err(|_| BodyRedaction::Unredactable("JSON output"))?,
+        ));
+    }
+    if mime.starts_with("text/") || mime.is_empty() {
+        let text = std::str::from_utf8(body)
+            .map_err(|_| BodyRedaction::Unredactable("text is not UTF-8"))?;
+        return Ok(Bytes::from(p.redactor.redact(text, st)?));
+    }
+    if p.block_other_content {
+        return Err(BodyRedaction::Unredactable("content type not scanned"));
+    }
+    Ok(Bytes::copy_from_slice(body))
 }
 
 /// Largest body prefix read to find the `model` field before deciding.
@@ -584,9 +727,32 @@ where
         return outcome;
     }
 
+    // A redacted body replaces the client's: it is sent with its own Content-Length.
+    let replaced;
+    let req: &RequestHead = match &fwd.body {
+        Some(b) => {
+            let mut r = req.clone();
+            r.body = if b.is_empty() {
+                BodyKind::Empty
+            } else {
+                BodyKind::Length(b.len() as u64)
+            };
+            replaced = r;
+            &replaced
+        }
+        None => req,
+    };
+
     // Validate what is already buffered of the body (and at least the first chunk line) before
     // contacting the upstream, so that a malformed body start never reaches it.
-    let mut decoder = Decoder::new(req.body, http.max_request_body_bytes);
+    let mut decoder = Decoder::new(
+        if fwd.body.is_some() {
+            BodyKind::Empty
+        } else {
+            req.body
+        },
+        http.max_request_body_bytes,
+    );
     let encoder = if req.body == BodyKind::Chunked {
         Encoder::Chunked
     } else {
@@ -601,7 +767,9 @@ where
         fwd.upstream.config().credential.as_ref(),
     );
     let mut pending = BytesMut::new();
-    if let Err(e) = prefetch_body(
+    if let Some(b) = &fwd.body {
+        pending.extend_from_slice(b);
+    } else if let Err(e) = prefetch_body(
         down,
         &mut decoder,
         encoder,
@@ -612,7 +780,7 @@ where
     {
         return downstream_failure(e, request_id, outcome).await;
     }
-    outcome.bytes_in = decoder.total;
+    outcome.bytes_in = fwd.body_in.unwrap_or(decoder.total);
 
     let upstream = fwd.upstream;
     let bodiless = req.body == BodyKind::Empty;
@@ -671,7 +839,7 @@ where
             Err(e) => return upstream_failure(e, request_id, outcome).await,
         }
     };
-    outcome.bytes_in = decoder.total;
+    outcome.bytes_in = fwd.body_in.unwrap_or(decoder.total);
     outcome.status = Some(resp.status);
     outcome.upstream_ms = Some(millis(sent_at));
 

@@ -74,6 +74,7 @@ impl Gateway {
                 .collect(),
         );
         let policy = Arc::new(config.policy.clone());
+        let profiles = Arc::new(config.redaction.clone());
         let plain = tls::server_config(&config.tls)?;
         let mut listeners = Vec::new();
         for l in &config.listeners {
@@ -105,6 +106,7 @@ impl Gateway {
                 identifier: identifier.clone(),
                 forward_identity: config.identity.forward_headers,
                 policy: policy.clone(),
+                profiles: profiles.clone(),
             });
             listeners.push(Listener {
                 socket,

@@ -2,6 +2,7 @@
 //!
 //! Routes:
 //! - `GET /` → `ok`;
+//! - `POST /echo` → the request body, as received;
 //! - `GET /headers` → the request headers it received, as a JSON object of arrays;
 //! - `POST /sink` → consumes the body, counting bytes as they arrive, and answers
 //!   `{"bytes":N,"sum":S,"chunked":bool,"trailers":{..}}` (S: sum of all bytes mod 2^32);
@@ -136,6 +137,15 @@ async fn handle(
     let path = req.uri().path().to_owned();
     let resp = match (req.method().as_str(), path.as_str()) {
         ("GET" | "HEAD", "/") => Response::new(full("ok")),
+        ("POST", "/echo") => {
+            let body = req
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            Response::new(full(body))
+        }
         ("GET", "/headers") => {
             let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
             for (k, v) in req.headers() {

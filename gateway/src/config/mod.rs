@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -27,6 +28,7 @@ use crate::identity::api_key::ApiKey;
 use crate::identity::jwt::{JwtSettings, ALLOWED};
 use crate::identity::{PrincipalKind, Source};
 use crate::policy::{Action, Policy, Rule};
+use crate::redact::{Detectors, Entity, Operator, Profile, Redactor};
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
@@ -59,6 +61,8 @@ pub struct Config {
     pub policy: Policy,
     /// Problems worth a warning but not a refusal (e.g. a rule shadowed by an earlier one).
     pub warnings: Vec<String>,
+    /// Redaction profiles by name.
+    pub redaction: BTreeMap<String, Arc<Profile>>,
 }
 
 /// How log lines are written.
@@ -732,7 +736,9 @@ impl Validator<'_> {
                 )),
             };
         let identity = self.identity(&raw.identity, &listeners)?;
-        let (policy, warnings) = self.policy(&raw.policy, region.clone(), &upstreams)?;
+        let redaction = self.redaction(&raw.redaction)?;
+        let (policy, warnings) =
+            self.policy(&raw.policy, region.clone(), &upstreams, &redaction)?;
 
         Ok(Config {
             worker_threads: raw.runtime.worker_threads.unwrap_or(0),
@@ -752,7 +758,131 @@ impl Validator<'_> {
             identity,
             policy,
             warnings,
+            redaction,
         })
+    }
+
+    fn redaction(
+        &self,
+        raw: &raw::RawRedaction,
+    ) -> Result<BTreeMap<String, Arc<Profile>>, ConfigError> {
+        let hash_key = match &raw.hash_key_file {
+            None => None,
+            Some(f) => {
+                let path = self.existing_file("redaction.hash_key_file", f)?;
+                let key = std::fs::read(&path)
+                    .map_err(|e| self.invalid("redaction.hash_key_file", f, e.to_string()))?;
+                if key.len() < 16 {
+                    return Err(self.invalid(
+                        "redaction.hash_key_file",
+                        f,
+                        "the key must be at least 16 bytes",
+                    ));
+                }
+                Some(key)
+            }
+        };
+        let mut out = BTreeMap::new();
+        for (name, p) in &raw.profiles {
+            let k = format!("redaction.profiles.{name}");
+            let entities = match &p.entities {
+                None => Entity::ALL.to_vec(),
+                Some(list) => list
+                    .iter()
+                    .enumerate()
+                    .map(|(i, e)| {
+                        Entity::parse(e).ok_or_else(|| {
+                            self.invalid(&format!("{k}.entities.{i}"), e, "not a known entity type")
+                        })
+                    })
+                    .collect::<Result<_, _>>()?,
+            };
+            let keep = p.mask_keep_suffix.unwrap_or(4);
+            let op = |key: &str, v: &str| -> Result<Operator, ConfigError> {
+                Ok(match v {
+                    "mask" => Operator::Mask { keep_suffix: keep },
+                    "replace" => Operator::Replace { numbered: false },
+                    "replace_numbered" => Operator::Replace { numbered: true },
+                    "drop" => Operator::Drop,
+                    "block" => Operator::Block,
+                    "hash" => match &hash_key {
+                        Some(key) => Operator::Hash {
+                            key: key.clone(),
+                            len: 16,
+                        },
+                        None => {
+                            return Err(ConfigError::Missing {
+                                path: "redaction.hash_key_file".into(),
+                                reason: format!("{key} uses the hash operator"),
+                            })
+                        }
+                    },
+                    _ => {
+                        return Err(self.invalid(
+                            key,
+                            v,
+                            "expected mask, replace, replace_numbered, hash, drop or block",
+                        ))
+                    }
+                })
+            };
+            let default = op(
+                &format!("{k}.default_operator"),
+                p.default_operator.as_deref().unwrap_or("replace"),
+            )?;
+            let mut operators = std::collections::HashMap::new();
+            for (e, v) in &p.operators {
+                let ent = Entity::parse(e).ok_or_else(|| {
+                    self.invalid(&format!("{k}.operators"), e, "not a known entity type")
+                })?;
+                operators.insert(ent, op(&format!("{k}.operators.{e}"), v)?);
+            }
+            let detectors = Detectors::new(&entities, &p.patterns, &p.words)
+                .map_err(|e| self.invalid(&format!("{k}.patterns"), "(regex)", e.to_string()))?;
+            let (requests, responses) = match p.direction.as_deref() {
+                None | Some("both") => (true, true),
+                Some("request") => (true, false),
+                Some("response") => (false, true),
+                Some(v) => {
+                    return Err(self.invalid(
+                        &format!("{k}.direction"),
+                        v,
+                        "expected request, response or both",
+                    ))
+                }
+            };
+            let fail_open = match p.fail.as_deref() {
+                None | Some("closed") => false,
+                Some("open") => true,
+                Some(v) => {
+                    return Err(self.invalid(&format!("{k}.fail"), v, "expected closed or open"))
+                }
+            };
+            let block_other_content = match p.other_content.as_deref() {
+                None | Some("pass") => false,
+                Some("block") => true,
+                Some(v) => {
+                    return Err(self.invalid(
+                        &format!("{k}.other_content"),
+                        v,
+                        "expected pass or block",
+                    ))
+                }
+            };
+            out.insert(
+                name.clone(),
+                Arc::new(Profile {
+                    name: name.clone(),
+                    redactor: Redactor::new(detectors, operators, default),
+                    requests,
+                    responses,
+                    fail_open,
+                    max_hold_back: p.max_hold_back.unwrap_or(crate::redact::detect::MAX_MATCH),
+                    block_other_content,
+                }),
+            );
+        }
+        Ok(out)
     }
 
     fn identity(
@@ -888,6 +1018,7 @@ impl Validator<'_> {
         raw: &raw::RawPolicy,
         region: Option<String>,
         upstreams: &BTreeMap<String, UpstreamConfig>,
+        profiles: &BTreeMap<String, Arc<Profile>>,
     ) -> Result<(Policy, Vec<String>), ConfigError> {
         let mut rules: Vec<Rule> = Vec::new();
         for (i, r) in raw.rules.iter().enumerate() {
@@ -948,6 +1079,19 @@ impl Validator<'_> {
                     return Err(self.invalid(&format!("{p}.upstream"), u, "no such upstream"));
                 }
             }
+            if let Some(name) = &r.redaction {
+                if !profiles.contains_key(name) {
+                    let known: Vec<&str> = profiles.keys().map(String::as_str).collect();
+                    return Err(self.invalid(
+                        &format!("{p}.redaction"),
+                        name,
+                        format!(
+                            "no such redaction profile (defined: [{}])",
+                            known.join(", ")
+                        ),
+                    ));
+                }
+            }
             let require_region = r.require_region.unwrap_or(true);
             if require_region && region.is_none() && action == Action::Allow {
                 return Err(self.invalid(
@@ -970,6 +1114,7 @@ impl Validator<'_> {
                 require_region,
                 action,
                 upstream: r.upstream.clone(),
+                redaction: r.redaction.clone(),
             });
         }
         let warnings = shadowed(&rules);

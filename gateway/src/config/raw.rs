@@ -33,6 +33,8 @@ pub(crate) struct RawConfig {
     pub(crate) identity: RawIdentity,
     #[serde(default)]
     pub(crate) policy: RawPolicy,
+    #[serde(default)]
+    pub(crate) redaction: RawRedaction,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -220,4 +222,31 @@ pub(crate) struct RawRule {
     pub(crate) require_region: Option<bool>,
     pub(crate) action: String,
     pub(crate) upstream: Option<String>,
+    pub(crate) redaction: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRedaction {
+    pub(crate) hash_key_file: Option<String>,
+    #[serde(default)]
+    pub(crate) profiles: BTreeMap<String, RawProfile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawProfile {
+    pub(crate) entities: Option<Vec<String>>,
+    pub(crate) direction: Option<String>,
+    pub(crate) default_operator: Option<String>,
+    #[serde(default)]
+    pub(crate) operators: BTreeMap<String, String>,
+    pub(crate) mask_keep_suffix: Option<usize>,
+    #[serde(default)]
+    pub(crate) patterns: Vec<String>,
+    #[serde(default)]
+    pub(crate) words: Vec<String>,
+    pub(crate) fail: Option<String>,
+    pub(crate) max_hold_back: Option<usize>,
+    pub(crate) other_content: Option<String>,
 }

@@ -10,6 +10,7 @@
 //! record.
 
 pub mod detect;
+pub mod json;
 pub mod normalize;
 pub mod stream;
 #[cfg(test)]
@@ -23,7 +24,7 @@ use sha2::Sha256;
 pub use detect::{Detectors, Entity};
 
 /// What to do with a detected value.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Operator {
     /// Replace every character with `*`, keeping the last `keep_suffix` characters.
     Mask {
@@ -47,6 +48,39 @@ pub enum Operator {
     Drop,
     /// Refuse the request (422) naming only the entity type.
     Block,
+}
+
+impl std::fmt::Debug for Operator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Mask { keep_suffix } => write!(f, "Mask({keep_suffix})"),
+            Self::Replace { numbered } => write!(f, "Replace(numbered: {numbered})"),
+            // The key is secret.
+            Self::Hash { len, .. } => write!(f, "Hash(len: {len}, key: <redacted>)"),
+            Self::Drop => f.write_str("Drop"),
+            Self::Block => f.write_str("Block"),
+        }
+    }
+}
+
+/// A named redaction profile, as policy rules reference it.
+#[derive(Debug)]
+pub struct Profile {
+    /// Profile name.
+    pub name: String,
+    /// Detectors and operators.
+    pub redactor: Redactor,
+    /// Applies to request bodies.
+    pub requests: bool,
+    /// Applies to response bodies.
+    pub responses: bool,
+    /// `fail = "open"`: a body that cannot be redacted passes unredacted (audited); by default
+    /// it is refused.
+    pub fail_open: bool,
+    /// Bound of a stream's hold-back.
+    pub max_hold_back: usize,
+    /// Refuse bodies that are neither JSON nor text (else they pass unscanned).
+    pub block_other_content: bool,
 }
 
 /// The request was refused by a `block` operator.
@@ -88,6 +122,11 @@ impl Redactor {
     /// The detectors.
     pub fn detectors(&self) -> &Detectors {
         &self.detectors
+    }
+
+    /// The operator for an entity.
+    pub fn operator(&self, e: Entity) -> &Operator {
+        self.operators.get(&e).unwrap_or(&self.default)
     }
 
     /// Redacts all of `text`.

@@ -5,3 +5,4 @@ mod framing;
 mod guard;
 mod identity;
 mod proxy;
+mod redaction;
