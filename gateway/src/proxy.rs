@@ -72,6 +72,8 @@ struct Forward<'a> {
     body: Option<Bytes>,
     /// Bytes of the client's body, when it was read in full.
     body_in: Option<u64>,
+    /// The redaction profile of the deciding rule.
+    profile: Option<&'a Arc<crate::redact::Profile>>,
 }
 
 impl Route {
@@ -96,6 +98,8 @@ struct Outcome {
     error: Option<(Side, String)>,
     /// Time from the start of sending the request to the response head, in ms.
     upstream_ms: Option<f64>,
+    /// Values redacted in the response, by entity.
+    response_redactions: std::collections::BTreeMap<&'static str, u64>,
     /// The last bytes for the client, held back until the request's audit record is handed
     /// over (and, with `fsync = "always"`, durable): a client never sees a response complete
     /// before its record exists.
@@ -340,6 +344,7 @@ pub async fn serve<S>(
             continue_sent,
             body,
             body_in,
+            profile: profile.as_ref(),
         };
         let mut outcome = exchange(&mut down, &req, &request_id, client, &route, &fwd).await;
         let status = outcome.status.map_or(0, |s| s.as_u16());
@@ -369,6 +374,12 @@ pub async fn serve<S>(
                 .counts
                 .iter()
                 .map(|(e, n)| (format!("{e}.request"), *n))
+                .chain(
+                    outcome
+                        .response_redactions
+                        .iter()
+                        .map(|(e, n)| (format!("{e}.response"), *n)),
+                )
                 .collect(),
             guard: route.guard.clone(),
             failed: outcome
@@ -511,6 +522,112 @@ async fn deny<S: AsyncWrite + Unpin>(
     d.reject.write_h1(&mut out, Some(request_id));
     let _ = io.write_all(&out).await;
     let _ = io.shutdown().await;
+}
+
+/// The media type of a message, lower-cased, without parameters.
+fn content_type(headers: &http::HeaderMap) -> String {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    ct.split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// Largest response body read whole for redaction.
+const MAX_BUFFERED_RESPONSE: u64 = 16 * 1024 * 1024;
+
+/// Reads a non-streamed response whole, redacts it, and leaves head and body in
+/// `outcome.tail`. A response that cannot be redacted under a fail-closed profile becomes a 502.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site, the exchange's own state"
+)]
+async fn buffered_response(
+    mut conn: Conn,
+    mut resp: ResponseHead,
+    p: &Arc<crate::redact::Profile>,
+    req: &RequestHead,
+    request_id: &str,
+    mut outcome: Outcome,
+    upstream: &Arc<Upstream>,
+    idle: Duration,
+) -> Outcome {
+    let mut dec = Decoder::new(resp.body, MAX_BUFFERED_RESPONSE);
+    let mut body = BytesMut::new();
+    let read: Result<(), String> = loop {
+        match dec.decode(&mut conn.reader.buf) {
+            Ok(Some(Frame::Data(d))) => body.extend_from_slice(&d),
+            Ok(Some(Frame::Trailers(_))) => {}
+            Ok(None) if dec.is_done() => break Ok(()),
+            Ok(None) => match timeout(idle, conn.reader.fill()).await {
+                Ok(Ok(0)) => break dec.finish_at_eof().map_err(|e| e.to_string()),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => break Err(e.to_string()),
+                Err(_) => break Err("response body idle timeout".into()),
+            },
+            Err(e) => break Err(e.to_string()),
+        }
+    };
+    if let Err(why) = read {
+        return upstream_failure(
+            UpstreamError::Protocol {
+                reason: format!("response body: {why}"),
+            },
+            request_id,
+            outcome,
+        )
+        .await;
+    }
+    let mut st = crate::redact::State::default();
+    let redacted = match redact_body(p, &resp.headers, &body, &mut st) {
+        Ok(b) => b,
+        Err(BodyRedaction::Unredactable(why)) if p.fail_open => {
+            outcome.error = Some((
+                Side::Internal,
+                format!("response redaction failed open ({why}): forwarded unredacted"),
+            ));
+            body.freeze()
+        }
+        Err(e) => {
+            let r = Reject {
+                status: StatusCode::BAD_GATEWAY,
+                kind: "redaction_failed",
+                message: "the response could not be redacted",
+                side: Side::Internal,
+            };
+            r.write_h1(&mut outcome.tail, Some(request_id));
+            outcome.status = Some(r.status);
+            outcome.error = Some((Side::Internal, format!("response redaction: {e}")));
+            return outcome;
+        }
+    };
+    outcome.response_redactions = st.counts;
+    outcome.bytes_out = redacted.len() as u64;
+    if resp.keep_alive && dec.is_done() {
+        upstream.checkin(conn);
+    }
+    resp.headers.remove(header::TRANSFER_ENCODING);
+    resp.headers.insert(
+        header::CONTENT_LENGTH,
+        http::HeaderValue::from(redacted.len()),
+    );
+    resp.body = BodyKind::Length(redacted.len() as u64);
+    let (encoder, keep_alive) = response_framing(req, &resp, req.keep_alive);
+    write_response_head(
+        &mut outcome.tail,
+        &resp,
+        request_id,
+        encoder,
+        keep_alive,
+        req.version,
+    );
+    outcome.tail.extend_from_slice(&redacted);
+    outcome.keep_alive = keep_alive;
+    outcome
 }
 
 /// Reads a whole request body (bounded by `max`), for redaction.
@@ -712,6 +829,7 @@ where
         keep_alive: false,
         error: None,
         upstream_ms: None,
+        response_redactions: Default::default(),
         tail: BytesMut::new(),
     };
 
@@ -843,6 +961,39 @@ where
     outcome.status = Some(resp.status);
     outcome.upstream_ms = Some(millis(sent_at));
 
+    // Response redaction, when the deciding rule's profile covers responses: server-sent events
+    // are redacted event by event as they stream; other bodies are read whole (bounded), redacted
+    // and sent with their new length.
+    let profile = fwd
+        .profile
+        .filter(|p| p.responses && resp.body != BodyKind::Empty);
+    let is_sse = content_type(&resp.headers).starts_with("text/event-stream");
+    let mut sse = profile
+        .filter(|_| is_sse)
+        .map(|p| crate::redact::sse::SseRedactor::new(p.clone()));
+    let mut resp = resp;
+    let upstream_body = resp.body;
+    if let Some(p) = profile.filter(|_| !is_sse) {
+        return buffered_response(
+            conn,
+            resp,
+            p,
+            req,
+            request_id,
+            outcome,
+            upstream,
+            http.body_idle_timeout,
+        )
+        .await;
+    }
+    if sse.is_some() {
+        // The redacted stream's length differs from the upstream's: always chunked (or
+        // close-delimited to an HTTP/1.0 client).
+        resp.body = BodyKind::Chunked;
+        resp.keep_alive = false;
+        resp.headers.remove(header::CONTENT_LENGTH);
+    }
+
     // Response head to the client.
     let client_keep_alive = req.keep_alive;
     let (encoder, keep_alive) = response_framing(req, &resp, client_keep_alive);
@@ -857,17 +1008,27 @@ where
     );
 
     // Response body.
-    let mut decoder = Decoder::new(resp.body, u64::MAX);
-    match stream_response(
+    let mut decoder = Decoder::new(upstream_body, u64::MAX);
+    let streamed = stream_response(
         &mut conn,
         &mut decoder,
         encoder,
         &mut out,
         down,
         http.body_idle_timeout,
+        sse.as_mut(),
     )
-    .await
-    {
+    .await;
+    if let Some(r) = &sse {
+        outcome.response_redactions = r.state.counts.clone();
+        if let Some(why) = &r.failure {
+            outcome.error = Some((
+                Side::Internal,
+                format!("response redaction failed, stream ended: {why}"),
+            ));
+        }
+    }
+    match streamed {
         Ok(bytes) => {
             outcome.bytes_out = bytes;
             outcome.tail = out;
@@ -1241,6 +1402,7 @@ async fn stream_response<S: AsyncWrite + Unpin>(
     out: &mut BytesMut,
     down: &mut Reader<S>,
     idle: Duration,
+    mut sse: Option<&mut crate::redact::sse::SseRedactor>,
 ) -> Result<u64, (Side, String)> {
     let client_err = |e: std::io::Error| (Side::Downstream, format!("client write failed: {e}"));
     let mut ended_with_trailers = false;
@@ -1248,7 +1410,16 @@ async fn stream_response<S: AsyncWrite + Unpin>(
         match decoder.decode(&mut conn.reader.buf) {
             Ok(Some(f)) => {
                 ended_with_trailers |= matches!(f, Frame::Trailers(_));
-                encoder.encode(&f, out);
+                match (&mut sse, &f) {
+                    (Some(r), Frame::Data(d)) => {
+                        encoder.encode(&Frame::Data(Bytes::from(r.push(d))), out);
+                        if r.failure.is_some() {
+                            // The error event ends the stream; nothing more is read or sent.
+                            break;
+                        }
+                    }
+                    _ => encoder.encode(&f, out),
+                }
                 // The piece that completes the body stays in `out` (see `Outcome::tail`).
                 if out.len() >= FLUSH_AT && !decoder.is_done() {
                     timed_write(&mut down.io, out, idle)
@@ -1281,6 +1452,10 @@ async fn stream_response<S: AsyncWrite + Unpin>(
             Ok(Err(e)) => return Err((Side::Upstream, format!("response read failed: {e}"))),
             Err(_) => return Err((Side::Upstream, "response body idle timeout".into())),
         }
+    }
+    if let Some(r) = sse {
+        let rest = r.finish();
+        encoder.encode(&Frame::Data(Bytes::from(rest)), out);
     }
     if !ended_with_trailers {
         encoder.finish(out);

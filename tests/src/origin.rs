@@ -9,6 +9,8 @@
 //! - `GET /bytes/N` → N bytes of a repeating pattern with Content-Length;
 //! - `GET /chunked/N` → N bytes streamed without a length (chunked on the wire);
 //! - `GET /sse` → one event, then waits for [`Origin::release`], then two more events and ends;
+//! - `GET /sse-pii` → OpenAI chat chunks with an email split across events (the second waits
+//!   for [`Origin::release`]); `GET /sse-bad` → an event stream whose data is not JSON;
 //! - `GET /slow` → never answers.
 
 use std::collections::BTreeMap;
@@ -215,6 +217,45 @@ async fn handle(
                 }
             });
             let mut r = Response::new(StreamBody::new(stream).boxed());
+            r.headers_mut().insert(
+                "content-type",
+                "text/event-stream".parse().expect("static value"),
+            );
+            r
+        }
+        ("GET", "/sse-pii") => {
+            // An OpenAI-style stream whose email address is split across two events, with the
+            // second held back until the test releases it.
+            let chunk = |content: &str, finish: Option<&str>| {
+                let v = serde_json::json!({"id": "c1", "object": "chat.completion.chunk", "model": "m",
+                    "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": finish}]});
+                Bytes::from(format!("data: {v}\n\n"))
+            };
+            let first = chunk("Hello, my email is ja", None);
+            let second = chunk("ne@example.com. Bye", Some("stop"));
+            let stream = futures_util::stream::unfold(0u8, move |step| {
+                let (release, first, second) = (release.clone(), first.clone(), second.clone());
+                async move {
+                    match step {
+                        0 => Some((Ok(Frame::data(first)), 1)),
+                        1 => {
+                            release.notified().await;
+                            Some((Ok(Frame::data(second)), 2))
+                        }
+                        2 => Some((Ok(Frame::data(Bytes::from_static(b"data: [DONE]\n\n"))), 3)),
+                        _ => None,
+                    }
+                }
+            });
+            let mut r = Response::new(StreamBody::new(stream).boxed());
+            r.headers_mut().insert(
+                "content-type",
+                "text/event-stream".parse().expect("static value"),
+            );
+            r
+        }
+        ("GET", "/sse-bad") => {
+            let mut r = Response::new(full("data: this is not json\n\ndata: jane@example.com\n\n"));
             r.headers_mut().insert(
                 "content-type",
                 "text/event-stream".parse().expect("static value"),

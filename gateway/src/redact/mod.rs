@@ -12,6 +12,7 @@
 pub mod detect;
 pub mod json;
 pub mod normalize;
+pub mod sse;
 pub mod stream;
 #[cfg(test)]
 mod tests;

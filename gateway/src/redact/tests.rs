@@ -470,3 +470,105 @@ fn custom_patterns_and_words() {
         .expect("redact");
     assert_eq!(out, "see <CUSTOM> about <CUSTOM>, not falconry");
 }
+
+// ---- Server-sent events ------------------------------------------------------------------
+
+fn profile() -> std::sync::Arc<Profile> {
+    std::sync::Arc::new(Profile {
+        name: "test".into(),
+        redactor: replace(),
+        requests: true,
+        responses: true,
+        fail_open: false,
+        max_hold_back: MAX,
+        block_other_content: false,
+    })
+}
+
+fn openai_event(content: &str, finish: Option<&str>) -> String {
+    let v = serde_json::json!({"id": "c1", "object": "chat.completion.chunk", "model": "m",
+        "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": finish}]});
+    format!("data: {v}\n\n")
+}
+
+/// The text a client reassembles from OpenAI chunks.
+fn openai_text(sse: &[u8]) -> String {
+    String::from_utf8_lossy(sse)
+        .split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+        .filter_map(|v| {
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+#[test]
+fn sse_chunks_are_masked_wherever_the_value_is_split() {
+    let text = "Your contact is jane.doe@example.com and card 5555 5555 5555 4444, thanks.";
+    let want = "Your contact is <EMAIL_ADDRESS> and card <CREDIT_CARD>, thanks.";
+    for i in (1..text.len()).filter(|&i| text.is_char_boundary(i)) {
+        let mut r = sse::SseRedactor::new(profile());
+        let mut out = r.push(openai_event(&text[..i], None).as_bytes());
+        out.extend(r.push(openai_event(&text[i..], Some("stop")).as_bytes()));
+        out.extend(r.push(b"data: [DONE]\n\n"));
+        out.extend(r.finish());
+        assert_eq!(openai_text(&out), want, "split at {i}");
+        assert!(String::from_utf8_lossy(&out).ends_with("data: [DONE]\n\n"));
+    }
+}
+
+#[test]
+fn sse_releases_safe_text_before_the_stream_ends() {
+    let mut r = sse::SseRedactor::new(profile());
+    // Events may also arrive split across reads.
+    let e = openai_event("Hello, my email is ja", None);
+    let (a, b) = e.split_at(10);
+    let mut out = r.push(a.as_bytes());
+    assert!(out.is_empty(), "an incomplete event waits");
+    out.extend(r.push(b.as_bytes()));
+    assert_eq!(openai_text(&out), "Hello, my email is ");
+    let out = r.push(openai_event("ne@example.com.", Some("stop")).as_bytes());
+    assert_eq!(openai_text(&out), "<EMAIL_ADDRESS>.");
+    assert_eq!(r.state.counts.get("EMAIL_ADDRESS"), Some(&1));
+}
+
+#[test]
+fn sse_anthropic_deltas_are_flushed_before_the_block_stops() {
+    let mut r = sse::SseRedactor::new(profile());
+    let delta = |t: &str| {
+        format!(
+            "event: content_block_delta\ndata: {}\n\n",
+            serde_json::json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": t}})
+        )
+    };
+    let mut out = r.push(delta("call +44 20 79").as_bytes());
+    out.extend(r.push(delta("46 0958").as_bytes()));
+    out.extend(r.push(
+        b"event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+    ));
+    let s = String::from_utf8_lossy(&out);
+    let texts: String = s
+        .split("\n\n")
+        .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
+        .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+        .filter_map(|v| v["delta"]["text"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(texts, "call <PHONE_NUMBER>");
+    assert!(s.contains("content_block_stop"));
+}
+
+#[test]
+fn sse_that_cannot_be_redacted_ends_with_an_error_event() {
+    let mut r = sse::SseRedactor::new(profile());
+    let out = r.push(b"data: not json at all\n\n");
+    assert_eq!(out, sse::ERROR_EVENT);
+    assert!(r.failure.is_some());
+    assert!(
+        r.push(openai_event("more", None).as_bytes()).is_empty(),
+        "nothing after the error"
+    );
+}

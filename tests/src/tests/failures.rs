@@ -22,7 +22,13 @@ fn assert_json_error(r: &client::RawResponse, kind: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_down_is_502_and_the_gateway_keeps_serving() {
-    let port = gateway::free_port();
+    // Reserve the port without listening: connects are refused, and no other socket can take
+    // the port before the model server "comes up" on it.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind("127.0.0.1:0".parse().expect("addr"))
+        .expect("bind");
+    let port = socket.local_addr().expect("addr").port();
     let mut gw = gateway::new(format!("127.0.0.1:{port}")).run();
     let (r, _) = client::raw_exchange(gw.addr, &gw.ca, GET).await;
     let r = r.expect("response");
@@ -30,9 +36,7 @@ async fn upstream_down_is_502_and_the_gateway_keeps_serving() {
     assert_json_error(&r, "upstream_unavailable");
 
     // The model server comes up on that port: the same gateway now forwards.
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .expect("bind upstream port");
+    let listener = socket.listen(64).expect("listen");
     let _origin = Origin::serve(listener);
     let (r, _) = client::raw_exchange(gw.addr, &gw.ca, GET).await;
     assert_eq!(r.expect("response").text(), "ok");

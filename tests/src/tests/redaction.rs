@@ -104,3 +104,124 @@ async fn a_blocked_value_is_refused_and_nothing_is_forwarded() {
     );
     assert!(!gw.log().contains("AKIAIOSFODNN7EXAMPLE"));
 }
+
+const RESPONSES: &str = r#"
+[redaction.profiles.out]
+direction = "response"
+
+[[policy.rules]]
+id = "redacted-out"
+require_region = false
+redaction = "out"
+action = "allow"
+"#;
+
+/// The email split across two events comes out masked, and the text before it reaches the
+/// client while the upstream is still holding the stream open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_responses_are_masked_as_they_stream() {
+    use futures_util::StreamExt;
+    let origin = Origin::start().await;
+    let gw = gateway::new(origin.addr.to_string())
+        .policy(RESPONSES)
+        .run();
+    let http = client::http(&gw.ca);
+    let r = http
+        .get(client::url(gw.addr, "/sse-pii"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(r.status(), 200);
+    let id = r
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let mut stream = r.bytes_stream();
+    let mut got = Vec::new();
+    while !String::from_utf8_lossy(&got).contains("Hello, my email is ") {
+        let piece = tokio::time::timeout(std::time::Duration::from_secs(10), stream.next())
+            .await
+            .expect("safe text did not arrive while the upstream held the stream open")
+            .expect("open")
+            .expect("piece");
+        got.extend_from_slice(&piece);
+    }
+    assert!(
+        !String::from_utf8_lossy(&got).contains("ja\""),
+        "the possible start of a value was released early"
+    );
+    origin.release();
+    while let Some(piece) = stream.next().await {
+        got.extend_from_slice(&piece.expect("piece"));
+    }
+    let text: String = String::from_utf8_lossy(&got)
+        .split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+        .filter_map(|v| {
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    assert_eq!(text, "Hello, my email is <EMAIL_ADDRESS>. Bye");
+    assert!(String::from_utf8_lossy(&got).ends_with("data: [DONE]\n\n"));
+    let rec = audit_record(&gw, &id).await;
+    assert_eq!(rec["redactions"]["EMAIL_ADDRESS.response"], 1, "{rec}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_streamed_responses_are_masked_and_unredactable_streams_end_with_an_error() {
+    let origin = Origin::start().await;
+    let gw = gateway::new(origin.addr.to_string())
+        .policy(RESPONSES)
+        .run();
+    // The request passes unmasked (direction = response); the echoed response is masked.
+    let r = post(&gw, r#"{"note":"reach me at jane.doe@example.com","n":1}"#).await;
+    assert_eq!(r.status, 200);
+    let v: serde_json::Value = serde_json::from_slice(&r.body).expect("valid JSON");
+    assert_eq!(
+        v,
+        serde_json::json!({"note": "reach me at <EMAIL_ADDRESS>", "n": 1})
+    );
+
+    let (r, _) = client::raw_exchange(
+        gw.addr,
+        &gw.ca,
+        b"GET /sse-bad HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    )
+    .await;
+    let r = r.expect("response");
+    let body = r.text();
+    assert!(body.contains("redaction_failed"), "{body}");
+    assert!(
+        !body.contains("jane@example.com"),
+        "unmasked text passed: {body}"
+    );
+    let rec = audit_record(&gw, r.header("x-request-id").expect("id")).await;
+    assert_eq!(rec["failed"], "internal");
+    assert!(
+        rec["reason"]
+            .as_str()
+            .is_some_and(|s| s.contains("redaction failed")),
+        "{rec}"
+    );
+}
+
+async fn audit_record(gw: &Gateway, id: &str) -> serde_json::Value {
+    for _ in 0..100 {
+        let found = std::fs::read_dir(gw.audit_dir())
+            .expect("audit")
+            .flatten()
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .flat_map(|t| t.lines().map(str::to_owned).collect::<Vec<_>>())
+            .find(|l| l.contains(id));
+        if let Some(line) = found {
+            return serde_json::from_str(&line).expect("json");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    }
+    panic!("no audit record for {id}");
+}
