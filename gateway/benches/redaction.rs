@@ -15,12 +15,17 @@ use tokio::time::Instant;
 fn profile() -> Arc<Profile> {
     Arc::new(Profile {
         name: "default".into(),
-        redactor: Redactor::new(Detectors::new(&Entity::ALL, &[], &[]).expect("detectors"), HashMap::new(), Operator::Replace { numbered: false }),
+        redactor: Redactor::new(
+            Detectors::new(&Entity::ALL, &[], &[]).expect("detectors"),
+            HashMap::new(),
+            Operator::Replace { numbered: false },
+        ),
         requests: true,
         responses: true,
         fail_open: false,
         max_hold_back: 8192,
         block_other_content: false,
+        paths: Default::default(),
     })
 }
 
@@ -35,7 +40,10 @@ fn chat_body(size: usize) -> Vec<u8> {
     while content.len() + para.len() < size.saturating_sub(120) {
         content.push_str(para);
     }
-    serde_json::to_vec(&serde_json::json!({"model": "gpt-x", "messages": [{"role": "user", "content": content}]})).expect("json")
+    serde_json::to_vec(
+        &serde_json::json!({"model": "gpt-x", "messages": [{"role": "user", "content": content}]}),
+    )
+    .expect("json")
 }
 
 fn main() {
@@ -48,22 +56,33 @@ fn main() {
         // Warm-up, then timed.
         for _ in 0..iters / 10 + 1 {
             let mut v: serde_json::Value = serde_json::from_slice(&body).expect("json");
-            moat::redact::json::redact_value(&p.redactor, &mut v, &mut State::default()).expect("redact");
+            moat::redact::json::redact_value(&p.redactor, &mut v, &mut State::default())
+                .expect("redact");
         }
         let start = Instant::now();
         for _ in 0..iters {
             let mut v: serde_json::Value = serde_json::from_slice(black_box(&body)).expect("json");
-            moat::redact::json::redact_value(&p.redactor, &mut v, &mut State::default()).expect("redact");
+            moat::redact::json::redact_value(&p.redactor, &mut v, &mut State::default())
+                .expect("redact");
             black_box(serde_json::to_vec(&v).expect("json"));
         }
         let secs = start.elapsed().as_secs_f64();
         let mb_s = (body.len() * iters) as f64 / secs / 1e6;
-        println!("| JSON request body (parse, redact, serialize) | {} B | {mb_s:.1} | {:.1} |", body.len(), secs * 1e6 / iters as f64);
+        println!(
+            "| JSON request body (parse, redact, serialize) | {} B | {mb_s:.1} | {:.1} |",
+            body.len(),
+            secs * 1e6 / iters as f64
+        );
     }
 
     // SSE: one event per ~4 characters of output, as models stream.
     let text = String::from_utf8(chat_body(64 * 1024)).expect("utf8");
-    let pieces: Vec<String> = text.chars().collect::<Vec<_>>().chunks(4).map(|c| c.iter().collect()).collect();
+    let pieces: Vec<String> = text
+        .chars()
+        .collect::<Vec<_>>()
+        .chunks(4)
+        .map(|c| c.iter().collect())
+        .collect();
     let events: Vec<Vec<u8>> = pieces
         .iter()
         .map(|t| {
@@ -97,5 +116,8 @@ fn main() {
     for _ in 0..n {
         black_box(r.push(black_box(first.as_bytes())));
     }
-    println!("| added time to first token (one event through the redactor) | 1 event | — | {:.2} |", start.elapsed().as_secs_f64() * 1e6 / f64::from(n));
+    println!(
+        "| added time to first token (one event through the redactor) | 1 event | — | {:.2} |",
+        start.elapsed().as_secs_f64() * 1e6 / f64::from(n)
+    );
 }

@@ -677,7 +677,7 @@ fn redact_body(
     if mime == "application/json" || mime.ends_with("+json") {
         let mut v: serde_json::Value = serde_json::from_slice(body)
             .map_err(|_| BodyRedaction::Unredactable("invalid JSON"))?;
-        crate::redact::json::redact_value(&p.redactor, &mut v, st)?;
+        crate::redact::json::redact_with_paths(&p.redactor, &mut v, st, &p.paths)?;
         return Ok(Bytes::from(
             serde_json::to_vec(&v).map_err(|_| BodyRedaction::Unredactable("JSON output"))?,
         ));

@@ -869,6 +869,27 @@ impl Validator<'_> {
                     ))
                 }
             };
+            let parse_paths =
+                |key: &str,
+                 list: &[String]|
+                 -> Result<Vec<crate::redact::json::FieldPath>, ConfigError> {
+                    list.iter()
+                        .enumerate()
+                        .map(|(i, p)| {
+                            crate::redact::json::FieldPath::parse(p).ok_or_else(|| {
+                                self.invalid(
+                                    &format!("{k}.{key}.{i}"),
+                                    p,
+                                    "expected a field path such as $.messages[*].content",
+                                )
+                            })
+                        })
+                        .collect()
+                };
+            let paths = crate::redact::json::Paths {
+                always: parse_paths("always", &p.always)?,
+                never: parse_paths("never", &p.never)?,
+            };
             out.insert(
                 name.clone(),
                 Arc::new(Profile {
@@ -879,6 +900,7 @@ impl Validator<'_> {
                     fail_open,
                     max_hold_back: p.max_hold_back.unwrap_or(crate::redact::detect::MAX_MATCH),
                     block_other_content,
+                    paths,
                 }),
             );
         }

@@ -249,4 +249,8 @@ pub(crate) struct RawProfile {
     pub(crate) fail: Option<String>,
     pub(crate) max_hold_back: Option<usize>,
     pub(crate) other_content: Option<String>,
+    #[serde(default)]
+    pub(crate) always: Vec<String>,
+    #[serde(default)]
+    pub(crate) never: Vec<String>,
 }

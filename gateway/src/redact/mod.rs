@@ -82,6 +82,8 @@ pub struct Profile {
     pub max_hold_back: usize,
     /// Refuse bodies that are neither JSON nor text (else they pass unscanned).
     pub block_other_content: bool,
+    /// JSON field paths always redacted whole, or never touched.
+    pub paths: json::Paths,
 }
 
 /// The request was refused by a `block` operator.

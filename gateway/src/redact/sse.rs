@@ -215,12 +215,22 @@ impl SseRedactor {
                         format!("event: response.output_text.delta\ndata: {e}\n\n").as_bytes(),
                     );
                 }
-                super::json::redact_value(&self.profile.redactor, v, &mut self.state)
-                    .map_err(|e| e.to_string())
+                super::json::redact_with_paths(
+                    &self.profile.redactor,
+                    v,
+                    &mut self.state,
+                    &self.profile.paths,
+                )
+                .map_err(|e| e.to_string())
             }
             // Anything else: every string redacted whole.
-            _ => super::json::redact_value(&self.profile.redactor, v, &mut self.state)
-                .map_err(|e| e.to_string()),
+            _ => super::json::redact_with_paths(
+                &self.profile.redactor,
+                v,
+                &mut self.state,
+                &self.profile.paths,
+            )
+            .map_err(|e| e.to_string()),
         }
     }
 

@@ -482,6 +482,7 @@ fn profile() -> std::sync::Arc<Profile> {
         fail_open: false,
         max_hold_back: MAX,
         block_other_content: false,
+        paths: Default::default(),
     })
 }
 
