@@ -198,11 +198,16 @@ address = "{model}"
 dir = "audit"
 key_dir = "state"
 
+# Personal data and secrets are masked both ways; see docs/redaction.md.
+[redaction.profiles.demo]
+direction = "both"
+
 # The demo lets anyone in; see docs/identity.md for mTLS, OIDC tokens and API keys.
 [[policy.rules]]
 id = "demo-allow-anonymous"
 kinds = ["anonymous"]
 require_region = false
+redaction = "demo"
 action = "allow"
 "#
     );

@@ -162,7 +162,12 @@ fn demo_prints_curl_commands_that_work() {
     assert!(
         outputs[1]
             .1
-            .contains("You said: Hello, my email is jane@example.com"),
+            .contains("You said: Hello, my email is <EMAIL_ADDRESS>"),
+        "masked on the way in: {}",
+        outputs[1].1
+    );
+    assert!(
+        !outputs[1].1.contains("jane@example.com"),
         "{}",
         outputs[1].1
     );
@@ -177,4 +182,77 @@ fn demo_prints_curl_commands_that_work() {
         "{}",
         outputs[2].1
     );
+}
+
+/// The official `openai` Python client, streaming and not, through `moat demo`: what it gets back
+/// is masked as the demo's profile says.
+#[test]
+fn openai_python_client_through_the_demo() {
+    let have = Command::new("python3")
+        .args(["-c", "import openai"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "the openai Python package is missing (.ci/run installs it)"
+        );
+        eprintln!("skipping: pip install openai to run this test");
+        return;
+    }
+    let port = free_port();
+    let mut demo = Command::new(binary())
+        .args(["demo", "--port", &port.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("moat demo");
+    let stdout = demo.stdout.take().expect("stdout");
+    let mut ca = None;
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.expect("line");
+        if let Some(path) = line.split_whitespace().find(|w| w.ends_with("ca.pem")) {
+            ca.get_or_insert(path.to_owned());
+        }
+        if line.starts_with("Ctrl-C") {
+            break;
+        }
+    }
+    let ca = ca.expect("the demo printed its CA path");
+    let script = r#"
+import sys
+from openai import OpenAI
+try:
+    import httpx2 as httpx
+except ImportError:
+    import httpx
+client = OpenAI(base_url=sys.argv[1], api_key="unused", http_client=httpx.Client(verify=sys.argv[2]))
+msg = [{"role": "user", "content": "mail jane.doe@example.com, card 4111 1111 1111 1111"}]
+r = client.chat.completions.create(model="moat-demo", messages=msg)
+print("NONSTREAM:" + r.choices[0].message.content)
+s = client.chat.completions.create(model="moat-demo", stream=True, messages=msg)
+print("STREAM:" + "".join((c.choices[0].delta.content or "") for c in s if c.choices))
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, &format!("https://localhost:{port}/v1"), &ca])
+        .output()
+        .expect("python3");
+    let _ = demo.kill();
+    let _ = demo.wait();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in ["NONSTREAM:", "STREAM:"] {
+        let got = text
+            .lines()
+            .find_map(|l| l.strip_prefix(line))
+            .unwrap_or_else(|| panic!("no {line} in {text}"));
+        assert_eq!(
+            got, "You said: mail <EMAIL_ADDRESS>, card <CREDIT_CARD>",
+            "{line}"
+        );
+    }
 }
