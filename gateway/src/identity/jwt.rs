@@ -167,7 +167,14 @@ fn read_keys(file: &std::path::Path) -> Result<Keys, JwksError> {
 pub struct JwtVerifier {
     settings: JwtSettings,
     keys: RwLock<(Arc<Keys>, Option<SystemTime>)>,
+    /// Tokens verified recently, by SHA-256: the principal and the token's `exp`. Clients send
+    /// the same token with many requests; a hit skips the signature check but still enforces
+    /// `exp`. Cleared whenever the keys change, so a removed key stops working at once.
+    cache: std::sync::Mutex<HashMap<[u8; 32], (Principal, i64)>>,
 }
+
+/// Most verified tokens remembered; the cache is emptied when it is full.
+const CACHE_MAX: usize = 10_000;
 
 impl fmt::Debug for JwtVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -192,6 +199,7 @@ impl JwtVerifier {
         Ok(Self {
             settings,
             keys: RwLock::new((Arc::new(keys), mtime)),
+            cache: Default::default(),
         })
     }
 
@@ -204,6 +212,9 @@ impl JwtVerifier {
             .ok();
         if let Ok(mut slot) = self.keys.write() {
             *slot = (Arc::new(keys), mtime);
+        }
+        if let Ok(mut c) = self.cache.lock() {
+            c.clear();
         }
         Ok(n)
     }
@@ -223,6 +234,28 @@ impl JwtVerifier {
 
     /// Verifies a token and maps its claims to a principal.
     pub fn verify(&self, token: &str) -> Result<Principal, JwtFailure> {
+        use sha2::{Digest, Sha256};
+        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let leeway = i64::try_from(self.settings.leeway_secs).unwrap_or(0);
+        if let Some((p, exp)) = self.cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
+            if now <= exp + leeway {
+                return Ok(p);
+            }
+            return Err(JwtFailure::Expired);
+        }
+        let (p, exp) = self.verify_uncached(token)?;
+        if let Ok(mut c) = self.cache.lock() {
+            if c.len() >= CACHE_MAX {
+                c.clear();
+            }
+            c.insert(key, (p.clone(), exp));
+        }
+        Ok(p)
+    }
+
+    /// Full verification, bypassing the cache; returns the principal and the token's `exp`.
+    pub fn verify_uncached(&self, token: &str) -> Result<(Principal, i64), JwtFailure> {
         // Read `alg` ourselves first: algorithms the library does not even know (`none`) must
         // be reported as refused algorithms, not as malformed tokens.
         let alg = header_alg(token).ok_or(JwtFailure::Malformed)?;
@@ -276,11 +309,12 @@ impl JwtVerifier {
             }
         })?;
         let claims = data.claims;
+        let exp = claims["exp"].as_i64().ok_or(JwtFailure::MissingClaim)?;
         let id = claims[&self.settings.subject_claim]
             .as_str()
             .ok_or(JwtFailure::MissingClaim)?
             .to_owned();
-        Ok(Principal {
+        let principal = Principal {
             kind: PrincipalKind::Jwt,
             id,
             groups: strings(&claims[&self.settings.groups_claim]),
@@ -292,7 +326,8 @@ impl JwtVerifier {
                 .iter()
                 .filter_map(|c| claims[c].as_str().map(|v| (c.clone(), v.to_owned())))
                 .collect(),
-        })
+        };
+        Ok((principal, exp))
     }
 }
 

@@ -59,6 +59,10 @@ fn keys() -> TestKeys {
 }
 
 fn verifier(dir: &Path, k: &TestKeys) -> JwtVerifier {
+    verifier_with_leeway(dir, k, 5)
+}
+
+fn verifier_with_leeway(dir: &Path, k: &TestKeys, leeway_secs: u64) -> JwtVerifier {
     let file = dir.join("jwks.json");
     std::fs::write(&file, k.jwks.to_string()).expect("jwks");
     JwtVerifier::new(JwtSettings {
@@ -66,7 +70,7 @@ fn verifier(dir: &Path, k: &TestKeys) -> JwtVerifier {
         issuers: vec!["https://idp.example/oauth2/default".into()],
         audiences: vec!["moat".into()],
         algorithms: ALLOWED.to_vec(),
-        leeway_secs: 5,
+        leeway_secs,
         subject_claim: "sub".into(),
         groups_claim: "groups".into(),
         regions_claim: "regions".into(),
@@ -349,4 +353,30 @@ fn mtls_principal_prefers_the_spiffe_id() {
         (PrincipalKind::Mtls, "spiffe://moat.local/client")
     );
     assert_eq!(p.cert_sha256.as_deref().map(str::len), Some(64));
+}
+
+#[test]
+fn verified_tokens_are_cached_until_they_expire_or_the_keys_change() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let k = keys();
+    let v = verifier_with_leeway(dir.path(), &k, 0);
+    let short = {
+        let mut c = claims();
+        c["exp"] = json!(now() + 1);
+        sign(Algorithm::ES256, "ec-1", &k.ec, &c)
+    };
+    assert!(v.verify(&short).is_ok());
+    assert!(v.verify(&short).is_ok(), "a cache hit");
+    // Past exp (no leeway in these settings), the cached token is refused.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    assert_eq!(v.verify(&short).err(), Some(JwtFailure::Expired));
+
+    // A key removed from the JWKS stops working at once, even for a token verified before.
+    let token = sign(Algorithm::ES256, "ec-1", &k.ec, &claims());
+    assert!(v.verify(&token).is_ok());
+    let mut jwks = k.jwks;
+    jwks["keys"].as_array_mut().expect("keys").remove(1);
+    std::fs::write(dir.path().join("jwks.json"), jwks.to_string()).expect("write");
+    v.reload().expect("reload");
+    assert_eq!(v.verify(&token).err(), Some(JwtFailure::UnknownKid));
 }
