@@ -118,7 +118,10 @@ fn main() {
     let ns = measure(|| {
         black_box(v.verify(black_box(token)).ok());
     });
-    println!("| JWT, token seen before (cache hit) | {ns:.0} | {:.0} |", 1e9 / ns);
+    println!(
+        "| JWT, token seen before (cache hit) | {ns:.0} | {:.0} |",
+        1e9 / ns
+    );
     for n in [10usize, 1000] {
         use sha2::{Digest, Sha256};
         let keys: Vec<ApiKey> = (0..n)
