@@ -968,12 +968,19 @@ where
         .profile
         .filter(|p| p.responses && resp.body != BodyKind::Empty);
     let is_sse = content_type(&resp.headers).starts_with("text/event-stream");
-    let mut sse = profile
-        .filter(|_| is_sse)
-        .map(|p| crate::redact::sse::SseRedactor::new(p.clone()));
+    // Streamed text (chunked or close-delimited) goes through one hold-back on its raw text.
+    let is_streamed_text = content_type(&resp.headers).starts_with("text/")
+        && matches!(resp.body, BodyKind::Chunked | BodyKind::CloseDelimited);
+    let mut sse: Option<Box<dyn crate::redact::stream::StreamRedactor>> = match profile {
+        Some(p) if is_sse => Some(Box::new(crate::redact::sse::SseRedactor::new(p.clone()))),
+        Some(p) if is_streamed_text => {
+            Some(Box::new(crate::redact::stream::TextStream::new(p.clone())))
+        }
+        _ => None,
+    };
     let mut resp = resp;
     let upstream_body = resp.body;
-    if let Some(p) = profile.filter(|_| !is_sse) {
+    if let Some(p) = profile.filter(|_| sse.is_none()) {
         return buffered_response(
             conn,
             resp,
@@ -1016,12 +1023,12 @@ where
         &mut out,
         down,
         http.body_idle_timeout,
-        sse.as_mut(),
+        sse.as_deref_mut(),
     )
     .await;
     if let Some(r) = &sse {
-        outcome.response_redactions = r.state.counts.clone();
-        if let Some(why) = &r.failure {
+        outcome.response_redactions = r.counts().clone();
+        if let Some(why) = r.failure() {
             outcome.error = Some((
                 Side::Internal,
                 format!("response redaction failed, stream ended: {why}"),
@@ -1402,23 +1409,29 @@ async fn stream_response<S: AsyncWrite + Unpin>(
     out: &mut BytesMut,
     down: &mut Reader<S>,
     idle: Duration,
-    mut sse: Option<&mut crate::redact::sse::SseRedactor>,
+    mut sse: Option<&mut (dyn crate::redact::stream::StreamRedactor + 'static)>,
 ) -> Result<u64, (Side, String)> {
     let client_err = |e: std::io::Error| (Side::Downstream, format!("client write failed: {e}"));
     let mut ended_with_trailers = false;
+    let mut held_trailers = None;
     loop {
         match decoder.decode(&mut conn.reader.buf) {
             Ok(Some(f)) => {
-                ended_with_trailers |= matches!(f, Frame::Trailers(_));
                 match (&mut sse, &f) {
                     (Some(r), Frame::Data(d)) => {
                         encoder.encode(&Frame::Data(Bytes::from(r.push(d))), out);
-                        if r.failure.is_some() {
+                        if r.failure().is_some() {
                             // The error event ends the stream; nothing more is read or sent.
                             break;
                         }
                     }
-                    _ => encoder.encode(&f, out),
+                    // Trailers end the chunked body: with a redactor they wait until its held
+                    // text is out.
+                    (Some(_), Frame::Trailers(_)) => held_trailers = Some(f.clone()),
+                    _ => {
+                        ended_with_trailers |= matches!(f, Frame::Trailers(_));
+                        encoder.encode(&f, out);
+                    }
                 }
                 // The piece that completes the body stays in `out` (see `Outcome::tail`).
                 if out.len() >= FLUSH_AT && !decoder.is_done() {
@@ -1456,6 +1469,10 @@ async fn stream_response<S: AsyncWrite + Unpin>(
     if let Some(r) = sse {
         let rest = r.finish();
         encoder.encode(&Frame::Data(Bytes::from(rest)), out);
+    }
+    if let Some(t) = held_trailers {
+        encoder.encode(&t, out);
+        ended_with_trailers = true;
     }
     if !ended_with_trailers {
         encoder.finish(out);

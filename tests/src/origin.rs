@@ -254,6 +254,33 @@ async fn handle(
             );
             r
         }
+        ("GET", "/text-pii") => {
+            let stream = futures_util::stream::unfold(0u8, move |step| {
+                let release = release.clone();
+                async move {
+                    match step {
+                        0 => Some((
+                            Ok(Frame::data(Bytes::from_static(b"Hello, my email is ja"))),
+                            1,
+                        )),
+                        1 => {
+                            release.notified().await;
+                            Some((
+                                Ok(Frame::data(Bytes::from_static(b"ne@example.com. Bye"))),
+                                2,
+                            ))
+                        }
+                        _ => None,
+                    }
+                }
+            });
+            let mut r = Response::new(StreamBody::new(stream).boxed());
+            r.headers_mut().insert(
+                "content-type",
+                "text/plain; charset=utf-8".parse().expect("static value"),
+            );
+            r
+        }
         ("GET", "/sse-bad") => {
             let mut r = Response::new(full("data: this is not json\n\ndata: jane@example.com\n\n"));
             r.headers_mut().insert(

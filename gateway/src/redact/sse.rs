@@ -263,6 +263,24 @@ impl SseRedactor {
     }
 }
 
+impl super::stream::StreamRedactor for SseRedactor {
+    fn push(&mut self, data: &[u8]) -> Vec<u8> {
+        Self::push(self, data)
+    }
+
+    fn finish(&mut self) -> Vec<u8> {
+        Self::finish(self)
+    }
+
+    fn failure(&self) -> Option<&str> {
+        self.failure.as_deref()
+    }
+
+    fn counts(&self) -> &BTreeMap<&'static str, u64> {
+        &self.state.counts
+    }
+}
+
 /// The end of the first complete event in `buf`: (index of the separator, its length).
 fn event_end(buf: &[u8]) -> Option<(usize, usize)> {
     let lf = memchr::memmem::find(buf, b"\n\n").map(|i| (i, 2));

@@ -116,3 +116,94 @@ impl HoldBack {
         self.held.len()
     }
 }
+
+/// A streaming body redactor, as the proxy drives it: bytes in, redacted bytes out.
+pub trait StreamRedactor: Send {
+    /// Takes raw body bytes; returns the bytes to send now.
+    fn push(&mut self, data: &[u8]) -> Vec<u8>;
+    /// End of the body: returns what is still held, redacted.
+    fn finish(&mut self) -> Vec<u8>;
+    /// Why the stream was ended early, if it was.
+    fn failure(&self) -> Option<&str>;
+    /// Values redacted so far, by entity.
+    fn counts(&self) -> &std::collections::BTreeMap<&'static str, u64>;
+}
+
+/// What ends a plain-text stream that could not be redacted.
+pub const TEXT_ERROR: &[u8] =
+    b"\n[moat: the rest of this response could not be redacted and was withheld]\n";
+
+/// Redacts a streamed text body (other than server-sent events) through one hold-back, UTF-8
+/// sequences split across reads included.
+#[derive(Debug)]
+pub struct TextStream {
+    profile: std::sync::Arc<super::Profile>,
+    hold: HoldBack,
+    pending: Vec<u8>,
+    state: State,
+    failure: Option<String>,
+}
+
+impl TextStream {
+    /// A redactor for one response under `profile`.
+    pub fn new(profile: std::sync::Arc<super::Profile>) -> Self {
+        Self {
+            profile,
+            hold: HoldBack::default(),
+            pending: Vec::new(),
+            state: State::default(),
+            failure: None,
+        }
+    }
+
+    fn fail(&mut self, why: String) -> Vec<u8> {
+        self.failure = Some(why);
+        TEXT_ERROR.to_vec()
+    }
+}
+
+impl StreamRedactor for TextStream {
+    fn push(&mut self, data: &[u8]) -> Vec<u8> {
+        if self.failure.is_some() {
+            return Vec::new();
+        }
+        self.pending.extend_from_slice(data);
+        let valid = match std::str::from_utf8(&self.pending) {
+            Ok(s) => s.len(),
+            // A sequence cut at the end of this read completes with the next one.
+            Err(e) if e.error_len().is_none() => e.valid_up_to(),
+            Err(_) => return self.fail("text is not UTF-8".into()),
+        };
+        let bytes: Vec<u8> = self.pending.drain(..valid).collect();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let max = self.profile.max_hold_back;
+        match self
+            .hold
+            .push(&text, &self.profile.redactor, &mut self.state, max)
+        {
+            Ok(out) => out.into_bytes(),
+            Err(e) => self.fail(e.to_string()),
+        }
+    }
+
+    fn finish(&mut self) -> Vec<u8> {
+        if self.failure.is_some() {
+            return Vec::new();
+        }
+        if !self.pending.is_empty() {
+            return self.fail("text ends inside a UTF-8 sequence".into());
+        }
+        match self.hold.finish(&self.profile.redactor, &mut self.state) {
+            Ok(out) => out.into_bytes(),
+            Err(e) => self.fail(e.to_string()),
+        }
+    }
+
+    fn failure(&self) -> Option<&str> {
+        self.failure.as_deref()
+    }
+
+    fn counts(&self) -> &std::collections::BTreeMap<&'static str, u64> {
+        &self.state.counts
+    }
+}

@@ -573,3 +573,31 @@ fn sse_that_cannot_be_redacted_ends_with_an_error_event() {
         "nothing after the error"
     );
 }
+
+#[test]
+fn streamed_text_is_masked_across_reads_and_utf8_splits() {
+    use super::stream::{StreamRedactor, TextStream};
+    let text = "Grüße — write to jane.doe@example.com, ok?";
+    let bytes = text.as_bytes();
+    let want = "Grüße — write to <EMAIL_ADDRESS>, ok?";
+    for i in 1..bytes.len() {
+        let mut r = TextStream::new(profile());
+        let mut out = r.push(&bytes[..i]);
+        out.extend(r.push(&bytes[i..]));
+        out.extend(r.finish());
+        assert_eq!(
+            String::from_utf8(out).expect("utf8"),
+            want,
+            "split at byte {i}"
+        );
+        assert!(r.failure().is_none());
+    }
+    let mut r = TextStream::new(profile());
+    let first = r.push("Hello there, mail ja".as_bytes());
+    assert_eq!(
+        first, b"Hello there, mail ",
+        "safe text is released at once"
+    );
+    let mut bad = TextStream::new(profile());
+    assert_eq!(bad.push(&[b'a', 0xff, b'b']), stream::TEXT_ERROR);
+}

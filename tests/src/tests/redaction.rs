@@ -225,3 +225,39 @@ async fn audit_record(gw: &Gateway, id: &str) -> serde_json::Value {
     }
     panic!("no audit record for {id}");
 }
+
+/// A streamed plain-text response is masked through the same hold-back, and its safe start
+/// reaches the client while the upstream still holds the stream open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_text_responses_are_masked_as_they_stream() {
+    use futures_util::StreamExt;
+    let origin = Origin::start().await;
+    let gw = gateway::new(origin.addr.to_string())
+        .policy(RESPONSES)
+        .run();
+    let http = client::http(&gw.ca);
+    let r = http
+        .get(client::url(gw.addr, "/text-pii"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(r.status(), 200);
+    let mut stream = r.bytes_stream();
+    let mut got = Vec::new();
+    while !got.ends_with(b"Hello, my email is ") {
+        let piece = tokio::time::timeout(std::time::Duration::from_secs(10), stream.next())
+            .await
+            .expect("safe text did not arrive while the upstream held the stream open")
+            .expect("open")
+            .expect("piece");
+        got.extend_from_slice(&piece);
+    }
+    origin.release();
+    while let Some(piece) = stream.next().await {
+        got.extend_from_slice(&piece.expect("piece"));
+    }
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        "Hello, my email is <EMAIL_ADDRESS>. Bye"
+    );
+}
