@@ -216,7 +216,7 @@ impl Tools {
 }
 
 /// Finds `name` on PATH or in the sbin directories (nginx lives in /usr/sbin).
-fn find_tool(name: &str) -> Option<PathBuf> {
+pub(crate) fn find_tool(name: &str) -> Option<PathBuf> {
     let out = Command::new("sh")
         .args(["-c", "command -v \"$1\"", "sh", name])
         .stderr(Stdio::null())
@@ -232,9 +232,8 @@ fn find_tool(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn build_moat() -> Result<PathBuf> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    crate::run(Command::new(cargo).args(["build", "--release", "-p", "moat", "--bin", "moat"]))?;
+pub(crate) fn build_moat() -> Result<PathBuf> {
+    crate::run(crate::cargo().args(["build", "--release", "-p", "moat", "--bin", "moat"]))?;
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map_or_else(|| crate::root().join("target"), PathBuf::from);
     let bin = target.join("release/moat");

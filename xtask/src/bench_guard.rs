@@ -62,6 +62,8 @@ use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
 
+use crate::bench::{build_moat, find_tool};
+
 use clock::Stopwatch;
 
 /// The only address anything listens on; the one the guard allows.
@@ -329,32 +331,6 @@ fn json_str(obj: &str, key: &str) -> Option<String> {
     let at = obj.find(&format!("\"{key}\":"))? + key.len() + 3;
     let rest = obj[at..].trim_start().strip_prefix('"')?;
     Some(rest[..rest.find('"')?].to_owned())
-}
-
-/// Finds `name` on PATH or in the sbin directories (bpftool lives in /usr/sbin).
-fn find_tool(name: &str) -> Option<PathBuf> {
-    let out = Command::new("sh")
-        .args(["-c", "command -v \"$1\"", "sh", name])
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    let found = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    if out.status.success() && found.starts_with('/') {
-        return Some(PathBuf::from(found));
-    }
-    ["/usr/sbin", "/sbin", "/usr/local/sbin"]
-        .iter()
-        .map(|d| Path::new(d).join(name))
-        .find(|p| p.is_file())
-}
-
-fn build_moat() -> Result<PathBuf> {
-    crate::run(crate::cargo().args(["build", "--release", "-p", "moat", "--bin", "moat"]))?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| crate::root().join("target"), PathBuf::from);
-    let bin = target.join("release/moat");
-    ensure!(bin.is_file(), "built moat not found at {}", bin.display());
-    Ok(bin)
 }
 
 /// The cgroup v2 mount point, from /proc/mounts.
