@@ -231,6 +231,41 @@ impl Gateway {
         self.audit_dir.clone()
     }
 
+    /// Every audit record written so far, in order.
+    pub fn audit_records(&self) -> Vec<serde_json::Value> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&self.audit_dir)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        files.retain(|p| p.extension().is_some_and(|e| e == "jsonl"));
+        files.sort();
+        files
+            .iter()
+            .flat_map(|f| {
+                std::fs::read_to_string(f)
+                    .unwrap_or_default()
+                    .lines()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .filter_map(|l| serde_json::from_str(&l).ok())
+            .collect()
+    }
+
+    /// The audit record carrying `request_id`, waiting up to 3 s for the writer.
+    pub async fn audit_record(&self, request_id: &str) -> serde_json::Value {
+        for _ in 0..100 {
+            if let Some(r) = self
+                .audit_records()
+                .into_iter()
+                .find(|r| r["request_id"] == request_id)
+            {
+                return r;
+            }
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        panic!("no audit record for {request_id}");
+    }
+
     /// The configuration file.
     pub fn config_file(&self) -> &Path {
         &self.config_file

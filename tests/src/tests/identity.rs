@@ -104,40 +104,6 @@ async fn gateway(origin: &Origin, idp: &Idp) -> Gateway {
         .run()
 }
 
-fn records(gw: &Gateway) -> Vec<serde_json::Value> {
-    let mut out = Vec::new();
-    let mut files: Vec<_> = std::fs::read_dir(gw.audit_dir())
-        .expect("audit")
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    files.sort();
-    for f in files
-        .iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
-    {
-        for line in std::fs::read_to_string(f).unwrap_or_default().lines() {
-            if let Ok(v) = serde_json::from_str(line) {
-                out.push(v);
-            }
-        }
-    }
-    out
-}
-
-async fn record_for(gw: &Gateway, request_id: &str) -> serde_json::Value {
-    for _ in 0..100 {
-        if let Some(r) = records(gw)
-            .into_iter()
-            .find(|r| r["request_id"] == request_id)
-        {
-            return r;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
-    }
-    panic!("no audit record for {request_id}");
-}
-
 async fn send(gw: &Gateway, request: &str) -> client::RawResponse {
     let (r, _) = client::raw_exchange(gw.addr, &gw.ca, request.as_bytes()).await;
     r.expect("response")
@@ -167,7 +133,7 @@ async fn jwt_rejections_carry_their_reason_to_the_audit_record() {
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    let rec = record_for(&gw, r.header("x-request-id").expect("id")).await;
+    let rec = gw.audit_record(r.header("x-request-id").expect("id")).await;
     assert_eq!(
         (
             rec["principal"].as_str(),
@@ -272,7 +238,7 @@ async fn jwt_rejections_carry_their_reason_to_the_audit_record() {
             !body.contains("jwt") && !body.contains("region"),
             "{name}: the client is told no reason: {body}"
         );
-        let rec = record_for(&gw, r.header("x-request-id").expect("id")).await;
+        let rec = gw.audit_record(r.header("x-request-id").expect("id")).await;
         assert_eq!(rec["kind"], "reject", "{name}");
         assert!(
             rec["detail"].as_str().is_some_and(|d| d.contains(reason)),
@@ -298,14 +264,14 @@ async fn api_keys_models_and_traversal() {
     let key = "Authorization: Bearer batch-s3cr3t\r\n";
     let r = send(&gw, &chat(key, "gpt-x")).await;
     assert_eq!(r.status, 200, "model gpt-x is allowed for the batch key");
-    let rec = record_for(&gw, r.header("x-request-id").expect("id")).await;
+    let rec = gw.audit_record(r.header("x-request-id").expect("id")).await;
     assert_eq!(
         (rec["principal"].as_str(), rec["model"].as_str()),
         (Some("batch-job"), Some("gpt-x"))
     );
     let r = send(&gw, &chat(key, "gpt-y")).await;
     assert_eq!(r.status, 403, "model gpt-y is not");
-    let rec = record_for(&gw, r.header("x-request-id").expect("id")).await;
+    let rec = gw.audit_record(r.header("x-request-id").expect("id")).await;
     assert_eq!(rec["rule"], "default-deny");
 
     let r = send(&gw, &chat("Authorization: Bearer wrong-key\r\n", "gpt-x")).await;
@@ -342,7 +308,7 @@ async fn api_keys_models_and_traversal() {
         );
     }
 
-    let all: String = records(&gw).iter().map(|r| r.to_string()).collect();
+    let all: String = gw.audit_records().iter().map(|r| r.to_string()).collect();
     assert!(
         !all.contains("batch-s3cr3t"),
         "an API key reached the audit trail"
@@ -377,7 +343,7 @@ async fn client_certificates() {
         seen["x-moat-principal"],
         json!(["spiffe://moat.local/client"])
     );
-    let rec = record_for(&gw, r.header("x-request-id").expect("id")).await;
+    let rec = gw.audit_record(r.header("x-request-id").expect("id")).await;
     assert_eq!(rec["rule"], "service-mtls");
     assert!(rec["tls"]["client_cert_sha256"]
         .as_str()

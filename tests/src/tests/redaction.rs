@@ -61,21 +61,7 @@ async fn request_bodies_are_masked_before_they_leave() {
     );
 
     // The audit record counts what was masked, never the values.
-    let id = r.header("x-request-id").expect("id").to_owned();
-    let mut record = None;
-    for _ in 0..100 {
-        record = std::fs::read_dir(gw.audit_dir())
-            .expect("audit")
-            .flatten()
-            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-            .flat_map(|t| t.lines().map(str::to_owned).collect::<Vec<_>>())
-            .find(|l| l.contains(&id));
-        if record.is_some() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
-    }
-    let record: serde_json::Value = serde_json::from_str(&record.expect("record")).expect("json");
+    let record = gw.audit_record(r.header("x-request-id").expect("id")).await;
     assert_eq!(record["redactions"]["EMAIL_ADDRESS.request"], 3, "{record}");
     assert_eq!(record["redactions"]["CREDIT_CARD.request"], 1, "{record}");
     assert!(!record.to_string().contains("jane.doe"));
@@ -168,7 +154,7 @@ async fn streamed_responses_are_masked_as_they_stream() {
         .collect();
     assert_eq!(text, "Hello, my email is <EMAIL_ADDRESS>. Bye");
     assert!(String::from_utf8_lossy(&got).ends_with("data: [DONE]\n\n"));
-    let rec = audit_record(&gw, &id).await;
+    let rec = gw.audit_record(&id).await;
     assert_eq!(rec["redactions"]["EMAIL_ADDRESS.response"], 1, "{rec}");
 }
 
@@ -200,7 +186,7 @@ async fn non_streamed_responses_are_masked_and_unredactable_streams_end_with_an_
         !body.contains("jane@example.com"),
         "unmasked text passed: {body}"
     );
-    let rec = audit_record(&gw, r.header("x-request-id").expect("id")).await;
+    let rec = gw.audit_record(r.header("x-request-id").expect("id")).await;
     assert_eq!(rec["failed"], "internal");
     assert!(
         rec["reason"]
@@ -208,22 +194,6 @@ async fn non_streamed_responses_are_masked_and_unredactable_streams_end_with_an_
             .is_some_and(|s| s.contains("redaction failed")),
         "{rec}"
     );
-}
-
-async fn audit_record(gw: &Gateway, id: &str) -> serde_json::Value {
-    for _ in 0..100 {
-        let found = std::fs::read_dir(gw.audit_dir())
-            .expect("audit")
-            .flatten()
-            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-            .flat_map(|t| t.lines().map(str::to_owned).collect::<Vec<_>>())
-            .find(|l| l.contains(id));
-        if let Some(line) = found {
-            return serde_json::from_str(&line).expect("json");
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
-    }
-    panic!("no audit record for {id}");
 }
 
 /// A streamed plain-text response is masked through the same hold-back, and its safe start
