@@ -1,6 +1,15 @@
 //! Detectors: each finds candidate spans with a regular expression, then validates them
 //! (checksums, ranges, length tables) to keep false positives down. Entity names follow
 //! Presidio's where one exists, so policies port.
+//!
+//! One cheap pass picks where the built-in regexes need to look: a byte-class scan splits the
+//! text into whitespace-separated words and keeps the words that hold a trigger (a digit, `@`,
+//! `:`) plus two words either side (a card or IBAN written in groups, `GB82 WEST 1234 …`);
+//! secret prefixes (`AKIA`, `ghp_`, `eyJ`, …) are found by one Aho-Corasick pass and PEM blocks
+//! by their `-----BEGIN` line. Each window then runs only the detectors its content can satisfy
+//! (an email needs an `@`, a card 13 digits). Windows start and end at whitespace, so word
+//! boundaries inside them read as they do in the whole text. Prose without triggers costs one
+//! table lookup per byte. Operator-defined regexes and words scan the whole text.
 
 use regex::Regex;
 
@@ -80,17 +89,206 @@ pub struct Found {
     pub entity: Entity,
 }
 
+/// What a window must hold for a detector to run on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Needs {
+    /// At least this many ASCII digits.
+    Digits(usize),
+    /// Two capitals then two digits, and digits for the rest.
+    Iban,
+    /// Nine digits and a `-`.
+    Ssn,
+    /// Four digits and three dots.
+    Ipv4,
+    /// An `@`.
+    At,
+    /// A `:`.
+    Colon,
+    /// A secret prefix (found by the prefix automaton).
+    Prefix,
+    /// Runs on the whole text (PEM blocks from their header; operator-defined patterns).
+    Whole,
+}
+
+/// What a window holds, counted in one pass.
+#[derive(Debug, Default)]
+struct Summary {
+    digits: usize,
+    dots: usize,
+    dash: bool,
+    at: bool,
+    colon: bool,
+    iban: bool,
+    prefix: bool,
+}
+
+impl Summary {
+    fn of(w: &[u8], prefixes: Option<&aho_corasick::AhoCorasick>) -> Self {
+        let mut s = Self::default();
+        for (i, &c) in w.iter().enumerate() {
+            match c {
+                b'0'..=b'9' => s.digits += 1,
+                b'.' => s.dots += 1,
+                b'-' => s.dash = true,
+                b'@' => s.at = true,
+                b':' => s.colon = true,
+                b'A'..=b'Z' if !s.iban => {
+                    s.iban = w.get(i + 1).is_some_and(u8::is_ascii_uppercase)
+                        && w.get(i + 2).is_some_and(u8::is_ascii_digit)
+                        && w.get(i + 3).is_some_and(u8::is_ascii_digit);
+                }
+                _ => {}
+            }
+        }
+        s.prefix = prefixes.is_some_and(|ac| ac.is_match(w));
+        s
+    }
+
+    fn allows(&self, needs: Needs) -> bool {
+        match needs {
+            Needs::Digits(n) => self.digits >= n,
+            Needs::Iban => self.iban && self.digits >= 2,
+            Needs::Ssn => self.dash && self.digits >= 9,
+            Needs::Ipv4 => self.dots >= 3 && self.digits >= 4,
+            Needs::At => self.at,
+            Needs::Colon => self.colon,
+            Needs::Prefix => self.prefix,
+            Needs::Whole => false,
+        }
+    }
+}
+
 struct Pattern {
     entity: Entity,
     re: Regex,
     valid: fn(&str) -> bool,
+    needs: Needs,
 }
 
 /// The compiled detectors of a profile.
 pub struct Detectors {
     patterns: Vec<Pattern>,
+    /// Secret prefixes of the enabled secret detectors.
+    prefixes: Option<aho_corasick::AhoCorasick>,
+    /// Triggers of the enabled windowed detectors (byte classes).
+    triggers: u8,
     words: Option<aho_corasick::AhoCorasick>,
 }
+
+/// Byte classes of the candidate scan.
+const WS: u8 = 1;
+const DIGIT: u8 = 2;
+const AT: u8 = 4;
+const COLON: u8 = 8;
+
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    t[b' ' as usize] = WS;
+    t[b'\t' as usize] = WS;
+    t[b'\n' as usize] = WS;
+    t[b'\r' as usize] = WS;
+    t[0x0c] = WS;
+    let mut d = b'0';
+    while d <= b'9' {
+        t[d as usize] = DIGIT;
+        d += 1;
+    }
+    t[b'@' as usize] = AT;
+    t[b':' as usize] = COLON;
+    t
+};
+
+/// Words kept on either side of a word holding a trigger.
+const CONTEXT_WORDS: usize = 2;
+
+fn is_ws(c: u8) -> bool {
+    CLASS[usize::from(c)] & WS != 0
+}
+
+/// The first byte at or after `from` whose class is in `triggers`. Runs of 32 bytes without a
+/// digit, `:` or `@` are skipped with one vectorized test each.
+fn next_trigger(b: &[u8], from: usize, triggers: u8) -> Option<usize> {
+    const LANE: usize = 32;
+    let mut i = from;
+    while i + LANE <= b.len() {
+        let chunk = &b[i..i + LANE];
+        // Digits and `:` are 0x30..=0x3A; `@` is 0x40.
+        let maybe = chunk.iter().fold(false, |a, &c| {
+            a | (c.wrapping_sub(b'0') <= 10) | (c == b'@')
+        });
+        if maybe {
+            if let Some(p) = chunk
+                .iter()
+                .position(|&c| CLASS[usize::from(c)] & triggers != 0)
+            {
+                return Some(i + p);
+            }
+        }
+        i += LANE;
+    }
+    b[i.min(b.len())..]
+        .iter()
+        .position(|&c| CLASS[usize::from(c)] & triggers != 0)
+        .map(|p| i + p)
+}
+
+/// Start of the word `CONTEXT_WORDS` words before the word starting at `start` (or 0).
+fn words_before(b: &[u8], start: usize) -> usize {
+    let mut pos = start;
+    for _ in 0..CONTEXT_WORDS {
+        while pos > 0 && is_ws(b[pos - 1]) {
+            pos -= 1;
+        }
+        if pos == 0 {
+            return 0;
+        }
+        while pos > 0 && !is_ws(b[pos - 1]) {
+            pos -= 1;
+        }
+    }
+    pos
+}
+
+/// End of the word `CONTEXT_WORDS` words after the word ending at `end` (or the last word's).
+fn words_after(b: &[u8], end: usize) -> usize {
+    let mut pos = end;
+    for _ in 0..CONTEXT_WORDS {
+        let mut next = pos;
+        while next < b.len() && is_ws(b[next]) {
+            next += 1;
+        }
+        if next == b.len() {
+            break;
+        }
+        while next < b.len() && !is_ws(b[next]) {
+            next += 1;
+        }
+        pos = next;
+    }
+    pos
+}
+
+/// Prefixes that start the secret detectors' values.
+const SECRET_PREFIXES: [(Entity, &[&str]); 3] = [
+    (
+        Entity::CloudKey,
+        &["AKIA", "ASIA", "AGPA", "AIDA", "AROA", "ANPA", "AIza"],
+    ),
+    (
+        Entity::AccessToken,
+        &[
+            "ghp_",
+            "gho_",
+            "ghu_",
+            "ghs_",
+            "ghr_",
+            "github_pat_",
+            "glpat-",
+            "xox",
+        ],
+    ),
+    (Entity::Jwt, &["eyJ"]),
+];
 
 impl std::fmt::Debug for Detectors {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -118,6 +316,16 @@ impl Detectors {
     ) -> Result<Self, regex::Error> {
         let mut patterns = Vec::new();
         for e in entities {
+            let needs = match e {
+                Entity::EmailAddress => Needs::At,
+                Entity::PhoneNumber => Needs::Digits(8),
+                Entity::CreditCard => Needs::Digits(13),
+                Entity::IbanCode => Needs::Iban,
+                Entity::UsSsn => Needs::Ssn,
+                Entity::IpAddress => Needs::Ipv4,
+                Entity::CloudKey | Entity::AccessToken | Entity::Jwt => Needs::Prefix,
+                Entity::PrivateKey | Entity::Custom => Needs::Whole,
+            };
             let (re, valid): (&str, fn(&str) -> bool) = match e {
                 Entity::EmailAddress => (
                     r"[A-Za-z0-9._%+\-]{1,64}@[A-Za-z0-9\-]{1,63}(?:\.[A-Za-z0-9\-]{1,63})*\.[A-Za-z]{2,24}",
@@ -156,15 +364,50 @@ impl Detectors {
                 entity: *e,
                 re: Regex::new(re)?,
                 valid,
+                needs,
             });
+            if *e == Entity::IpAddress {
+                // IPv6 has its own trigger; the same regex and validation.
+                patterns.push(Pattern {
+                    entity: *e,
+                    re: Regex::new(re)?,
+                    valid,
+                    needs: Needs::Colon,
+                });
+            }
         }
         for c in custom {
             patterns.push(Pattern {
                 entity: Entity::Custom,
                 re: Regex::new(c)?,
                 valid: always,
+                needs: Needs::Whole,
             });
         }
+        let prefixes: Vec<&str> = SECRET_PREFIXES
+            .iter()
+            .filter(|(e, _)| entities.contains(e))
+            .flat_map(|(_, p)| p.iter().copied())
+            .collect();
+        let prefixes = if prefixes.is_empty() {
+            None
+        } else {
+            Some(
+                // Leftmost semantics let the automaton use its SIMD prefilter.
+                aho_corasick::AhoCorasick::builder()
+                    .match_kind(aho_corasick::MatchKind::LeftmostFirst)
+                    .build(&prefixes)
+                    .map_err(|e| regex::Error::Syntax(e.to_string()))?,
+            )
+        };
+        let triggers = patterns.iter().fold(0, |t, p| {
+            t | match p.needs {
+                Needs::Digits(_) | Needs::Iban | Needs::Ssn | Needs::Ipv4 => DIGIT,
+                Needs::At => AT,
+                Needs::Colon => COLON,
+                Needs::Prefix | Needs::Whole => 0,
+            }
+        });
         let words = if words.is_empty() {
             None
         } else {
@@ -176,11 +419,128 @@ impl Detectors {
                     .map_err(|e| regex::Error::Syntax(e.to_string()))?,
             )
         };
-        Ok(Self { patterns, words })
+        Ok(Self {
+            patterns,
+            prefixes,
+            triggers,
+            words,
+        })
+    }
+
+    /// Windows of `text` that hold a trigger, with their context words, merged, in order.
+    fn windows(&self, text: &str) -> Vec<(usize, usize)> {
+        let b = text.as_bytes();
+        let mut out: Vec<(usize, usize)> = Vec::new();
+        let mut open: Option<(usize, usize)> = None;
+        let mut i = 0;
+        while let Some(p) = next_trigger(b, i, self.triggers) {
+            let start = b[..p].iter().rposition(|&c| is_ws(c)).map_or(0, |w| w + 1);
+            let end = b[p..]
+                .iter()
+                .position(|&c| is_ws(c))
+                .map_or(b.len(), |w| p + w);
+            let (from, to) = (words_before(b, start), words_after(b, end));
+            open = match open {
+                Some((s, e)) if from <= e => Some((s, e.max(to))),
+                Some(w) => {
+                    out.push(w);
+                    Some((from, to))
+                }
+                None => Some((from, to)),
+            };
+            i = end;
+        }
+        out.extend(open);
+        // Words holding a secret prefix.
+        if let Some(ac) = &self.prefixes {
+            let mut words: Vec<(usize, usize)> = Vec::new();
+            for m in ac.find_iter(text) {
+                if words.last().is_some_and(|w| m.start() < w.1) {
+                    continue;
+                }
+                let s = b[..m.start()]
+                    .iter()
+                    .rposition(|&c| is_ws(c))
+                    .map_or(0, |p| p + 1);
+                let e = b[m.start()..]
+                    .iter()
+                    .position(|&c| is_ws(c))
+                    .map_or(b.len(), |p| m.start() + p);
+                words.push((s, e));
+            }
+            if !words.is_empty() {
+                out.extend(words);
+                out.sort_unstable();
+                let mut merged: Vec<(usize, usize)> = Vec::with_capacity(out.len());
+                for w in out {
+                    match merged.last_mut() {
+                        Some(last) if w.0 <= last.1 => last.1 = last.1.max(w.1),
+                        _ => merged.push(w),
+                    }
+                }
+                out = merged;
+            }
+        }
+        out
     }
 
     /// Every validated match in `text`, sorted, overlaps resolved (earliest, then longest).
     pub fn find(&self, text: &str) -> Vec<Found> {
+        let mut all = Vec::new();
+        let mut push = |p: &Pattern, at: usize, m: regex::Match<'_>| {
+            if (p.valid)(m.as_str()) {
+                all.push(Found {
+                    start: at + m.start(),
+                    end: at + m.end(),
+                    entity: p.entity,
+                });
+            }
+        };
+        for (s, e) in self.windows(text) {
+            let w = &text[s..e];
+            let summary = Summary::of(w.as_bytes(), self.prefixes.as_ref());
+            for p in &self.patterns {
+                let run = summary.allows(p.needs);
+                if run {
+                    for m in p.re.find_iter(w) {
+                        push(p, s, m);
+                    }
+                }
+            }
+        }
+        for p in self.patterns.iter().filter(|p| p.needs == Needs::Whole) {
+            if p.entity == Entity::PrivateKey {
+                // From each header only: a block is rare, the text around it long.
+                let mut from = 0;
+                while let Some(h) = memchr::memmem::find(&text.as_bytes()[from..], b"-----BEGIN") {
+                    let at = from + h;
+                    // A block is at most MAX_MATCH bytes: search only that far.
+                    let mut end = (at + MAX_MATCH + 128).min(text.len());
+                    while !text.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    match p.re.find(&text[at..end]) {
+                        Some(m) if m.start() == 0 => {
+                            from = at + m.end();
+                            push(p, at, m);
+                        }
+                        _ => from = at + 1,
+                    }
+                }
+            } else {
+                for m in p.re.find_iter(text) {
+                    push(p, 0, m);
+                }
+            }
+        }
+        self.add_words(text, &mut all);
+        resolve(all)
+    }
+
+    /// What [`Self::find`] finds, by running every detector over the whole text (the windows'
+    /// reference).
+    #[cfg(test)]
+    pub(crate) fn find_everywhere(&self, text: &str) -> Vec<Found> {
         let mut all = Vec::new();
         for p in &self.patterns {
             for m in p.re.find_iter(text) {
@@ -193,37 +553,47 @@ impl Detectors {
                 }
             }
         }
-        if let Some(ac) = &self.words {
-            for m in ac.find_iter(text) {
-                let word_edge = |i: usize| {
-                    text[..i]
-                        .chars()
-                        .next_back()
-                        .is_none_or(|c| !c.is_alphanumeric())
-                };
-                let after = text[m.end()..]
-                    .chars()
-                    .next()
-                    .is_none_or(|c| !c.is_alphanumeric());
-                if word_edge(m.start()) && after {
-                    all.push(Found {
-                        start: m.start(),
-                        end: m.end(),
-                        entity: Entity::Custom,
-                    });
-                }
-            }
-        }
-        all.sort_by_key(|f| (f.start, std::cmp::Reverse(f.end)));
-        let mut out: Vec<Found> = Vec::new();
-        for f in all {
-            match out.last() {
-                Some(last) if f.start < last.end => {}
-                _ => out.push(f),
-            }
-        }
-        out
+        self.add_words(text, &mut all);
+        resolve(all)
     }
+
+    fn add_words(&self, text: &str, all: &mut Vec<Found>) {
+        let Some(ac) = &self.words else {
+            return;
+        };
+        for m in ac.find_iter(text) {
+            let word_edge = |i: usize| {
+                text[..i]
+                    .chars()
+                    .next_back()
+                    .is_none_or(|c| !c.is_alphanumeric())
+            };
+            let after = text[m.end()..]
+                .chars()
+                .next()
+                .is_none_or(|c| !c.is_alphanumeric());
+            if word_edge(m.start()) && after {
+                all.push(Found {
+                    start: m.start(),
+                    end: m.end(),
+                    entity: Entity::Custom,
+                });
+            }
+        }
+    }
+}
+
+/// Sorts matches and resolves overlaps: the earliest wins, then the longest.
+fn resolve(mut all: Vec<Found>) -> Vec<Found> {
+    all.sort_by_key(|f| (f.start, std::cmp::Reverse(f.end)));
+    let mut out: Vec<Found> = Vec::with_capacity(all.len());
+    for f in all {
+        match out.last() {
+            Some(last) if f.start < last.end => {}
+            _ => out.push(f),
+        }
+    }
+    out
 }
 
 fn digits(s: &str) -> Vec<u8> {

@@ -144,7 +144,7 @@ impl Redactor {
     pub(crate) fn apply(
         &self,
         text: &str,
-        folded: &normalize::Folded,
+        folded: &normalize::Folded<'_>,
         found: &[detect::Found],
         cut: usize,
         state: &mut State,

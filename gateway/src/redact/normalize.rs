@@ -3,26 +3,33 @@
 //! A byte map leads every position of the folded text back to the original, so operators
 //! replace the original span (zero-width characters included).
 
-/// Folded text and, for each of its bytes, the offset of the original character it came from
-/// (plus one final entry: the original length).
+use std::borrow::Cow;
+
+/// Folded text and a map from each of its bytes to the offset of the original character it came
+/// from. Text that needed no folding (the common case: plain ASCII, or text without the folded
+/// characters) is borrowed, and its map is the identity.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Folded {
+pub struct Folded<'a> {
     /// The folded text.
-    pub text: String,
+    pub text: Cow<'a, str>,
     /// `map[i]` = original byte offset of folded byte `i`; `map[text.len()]` = original length.
-    pub map: Vec<usize>,
+    /// `None`: the identity.
+    map: Option<Vec<usize>>,
 }
 
-impl Folded {
+impl Folded<'_> {
     /// The original byte range of a folded range.
     pub fn original(&self, start: usize, end: usize) -> (usize, usize) {
-        let s = self.map[start];
+        let Some(map) = &self.map else {
+            return (start, end);
+        };
+        let s = map[start];
         // The end maps to the start of the next original character, so a match's last
         // character is replaced whole (and trailing zero-width characters inside it too).
-        let e = if end < self.map.len() {
-            self.map[end]
+        let e = if end < map.len() {
+            map[end]
         } else {
-            self.map[self.map.len() - 1]
+            map[map.len() - 1]
         };
         (s, e)
     }
@@ -35,18 +42,18 @@ fn is_invisible(c: char) -> bool {
     )
 }
 
+fn is_folded(c: char) -> bool {
+    is_invisible(c) || ('\u{FF01}'..='\u{FF5E}').contains(&c) || c == '\u{3000}'
+}
+
 /// Folds `s`: drops invisible characters, maps full-width ASCII forms (U+FF01–U+FF5E) and the
-/// ideographic space to ASCII. Text without such characters is returned as is (cheap path).
-pub fn fold(s: &str) -> Folded {
-    let needs = s
-        .chars()
-        .any(|c| is_invisible(c) || ('\u{FF01}'..='\u{FF5E}').contains(&c) || c == '\u{3000}');
-    if !needs {
-        let mut map: Vec<usize> = (0..s.len()).collect();
-        map.push(s.len());
+/// ideographic space to ASCII. Text without such characters is borrowed as is (cheap path: an
+/// ASCII check, no copy, no map).
+pub fn fold(s: &str) -> Folded<'_> {
+    if s.is_ascii() || !s.chars().any(is_folded) {
         return Folded {
-            text: s.to_owned(),
-            map,
+            text: Cow::Borrowed(s),
+            map: None,
         };
     }
     let mut text = String::with_capacity(s.len());
@@ -65,7 +72,10 @@ pub fn fold(s: &str) -> Folded {
         map.extend(std::iter::repeat_n(i, text.len() - before));
     }
     map.push(s.len());
-    Folded { text, map }
+    Folded {
+        text: Cow::Owned(text),
+        map: Some(map),
+    }
 }
 
 #[cfg(test)]

@@ -271,6 +271,102 @@ fn corpus_precision_and_recall() {
     assert!(failures.is_empty(), "{failures:#?}\n{misses:#?}");
 }
 
+/// The windowed scan finds exactly what running every detector over the whole text finds: on
+/// each corpus sentence, on the corpus run together with different separators (values next to
+/// each other, across lines, inside punctuation), and on generated word soup mixing values,
+/// digit groups, capitals and prose.
+#[test]
+fn windows_find_what_a_whole_text_scan_finds() {
+    let r = Redactor::new(
+        Detectors::new(
+            &Entity::ALL,
+            &[r"order-[0-9]{4}".into()],
+            &["Project Falcon".into()],
+        )
+        .expect("detectors"),
+        HashMap::new(),
+        Operator::Replace { numbered: false },
+    );
+    let d = r.detectors();
+    let texts: Vec<String> = corpus().into_iter().map(|(t, _)| t).collect();
+    let mut checked = 0;
+    let mut check = |text: &str| {
+        assert_eq!(d.find(text), d.find_everywhere(text), "{text:?}");
+        checked += 1;
+    };
+    for t in &texts {
+        check(t);
+    }
+    // Two groups of capitals inside a grouped IBAN: the widest context the windows need.
+    let two_letter_groups = iban("GB", "WESTABCD1234567890");
+    let grouped: Vec<&str> = (0..two_letter_groups.len())
+        .step_by(4)
+        .map(|i| &two_letter_groups[i..(i + 4).min(two_letter_groups.len())])
+        .collect();
+    let text = format!("pay to {} now", grouped.join(" "));
+    assert_eq!(d.find(&text).len(), 1, "{text}");
+    check(&text);
+    for sep in [" ", "\n", ", ", "\t", " and ", "", "\r\n"] {
+        check(&texts.join(sep));
+    }
+    let values: Vec<String> = texts
+        .iter()
+        .map(|t| {
+            t.trim_start_matches("please use ")
+                .trim_end_matches(" today")
+                .to_owned()
+        })
+        .collect();
+    let filler = [
+        "the",
+        "WEST",
+        "(",
+        ")",
+        "-",
+        "+1",
+        "555",
+        "1234",
+        "Note:",
+        "a",
+        "at",
+        "DE89",
+        "eyJ",
+        "ghp_",
+        "AKIA",
+        "x@",
+        "@y.com",
+        "::",
+        "Project",
+        "Falcon",
+        "order-1234",
+        "4111",
+        "é",
+        "日本",
+        "\u{3000}",
+        "v1.2.3",
+    ];
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = |n: usize| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % n as u64) as usize
+    };
+    for _ in 0..400 {
+        let mut text = String::new();
+        for _ in 0..next(30) + 1 {
+            if next(4) == 0 {
+                text.push_str(&values[next(values.len())]);
+            } else {
+                text.push_str(filler[next(filler.len())]);
+            }
+            text.push_str([" ", " ", "  ", "\n", ""][next(5)]);
+        }
+        check(&text);
+    }
+    assert!(checked > 500);
+}
+
 // ---- Operators ---------------------------------------------------------------------------
 
 #[test]
