@@ -661,7 +661,7 @@ enum BodyRedaction {
 }
 
 /// Redacts a request body per profile: JSON string values (decoded, so escapes cannot hide a
-/// value), or text as is. Output JSON is valid and keeps every other field.
+/// value), or text as is. JSON is rewritten in place: every byte outside a changed value is kept.
 fn redact_body(
     p: &crate::redact::Profile,
     headers: &http::HeaderMap,
@@ -675,12 +675,13 @@ fn redact_body(
         .to_ascii_lowercase();
     let mime = ct.split(';').next().unwrap_or("").trim();
     if mime == "application/json" || mime.ends_with("+json") {
-        let mut v: serde_json::Value = serde_json::from_slice(body)
-            .map_err(|_| BodyRedaction::Unredactable("invalid JSON"))?;
-        crate::redact::json::redact_with_paths(&p.redactor, &mut v, st, &p.paths)?;
-        return Ok(Bytes::from(
-            serde_json::to_vec(&v).map_err(|_| BodyRedaction::Unredactable("JSON output"))?,
-        ));
+        use crate::redact::rewrite::{redact_json, RewriteError};
+        return match redact_json(&p.redactor, body, st, &p.paths) {
+            Ok(Some(out)) => Ok(Bytes::from(out)),
+            Ok(None) => Ok(Bytes::copy_from_slice(body)),
+            Err(RewriteError::Blocked(b)) => Err(b.into()),
+            Err(RewriteError::Invalid(..)) => Err(BodyRedaction::Unredactable("invalid JSON")),
+        };
     }
     if mime.starts_with("text/") || mime.is_empty() {
         let text = std::str::from_utf8(body)

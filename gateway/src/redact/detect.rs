@@ -18,7 +18,7 @@ use regex::Regex;
 pub enum Entity {
     /// An email address.
     EmailAddress,
-    /// A phone number (E.164, or North American with separators).
+    /// A phone number (E.164; North American and national formats with separators).
     PhoneNumber,
     /// A payment card number (Luhn and issuer ranges).
     CreditCard,
@@ -123,7 +123,7 @@ struct Summary {
 }
 
 impl Summary {
-    fn of(w: &[u8], prefixes: Option<&aho_corasick::AhoCorasick>) -> Self {
+    fn of(w: &[u8], prefix: bool) -> Self {
         let mut s = Self::default();
         for (i, &c) in w.iter().enumerate() {
             match c {
@@ -140,7 +140,7 @@ impl Summary {
                 _ => {}
             }
         }
-        s.prefix = prefixes.is_some_and(|ac| ac.is_match(w));
+        s.prefix = prefix;
         s
     }
 
@@ -332,7 +332,7 @@ impl Detectors {
                     valid_email,
                 ),
                 Entity::PhoneNumber => (
-                    r"\+[1-9][0-9 ().\-]{6,20}[0-9]|\(?\b[2-9][0-9]{2}\)?[ .\-][2-9][0-9]{2}[ .\-][0-9]{4}\b",
+                    r"\+[1-9][0-9 ().\-]{6,20}[0-9]|\(?\b[2-9][0-9]{2}\)?[ .\-][2-9][0-9]{2}[ .\-][0-9]{4}\b|\(?\b0[1-9][0-9]{0,4}\)?(?:[ \-./][0-9]{2,8}){1,4}\b",
                     valid_phone,
                 ),
                 Entity::CreditCard => (r"\b[0-9](?:[ \-]?[0-9]){12,18}\b", valid_card),
@@ -427,11 +427,12 @@ impl Detectors {
         })
     }
 
-    /// Windows of `text` that hold a trigger, with their context words, merged, in order.
-    fn windows(&self, text: &str) -> Vec<(usize, usize)> {
+    /// Windows of `text` that hold a trigger, with their context words, merged, in order; the
+    /// flag tells whether a window holds a secret prefix.
+    fn windows(&self, text: &str) -> Vec<(usize, usize, bool)> {
         let b = text.as_bytes();
-        let mut out: Vec<(usize, usize)> = Vec::new();
-        let mut open: Option<(usize, usize)> = None;
+        let mut out: Vec<(usize, usize, bool)> = Vec::new();
+        let mut open: Option<(usize, usize, bool)> = None;
         let mut i = 0;
         while let Some(p) = next_trigger(b, i, self.triggers) {
             let start = b[..p].iter().rposition(|&c| is_ws(c)).map_or(0, |w| w + 1);
@@ -441,19 +442,19 @@ impl Detectors {
                 .map_or(b.len(), |w| p + w);
             let (from, to) = (words_before(b, start), words_after(b, end));
             open = match open {
-                Some((s, e)) if from <= e => Some((s, e.max(to))),
+                Some((s, e, _)) if from <= e => Some((s, e.max(to), false)),
                 Some(w) => {
                     out.push(w);
-                    Some((from, to))
+                    Some((from, to, false))
                 }
-                None => Some((from, to)),
+                None => Some((from, to, false)),
             };
             i = end;
         }
         out.extend(open);
         // Words holding a secret prefix.
         if let Some(ac) = &self.prefixes {
-            let mut words: Vec<(usize, usize)> = Vec::new();
+            let mut words: Vec<(usize, usize, bool)> = Vec::new();
             for m in ac.find_iter(text) {
                 if words.last().is_some_and(|w| m.start() < w.1) {
                     continue;
@@ -466,15 +467,18 @@ impl Detectors {
                     .iter()
                     .position(|&c| is_ws(c))
                     .map_or(b.len(), |p| m.start() + p);
-                words.push((s, e));
+                words.push((s, e, true));
             }
             if !words.is_empty() {
                 out.extend(words);
                 out.sort_unstable();
-                let mut merged: Vec<(usize, usize)> = Vec::with_capacity(out.len());
+                let mut merged: Vec<(usize, usize, bool)> = Vec::with_capacity(out.len());
                 for w in out {
                     match merged.last_mut() {
-                        Some(last) if w.0 <= last.1 => last.1 = last.1.max(w.1),
+                        Some(last) if w.0 <= last.1 => {
+                            last.1 = last.1.max(w.1);
+                            last.2 |= w.2;
+                        }
                         _ => merged.push(w),
                     }
                 }
@@ -496,9 +500,9 @@ impl Detectors {
                 });
             }
         };
-        for (s, e) in self.windows(text) {
+        for (s, e, prefix) in self.windows(text) {
             let w = &text[s..e];
-            let summary = Summary::of(w.as_bytes(), self.prefixes.as_ref());
+            let summary = Summary::of(w.as_bytes(), prefix);
             for p in &self.patterns {
                 let run = summary.allows(p.needs);
                 if run {
@@ -619,6 +623,22 @@ fn valid_phone(s: &str) -> bool {
     if s.starts_with('+') {
         // E.164: up to 15 digits, at least 8; separators only single and between digits.
         return (8..=15).contains(&d.len()) && !s.contains("  ") && !s.contains("--");
+    }
+    if d.first() == Some(&0) {
+        // National, with the trunk prefix 0 (`020 7946 0958`, `030 12345678`, `(02) 9876 5432`,
+        // `01 23 45 67 89`, `03-1234-5678`): 9 to 12 digits, written in groups with one kind
+        // of separator (so dates such as `01.12.2025 10` and bare numbers stay out).
+        // `078-05-1120` is the shape of a social security number, not of a phone number.
+        let ssn_shape = s.len() == 11 && s.as_bytes()[3] == b'-' && s.as_bytes()[6] == b'-';
+        if ssn_shape {
+            return false;
+        }
+        let mut seps = s.bytes().filter(|c| b" -./".contains(c));
+        let first = seps.next();
+        return (9..=12).contains(&d.len())
+            && first.is_some()
+            && seps.all(|c| Some(c) == first)
+            && s.starts_with('(') == s.contains(')');
     }
     // North American: 10 digits, area and exchange codes start 2–9, not N11.
     d.len() == 10

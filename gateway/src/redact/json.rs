@@ -59,7 +59,7 @@ impl FieldPath {
         Some(Self(steps))
     }
 
-    fn matches(&self, at: &[Step]) -> bool {
+    pub(crate) fn matches(&self, at: &[Step]) -> bool {
         self.0.len() == at.len()
             && self.0.iter().zip(at).all(|(p, a)| match (p, a) {
                 (Step::Any, _) => true,

@@ -12,6 +12,7 @@
 pub mod detect;
 pub mod json;
 pub mod normalize;
+pub mod rewrite;
 pub mod sse;
 pub mod stream;
 #[cfg(test)]
@@ -134,9 +135,26 @@ impl Redactor {
 
     /// Redacts all of `text`.
     pub fn redact(&self, text: &str, state: &mut State) -> Result<String, Blocked> {
+        Ok(self.redact_cow(text, state)?.0.into_owned())
+    }
+
+    /// Redacts all of `text`, borrowing it when nothing matched. The flag tells whether a
+    /// match's operator is `drop` (a JSON member holding it is removed whole).
+    pub fn redact_cow<'t>(
+        &self,
+        text: &'t str,
+        state: &mut State,
+    ) -> Result<(std::borrow::Cow<'t, str>, bool), Blocked> {
         let folded = normalize::fold(text);
         let found = self.detectors.find(&folded.text);
-        self.apply(text, &folded, &found, folded.text.len(), state)
+        if found.is_empty() {
+            return Ok((std::borrow::Cow::Borrowed(text), false));
+        }
+        let dropped = found
+            .iter()
+            .any(|f| matches!(self.operator(f.entity), Operator::Drop));
+        let out = self.apply(text, &folded, &found, folded.text.len(), state)?;
+        Ok((std::borrow::Cow::Owned(out), dropped))
     }
 
     /// Rewrites `text[..folded.original(cut)]`, replacing every match that ends at or before
