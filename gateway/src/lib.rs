@@ -28,6 +28,7 @@ pub mod demo;
 pub mod error;
 pub mod guard;
 pub mod identity;
+pub mod pipeline;
 pub mod policy;
 pub mod protocol;
 pub mod proxy;

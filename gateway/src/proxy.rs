@@ -14,17 +14,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{self, HeaderName};
+use http::header;
 use http::StatusCode;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::{timeout, Instant};
 
-use crate::audit::record::{GuardFacts, RejectRecord, RequestRecord, TlsFacts};
-use crate::audit::{Auditor, Record};
-use crate::config::{Credential, HttpConfig};
+use crate::audit::record::{GuardFacts, TlsFacts};
+use crate::audit::Auditor;
+use crate::config::HttpConfig;
 use crate::error::{Reject, Side};
 use crate::identity::{Identifier, PeerCert, Principal, Source};
-use crate::policy::{Action, Facts, Policy};
+use crate::pipeline::{
+    self, model_of, put_header, redact_body, request_id, upstream_head, BodyRedaction,
+    ResponseRedaction,
+};
+use crate::policy::Policy;
 use crate::protocol::h1::{self, Decoder, Encoder, H1Error, Limits, Reader};
 use crate::protocol::{BodyKind, Frame, RequestHead, ResponseHead, Version};
 use crate::upstream::{Conn, Stream, Upstream, UpstreamError};
@@ -209,22 +213,10 @@ pub async fn serve<S>(
             .await;
         }
 
-        // Identity: who is asking. Failures are 401 with a generic body; the reason is audited.
-        let principal = match route.identifier.identify(
-            &route.identity_sources,
-            &req.headers,
-            peer_cert.as_ref(),
-        ) {
+        // Identity: who is asking.
+        let principal = match pipeline::identify(&route, &req, peer_cert.as_ref()) {
             Ok(p) => p,
-            Err(e) => {
-                let denial = Denial {
-                    reject: &Reject::UNAUTHENTICATED,
-                    reason: e.reason(),
-                    principal: None,
-                    rule: None,
-                };
-                return deny(&mut down.io, &denial, &req, &request_id, client, &route).await;
-            }
+            Err(d) => return deny(&mut down.io, &d, &req, &request_id, client, &route).await,
         };
 
         // Policy: may this principal use this route and model from this region?
@@ -241,48 +233,15 @@ pub async fn serve<S>(
         } else {
             None
         };
-        let host = host_without_port(&req.host);
-        let facts = Facts {
-            principal: &principal,
-            client: client.0.ip(),
-            host: &host,
-            method: &req.method,
-            path: req.path(),
-            model: model.as_deref(),
-        };
-        let decision = route.policy.decide(&facts);
-        if decision.action == Action::Deny {
-            let denial = Denial {
-                reject: &Reject::FORBIDDEN,
-                reason: decision.reason.clone(),
-                principal: Some(&principal),
-                rule: Some(&decision.rule),
-            };
-            return deny(&mut down.io, &denial, &req, &request_id, client, &route).await;
-        }
-        let upstream_name = decision
-            .upstream
-            .as_deref()
-            .unwrap_or(&route.default_upstream);
-        let Some(upstream) = route.upstreams.get(upstream_name) else {
-            // Validation guarantees rules and listeners name existing upstreams.
-            let denial = Denial {
-                reject: &Reject::FORBIDDEN,
-                reason: format!("unknown upstream {upstream_name}"),
-                principal: Some(&principal),
-                rule: Some(&decision.rule),
-            };
-            return deny(&mut down.io, &denial, &req, &request_id, client, &route).await;
+        let auth = match pipeline::authorize(&route, &req, client, &principal, model.as_deref()) {
+            Ok(a) => a,
+            Err(d) => return deny(&mut down.io, &d, &req, &request_id, client, &route).await,
         };
         // Redaction of the request body, when the deciding rule names a profile for requests.
-        let profile = decision
-            .redaction
-            .as_ref()
-            .and_then(|n| route.profiles.get(n))
-            .cloned();
         let mut redactions = crate::redact::State::default();
         let mut fail_open_note = None;
-        let (body, body_in) = match profile
+        let (body, body_in) = match auth
+            .profile
             .as_ref()
             .filter(|p| p.requests && req.body != BodyKind::Empty)
         {
@@ -317,81 +276,58 @@ pub async fn serve<S>(
                     }
                 };
                 let n = raw.len() as u64;
-                match redact_body(p, &req.headers, &raw, &mut redactions) {
-                    Ok(b) => (Some(b), Some(n)),
-                    Err(BodyRedaction::Unredactable(why)) if p.fail_open => {
-                        fail_open_note = Some(format!(
-                            "redaction failed open ({why}): body forwarded unredacted"
-                        ));
-                        (Some(raw), Some(n))
+                match pipeline::redact_request(
+                    p,
+                    &req,
+                    raw,
+                    &mut redactions,
+                    &principal,
+                    &auth.rule,
+                ) {
+                    Ok((b, note)) => {
+                        fail_open_note = note;
+                        (Some(b), Some(n))
                     }
-                    Err(e) => {
-                        let denial = Denial {
-                            reject: &Reject::UNPROCESSABLE,
-                            reason: e.to_string(),
-                            principal: Some(&principal),
-                            rule: Some(&decision.rule),
-                        };
-                        return deny(&mut down.io, &denial, &req, &request_id, client, &route)
-                            .await;
+                    Err(d) => {
+                        return deny(&mut down.io, &d, &req, &request_id, client, &route).await
                     }
                 }
             }
         };
         let fwd = Forward {
-            upstream,
+            upstream: &auth.upstream,
             principal: &principal,
             continue_sent,
             body,
             body_in,
-            profile: profile.as_ref(),
+            profile: auth.profile.as_ref(),
         };
         let mut outcome = exchange(&mut down, &req, &request_id, client, &route, &fwd).await;
         let status = outcome.status.map_or(0, |s| s.as_u16());
         let duration_ms = millis(started);
 
         // The record goes to the audit writer before the client sees the response complete.
-        let record = Record::Request(Box::new(RequestRecord {
-            request_id: request_id.clone(),
-            listener: route.listener.clone(),
-            client: client.0.to_string(),
-            tls: tls.clone(),
-            principal: Some(principal.id.clone()),
-            principal_kind: Some(principal.kind.as_str().to_owned()),
-            method: req.method.to_string(),
-            host: String::from_utf8_lossy(&req.host).into_owned(),
-            path: req.path().to_owned(),
-            model: model.clone(),
-            rule: Some(decision.rule.clone()),
-            decision: "allow".into(),
-            upstream: format!("{upstream_name}@{}", upstream.config().address),
-            status,
-            bytes_in: outcome.bytes_in,
-            bytes_out: outcome.bytes_out,
-            duration_ms,
-            upstream_ms: outcome.upstream_ms,
-            redactions: redactions
-                .counts
-                .iter()
-                .map(|(e, n)| (format!("{e}.request"), *n))
-                .chain(
-                    outcome
-                        .response_redactions
-                        .iter()
-                        .map(|(e, n)| (format!("{e}.response"), *n)),
-                )
-                .collect(),
-            guard: route.guard.clone(),
-            failed: outcome
-                .error
-                .as_ref()
-                .map(|(side, _)| side.as_str().to_owned()),
-            reason: outcome
-                .error
-                .as_ref()
-                .map(|(_, d)| d.clone())
-                .or(fail_open_note),
-        }));
+        let record = pipeline::request_record(
+            &route,
+            client,
+            &tls,
+            &req,
+            &request_id,
+            &principal,
+            model.as_deref(),
+            &auth,
+            pipeline::Exchanged {
+                status,
+                bytes_in: outcome.bytes_in,
+                bytes_out: outcome.bytes_out,
+                duration_ms,
+                upstream_ms: outcome.upstream_ms,
+                request_redactions: &redactions.counts,
+                response_redactions: &outcome.response_redactions,
+                error: outcome.error.as_ref(),
+                note: fail_open_note,
+            },
+        );
         let recorded = match route.audit.record_durable(record) {
             Ok(durable) => durable.wait().await,
             Err(e) => Err(e),
@@ -457,84 +393,28 @@ async fn refuse<S: AsyncWrite + Unpin>(
     route: &Route,
 ) {
     let (method, path) = head.map_or((None, None), |h| request_line(h));
-    // Client-caused: info, not warn, so a client cannot raise the log's alarm level at will.
-    tracing::info!(target: "moat::access", client = %client.0.ip(), status = r.status.as_u16(), reason = r.kind, detail, "request refused");
-    let _ = route.audit.record(Record::Reject(Box::new(RejectRecord {
-        request_id: None,
-        listener: route.listener.clone(),
-        client: client.0.to_string(),
-        status: r.status.as_u16(),
-        reason: r.kind.to_owned(),
-        detail: Some(detail.to_owned()),
-        method,
-        path,
-        ..RejectRecord::default()
-    })));
+    pipeline::record_refusal(route, r, method, path, detail, client);
     let mut out = BytesMut::new();
     r.write_h1(&mut out, None);
     let _ = io.write_all(&out).await;
     let _ = io.shutdown().await;
 }
 
-/// A request refused by identity or policy.
-struct Denial<'a> {
-    reject: &'a Reject,
-    reason: String,
-    principal: Option<&'a Principal>,
-    rule: Option<&'a str>,
-}
-
-/// Answers 401 or 403, records the refusal (with the reason the client is not told), closes.
+/// Answers 401, 403 or 422, records the refusal (with the reason the client is not told),
+/// closes.
 async fn deny<S: AsyncWrite + Unpin>(
     io: &mut S,
-    d: &Denial<'_>,
+    d: &pipeline::Denied,
     req: &RequestHead,
     request_id: &str,
     client: ClientAddr,
     route: &Route,
 ) {
-    tracing::info!(
-        target: "moat::access",
-        client = %client.0.ip(),
-        method = %req.method,
-        path = req.path(),
-        status = d.reject.status.as_u16(),
-        reason = %d.reason,
-        principal = d.principal.map(|p| p.to_string()),
-        rule = d.rule,
-        request_id,
-        "request refused"
-    );
-    let _ = route.audit.record(Record::Reject(Box::new(RejectRecord {
-        request_id: Some(request_id.to_owned()),
-        listener: route.listener.clone(),
-        client: client.0.to_string(),
-        status: d.reject.status.as_u16(),
-        reason: d.reject.kind.to_owned(),
-        detail: Some(d.reason.clone()),
-        method: Some(req.method.to_string()),
-        path: Some(req.path().to_owned()),
-        principal: d.principal.map(|p| p.id.clone()),
-        principal_kind: d.principal.map(|p| p.kind.as_str().to_owned()),
-        rule: d.rule.map(str::to_owned),
-    })));
+    pipeline::record_denial(route, d, req, request_id, client);
     let mut out = BytesMut::new();
     d.reject.write_h1(&mut out, Some(request_id));
     let _ = io.write_all(&out).await;
     let _ = io.shutdown().await;
-}
-
-/// The media type of a message, lower-cased, without parameters.
-fn content_type(headers: &http::HeaderMap) -> String {
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    ct.split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase()
 }
 
 /// Largest response body read whole for redaction.
@@ -649,51 +529,6 @@ async fn read_whole_body<S: AsyncRead + Unpin>(
     }
 }
 
-/// Why a request body could not be redacted.
-#[derive(Debug, thiserror::Error)]
-enum BodyRedaction {
-    /// A `block` operator matched.
-    #[error(transparent)]
-    Blocked(#[from] crate::redact::Blocked),
-    /// The body is not what its content type says, or not a type the profile scans.
-    #[error("body cannot be redacted: {0}")]
-    Unredactable(&'static str),
-}
-
-/// Redacts a request body per profile: JSON string values (decoded, so escapes cannot hide a
-/// value), or text as is. JSON is rewritten in place: every byte outside a changed value is kept.
-fn redact_body(
-    p: &crate::redact::Profile,
-    headers: &http::HeaderMap,
-    body: &[u8],
-    st: &mut crate::redact::State,
-) -> Result<Bytes, BodyRedaction> {
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    let mime = ct.split(';').next().unwrap_or("").trim();
-    if mime == "application/json" || mime.ends_with("+json") {
-        use crate::redact::rewrite::{redact_json, RewriteError};
-        return match redact_json(&p.redactor, body, st, &p.paths) {
-            Ok(Some(out)) => Ok(Bytes::from(out)),
-            Ok(None) => Ok(Bytes::copy_from_slice(body)),
-            Err(RewriteError::Blocked(b)) => Err(b.into()),
-            Err(RewriteError::Invalid(..)) => Err(BodyRedaction::Unredactable("invalid JSON")),
-        };
-    }
-    if mime.starts_with("text/") || mime.is_empty() {
-        let text = std::str::from_utf8(body)
-            .map_err(|_| BodyRedaction::Unredactable("text is not UTF-8"))?;
-        return Ok(Bytes::from(p.redactor.redact(text, st)?));
-    }
-    if p.block_other_content {
-        return Err(BodyRedaction::Unredactable("content type not scanned"));
-    }
-    Ok(Bytes::copy_from_slice(body))
-}
-
 /// Largest body prefix read to find the `model` field before deciding.
 const MODEL_LOOKAHEAD: usize = 64 * 1024;
 
@@ -731,51 +566,6 @@ async fn peek_model<S: AsyncRead + Unpin>(
     }
 }
 
-/// The top-level `"model"` string of a JSON object, read from a possibly incomplete prefix.
-fn model_of(prefix: &[u8]) -> Option<String> {
-    use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
-    /// Stops at the `model` key; the parse "fails" right after (the rest of the object is not
-    /// read, and may not even be in the prefix), so the value is handed out through `found`.
-    struct Model<'a> {
-        found: &'a mut Option<String>,
-    }
-    impl<'de> Visitor<'de> for Model<'_> {
-        type Value = ();
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a JSON object")
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                if key == "model" {
-                    *self.found = map.next_value::<String>().ok();
-                    return Ok(());
-                }
-                map.next_value::<IgnoredAny>()?;
-            }
-            Ok(())
-        }
-    }
-    let mut found = None;
-    let mut de = serde_json::Deserializer::from_slice(prefix);
-    let _ = de.deserialize_map(Model { found: &mut found });
-    found
-}
-
-/// The Host value without a port, lower-cased.
-fn host_without_port(host: &[u8]) -> String {
-    let h = String::from_utf8_lossy(host).to_ascii_lowercase();
-    if h.starts_with('[') {
-        return h.split(']').next().map(|s| format!("{s}]")).unwrap_or(h);
-    }
-    h.rsplit_once(':').map_or(h.clone(), |(name, port)| {
-        if port.bytes().all(|b| b.is_ascii_digit()) {
-            name.to_owned()
-        } else {
-            h.clone()
-        }
-    })
-}
-
 /// Method and path (without query) from a head that failed validation, when they are plain
 /// visible ASCII; nothing else of the request is kept.
 fn request_line(head: &[u8]) -> (Option<String>, Option<String>) {
@@ -791,23 +581,6 @@ fn request_line(head: &[u8]) -> (Option<String>, Option<String>) {
         .and_then(|t| ascii(&t[..memchr::memchr(b'?', t).unwrap_or(t.len())]))
         .filter(|p| p.starts_with('/') && p.len() <= 256);
     (method, path)
-}
-
-/// The request id moat sets: the client's when trusted and well-formed, else a new random one.
-fn request_id(req: &RequestHead, trust: bool) -> String {
-    if trust {
-        if let Some(v) = req.headers.get("x-request-id") {
-            let b = v.as_bytes();
-            if !b.is_empty()
-                && b.len() <= 128
-                && b.iter()
-                    .all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c))
-            {
-                return String::from_utf8_lossy(b).into_owned();
-            }
-        }
-    }
-    format!("{:032x}", rand::random::<u128>())
 }
 
 /// Forwards one request and streams its response back.
@@ -962,38 +735,28 @@ where
     outcome.status = Some(resp.status);
     outcome.upstream_ms = Some(millis(sent_at));
 
-    // Response redaction, when the deciding rule's profile covers responses: server-sent events
-    // are redacted event by event as they stream; other bodies are read whole (bounded), redacted
-    // and sent with their new length.
-    let profile = fwd
-        .profile
-        .filter(|p| p.responses && resp.body != BodyKind::Empty);
-    let is_sse = content_type(&resp.headers).starts_with("text/event-stream");
-    // Streamed text (chunked or close-delimited) goes through one hold-back on its raw text.
-    let is_streamed_text = content_type(&resp.headers).starts_with("text/")
-        && matches!(resp.body, BodyKind::Chunked | BodyKind::CloseDelimited);
-    let mut sse: Option<Box<dyn crate::redact::stream::StreamRedactor>> = match profile {
-        Some(p) if is_sse => Some(Box::new(crate::redact::sse::SseRedactor::new(p.clone()))),
-        Some(p) if is_streamed_text => {
-            Some(Box::new(crate::redact::stream::TextStream::new(p.clone())))
+    // Response redaction, when the deciding rule's profile covers responses: streamed bodies
+    // are redacted as they stream; other bodies are read whole (bounded), redacted and sent
+    // with their new length.
+    let mut sse = match pipeline::response_redaction(fwd.profile, &resp) {
+        ResponseRedaction::None => None,
+        ResponseRedaction::Stream(r) => Some(r),
+        ResponseRedaction::Buffered(p) => {
+            return buffered_response(
+                conn,
+                resp,
+                &p,
+                req,
+                request_id,
+                outcome,
+                upstream,
+                http.body_idle_timeout,
+            )
+            .await;
         }
-        _ => None,
     };
     let mut resp = resp;
     let upstream_body = resp.body;
-    if let Some(p) = profile.filter(|_| sse.is_none()) {
-        return buffered_response(
-            conn,
-            resp,
-            p,
-            req,
-            request_id,
-            outcome,
-            upstream,
-            http.body_idle_timeout,
-        )
-        .await;
-    }
     if sse.is_some() {
         // The redacted stream's length differs from the upstream's: always chunked (or
         // close-delimited to an HTTP/1.0 client).
@@ -1271,95 +1034,6 @@ fn response_framing(
     }
 }
 
-/// The request head sent upstream: hop-by-hop headers, client-supplied forwarding headers and
-/// every client credential removed; moat's own forwarding headers, request id, identity headers
-/// and the upstream's own credential added; framing restated.
-fn upstream_head(
-    req: &RequestHead,
-    request_id: &str,
-    client: ClientAddr,
-    identity: Option<&Principal>,
-    credential: Option<&Credential>,
-) -> Bytes {
-    let mut out = BytesMut::with_capacity(512 + req.target.len() + req.headers.len() * 32);
-    out.extend_from_slice(req.method.as_str().as_bytes());
-    out.extend_from_slice(b" ");
-    out.extend_from_slice(&req.target);
-    out.extend_from_slice(b" HTTP/1.1\r\n");
-    for (name, value) in &req.headers {
-        if h1::is_hop_by_hop(name, &req.headers) || is_replaced_upstream(name) {
-            continue;
-        }
-        if credential.is_some_and(|c| c.header == name.as_str()) {
-            continue;
-        }
-        put_header(&mut out, name.as_str().as_bytes(), value.as_bytes());
-    }
-    let ip = client.0.ip();
-    put_header(&mut out, b"x-request-id", request_id.as_bytes());
-    put_header(&mut out, b"x-forwarded-for", ip.to_string().as_bytes());
-    put_header(&mut out, b"x-forwarded-proto", b"https");
-    let for_ = match ip {
-        std::net::IpAddr::V4(v4) => v4.to_string(),
-        std::net::IpAddr::V6(v6) => format!("\"[{v6}]\""),
-    };
-    let host = String::from_utf8_lossy(&req.host);
-    put_header(
-        &mut out,
-        b"forwarded",
-        format!("for={for_};proto=https;host=\"{host}\"").as_bytes(),
-    );
-    if let Some(p) = identity {
-        // Ids and groups are configuration- or IdP-controlled; drop any that could not be a
-        // header value rather than forward something malformed.
-        for (name, value) in [
-            ("x-moat-principal", p.id.clone()),
-            ("x-moat-principal-kind", p.kind.as_str().to_owned()),
-            ("x-moat-groups", p.groups.join(",")),
-        ] {
-            if http::HeaderValue::from_str(&value).is_ok() && !value.is_empty() {
-                put_header(&mut out, name.as_bytes(), value.as_bytes());
-            }
-        }
-    }
-    if let Some(c) = credential {
-        put_header(&mut out, c.header.as_bytes(), c.value.as_bytes());
-    }
-    match req.body {
-        BodyKind::Empty | BodyKind::CloseDelimited => {}
-        BodyKind::Length(n) => put_header(&mut out, b"content-length", n.to_string().as_bytes()),
-        BodyKind::Chunked => put_header(&mut out, b"transfer-encoding", b"chunked"),
-    }
-    out.extend_from_slice(b"\r\n");
-    out.freeze()
-}
-
-/// Headers moat sets itself toward the upstream, or that carry the caller's credentials: the
-/// client's values are dropped (identity is forwarded only as moat's own `x-moat-*` headers).
-fn is_replaced_upstream(name: &HeaderName) -> bool {
-    name == header::CONTENT_LENGTH
-        || name == header::EXPECT
-        || name == header::FORWARDED
-        || name == header::AUTHORIZATION
-        || name == header::COOKIE
-        || name.as_str().starts_with("x-moat-")
-        || matches!(
-            name.as_str(),
-            "x-forwarded-for"
-                | "x-forwarded-proto"
-                | "x-forwarded-host"
-                | "x-request-id"
-                | "x-api-key"
-        )
-}
-
-fn put_header(out: &mut BytesMut, name: &[u8], value: &[u8]) {
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
-}
-
 fn write_response_head(
     out: &mut BytesMut,
     resp: &ResponseHead,
@@ -1500,32 +1174,4 @@ async fn upstream_failure(e: UpstreamError, request_id: &str, mut outcome: Outco
     outcome.error = Some((Side::Upstream, e.to_string()));
     outcome.keep_alive = false;
     outcome
-}
-
-#[cfg(test)]
-mod tests {
-    use super::model_of;
-
-    #[test]
-    fn model_is_read_from_a_prefix() {
-        assert_eq!(
-            model_of(br#"{"model":"gpt-x","messages":[]}"#).as_deref(),
-            Some("gpt-x")
-        );
-        assert_eq!(
-            model_of(br#"{"stream":true,"model":"gpt-x","messages":[{"role":"us"#).as_deref(),
-            Some("gpt-x")
-        );
-        assert_eq!(
-            model_of(br#"{"messages":[{"role":"user","content":"long"#),
-            None,
-            "model after the prefix"
-        );
-        assert_eq!(model_of(br#"{"model":42}"#), None);
-        assert_eq!(model_of(br#"[1,2]"#), None);
-        assert_eq!(
-            model_of(br#"{"nested":{"model":"no"},"model":"yes"}"#).as_deref(),
-            Some("yes")
-        );
-    }
 }
