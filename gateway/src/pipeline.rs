@@ -35,7 +35,7 @@ pub(crate) struct Denied {
     /// Why, for the audit record and the log (never shown to the client).
     pub reason: String,
     /// Who asked, when known.
-    pub principal: Option<Principal>,
+    pub principal: Option<Box<Principal>>,
     /// The deciding rule, when one decided.
     pub rule: Option<String>,
 }
@@ -91,7 +91,7 @@ pub(crate) fn authorize(
     let denied = |reason: String| Denied {
         reject: Reject::FORBIDDEN,
         reason,
-        principal: Some(principal.clone()),
+        principal: Some(Box::new(principal.clone())),
         rule: Some(decision.rule.clone()),
     };
     if decision.action == Action::Deny {
@@ -139,7 +139,7 @@ pub(crate) fn redact_request(
         Err(e) => Err(Denied {
             reject: Reject::UNPROCESSABLE,
             reason: e.to_string(),
-            principal: Some(principal.clone()),
+            principal: Some(Box::new(principal.clone())),
             rule: Some(rule.to_owned()),
         }),
     }
