@@ -119,6 +119,36 @@ impl From<&UpstreamError> for Reject {
 }
 
 impl Reject {
+    /// The JSON body telling the client what happened.
+    pub fn body(&self) -> String {
+        format!(
+            r#"{{"error":{{"type":"{}","message":"{}"}}}}"#,
+            self.kind, self.message
+        )
+    }
+
+    /// The head of an HTTP/2 response carrying this refusal (the body is [`Self::body`]).
+    pub fn h2_head(&self, request_id: Option<&str>) -> http::Response<()> {
+        let mut r = http::Response::new(());
+        *r.status_mut() = self.status;
+        let h = r.headers_mut();
+        h.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        h.insert(http::header::CONTENT_LENGTH, self.body().len().into());
+        if let Some(id) = request_id.and_then(|id| http::HeaderValue::from_str(id).ok()) {
+            h.insert("x-request-id", id);
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            h.insert(
+                http::header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer realm=\"moat\""),
+            );
+        }
+        r
+    }
+
     /// The reply to a client whose request head did not arrive in time.
     pub const HEADER_TIMEOUT: Self = Self {
         status: StatusCode::REQUEST_TIMEOUT,
@@ -162,10 +192,7 @@ impl Reject {
 
     /// Appends a complete HTTP/1.1 response carrying this refusal; the connection is closed after.
     pub fn write_h1(&self, out: &mut BytesMut, request_id: Option<&str>) {
-        let body = format!(
-            r#"{{"error":{{"type":"{}","message":"{}"}}}}"#,
-            self.kind, self.message
-        );
+        let body = self.body();
         let reason = self.status.canonical_reason().unwrap_or("");
         out.extend_from_slice(format!("HTTP/1.1 {} {reason}\r\n", self.status.as_u16()).as_bytes());
         out.extend_from_slice(b"content-type: application/json\r\n");

@@ -27,6 +27,7 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod guard;
+pub mod h2;
 pub mod identity;
 pub mod pipeline;
 pub mod policy;

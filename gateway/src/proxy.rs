@@ -44,6 +44,8 @@ pub struct Route {
     pub listener: String,
     /// HTTP limits and timeouts.
     pub http: HttpConfig,
+    /// HTTP/2 limits.
+    pub http2: crate::config::Http2Config,
     /// Upstream used unless the deciding policy rule names another.
     pub default_upstream: String,
     /// Every upstream, by name.
@@ -91,7 +93,7 @@ impl Route {
 }
 
 /// Write buffer size past which pending output is flushed without waiting for more.
-const FLUSH_AT: usize = 64 * 1024;
+pub(crate) const FLUSH_AT: usize = 64 * 1024;
 
 /// How an exchange ended, for the access log.
 struct Outcome {
@@ -111,7 +113,7 @@ struct Outcome {
 }
 
 /// Milliseconds since `t`, to the microsecond.
-fn millis(t: Instant) -> f64 {
+pub(crate) fn millis(t: Instant) -> f64 {
     (t.elapsed().as_secs_f64() * 1e6).round() / 1e3
 }
 
@@ -418,7 +420,7 @@ async fn deny<S: AsyncWrite + Unpin>(
 }
 
 /// Largest response body read whole for redaction.
-const MAX_BUFFERED_RESPONSE: u64 = 16 * 1024 * 1024;
+pub(crate) const MAX_BUFFERED_RESPONSE: u64 = 16 * 1024 * 1024;
 
 /// Reads a non-streamed response whole, redacts it, and leaves head and body in
 /// `outcome.tail`. A response that cannot be redacted under a fail-closed profile becomes a 502.
@@ -530,7 +532,7 @@ async fn read_whole_body<S: AsyncRead + Unpin>(
 }
 
 /// Largest body prefix read to find the `model` field before deciding.
-const MODEL_LOOKAHEAD: usize = 64 * 1024;
+pub(crate) const MODEL_LOOKAHEAD: usize = 64 * 1024;
 
 /// Reads (without consuming) up to [`MODEL_LOOKAHEAD`] bytes of the body and returns the
 /// top-level JSON `model` string if it appears in them. The bytes stay in the read buffer and
@@ -703,7 +705,7 @@ where
                 read_response_head(
                     &mut conn,
                     req,
-                    down,
+                    Some(&mut down.io),
                     upstream.config().response_header_timeout,
                 )
                 .await
@@ -912,7 +914,7 @@ async fn send_request<S: AsyncRead + Unpin>(
 }
 
 /// Reads more of a request body, within the body idle timeout.
-async fn fill_body<S: AsyncRead + Unpin>(
+pub(crate) async fn fill_body<S: AsyncRead + Unpin>(
     down: &mut Reader<S>,
     idle: Duration,
 ) -> Result<(), H1Error> {
@@ -924,7 +926,10 @@ async fn fill_body<S: AsyncRead + Unpin>(
     }
 }
 
-async fn write_all_vectored(io: &mut Stream, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<()> {
+pub(crate) async fn write_all_vectored(
+    io: &mut Stream,
+    bufs: &[std::io::IoSlice<'_>],
+) -> std::io::Result<()> {
     let total: usize = bufs.iter().map(|b| b.len()).sum();
     let n = io.write_vectored(bufs).await?;
     if n == total {
@@ -943,7 +948,7 @@ async fn write_all_vectored(io: &mut Stream, bufs: &[std::io::IoSlice<'_>]) -> s
     Ok(())
 }
 
-async fn timed_write<W: AsyncWrite + Unpin>(
+pub(crate) async fn timed_write<W: AsyncWrite + Unpin>(
     io: &mut W,
     data: &[u8],
     idle: Duration,
@@ -965,10 +970,10 @@ async fn timed_write<W: AsyncWrite + Unpin>(
 
 /// Reads the final response head, passing interim 1xx responses (other than 100, which moat
 /// answered itself) on to the client.
-async fn read_response_head<S: AsyncWrite + Unpin>(
+pub(crate) async fn read_response_head<W: AsyncWrite + Unpin>(
     conn: &mut Conn,
     req: &RequestHead,
-    down: &mut Reader<S>,
+    mut interim: Option<&mut W>,
     limit: Duration,
 ) -> Result<ResponseHead, UpstreamError> {
     let deadline = Instant::now() + limit;
@@ -1003,10 +1008,13 @@ async fn read_response_head<S: AsyncWrite + Unpin>(
             });
         }
         if resp.status.is_informational() {
-            if resp.status != StatusCode::CONTINUE && req.version == Version::Http11 {
+            if let Some(w) = interim
+                .as_mut()
+                .filter(|_| resp.status != StatusCode::CONTINUE && req.version == Version::Http11)
+            {
                 let mut out = BytesMut::new();
                 write_response_head(&mut out, &resp, "", Encoder::Raw, true, req.version);
-                let _ = down.io.write_all(&out).await;
+                let _ = w.write_all(&out).await;
             }
             continue;
         }

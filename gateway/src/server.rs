@@ -97,6 +97,7 @@ impl Gateway {
             let route = Arc::new(Route {
                 listener: l.name.clone(),
                 http: config.http.clone(),
+                http2: config.http2.clone(),
                 default_upstream: l.upstream.clone(),
                 upstreams: upstreams.clone(),
                 audit: audit.clone(),
@@ -173,7 +174,11 @@ async fn accept_loop(l: Listener, handshake_timeout: std::time::Duration) {
                 .map(|c| PeerCert {
                     der: c.as_ref().to_vec(),
                 });
-            proxy::serve(tls, ClientAddr(peer), facts, peer_cert, route).await;
+            if conn.alpn_protocol() == Some(b"h2") {
+                crate::h2::serve(tls, ClientAddr(peer), facts, peer_cert, route).await;
+            } else {
+                proxy::serve(tls, ClientAddr(peer), facts, peer_cert, route).await;
+            }
         });
     }
 }

@@ -103,7 +103,7 @@ pub fn server_config_with(
         }
     };
     let mut config = builder.with_cert_resolver(Arc::new(resolver));
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     config.ticketer = provider::Ticketer::new()?;
     Ok(Arc::new(config))
 }
@@ -283,7 +283,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "current_thread")]
-    async fn sni_picks_the_certificate_and_alpn_is_http1() {
+    async fn sni_picks_the_certificate_and_alpn_prefers_h2() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (a, ca_a) = certs(dir.path(), "a.example");
         let (b, ca_b) = certs(dir.path(), "b.example");
@@ -297,7 +297,11 @@ mod tests {
         let (_, alpn) = handshake(server.clone(), client(&ca_a, all), "a.example")
             .await
             .expect("a");
-        assert_eq!(alpn.as_deref(), Some(&b"http/1.1"[..]));
+        assert_eq!(
+            alpn.as_deref(),
+            Some(&b"h2"[..]),
+            "h2 when the client offers it"
+        );
         handshake(server.clone(), client(&ca_b, all), "b.example")
             .await
             .expect("b");

@@ -49,6 +49,17 @@ fn tls_config_with(
     c
 }
 
+/// An HTTP/2 client (ALPN `h2` only) for `https://localhost:<port>` that trusts `ca`: every
+/// request is a stream on one connection.
+pub fn http2(ca: &Path) -> reqwest::Client {
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls_config(ca, &[b"h2"]))
+        .http2_prior_knowledge()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("reqwest client")
+}
+
 /// An HTTP client for `https://localhost:<port>` that trusts `ca`; one connection per host kept.
 pub fn http(ca: &Path) -> reqwest::Client {
     reqwest::Client::builder()

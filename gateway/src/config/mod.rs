@@ -47,6 +47,8 @@ pub struct Config {
     pub in_region: Vec<IpNet>,
     /// HTTP limits and timeouts.
     pub http: HttpConfig,
+    /// HTTP/2 limits.
+    pub http2: Http2Config,
     /// The egress guard.
     pub guard: GuardConfig,
     /// The audit trail.
@@ -227,6 +229,46 @@ impl Default for HttpConfig {
             header_timeout: Duration::from_secs(10),
             keepalive_timeout: Duration::from_secs(60),
             body_idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// HTTP/2 limits (`[http2]`). The header count limit is `http.max_headers`, shared with HTTP/1.1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Http2Config {
+    /// Streams a client may have open at once (`SETTINGS_MAX_CONCURRENT_STREAMS`).
+    pub max_concurrent_streams: u32,
+    /// Largest decoded header list (`SETTINGS_MAX_HEADER_LIST_SIZE`); bounds HPACK bombs and
+    /// CONTINUATION floods, which are refused once past it.
+    pub max_header_list_bytes: u32,
+    /// Flow-control window of each request stream.
+    pub initial_stream_window: u32,
+    /// Flow-control window of the whole connection: what one client can make moat hold of
+    /// request bodies not yet passed on.
+    pub initial_connection_window: u32,
+    /// Largest frame payload accepted (`SETTINGS_MAX_FRAME_SIZE`).
+    pub max_frame_size: u32,
+    /// Response bytes buffered per stream before moat waits for the client's window.
+    pub max_send_buffer: usize,
+    /// Streams reset by the client before moat accepted them, pending at once; past it the
+    /// connection gets GOAWAY (Rapid Reset, CVE-2023-44487).
+    pub max_pending_accept_reset_streams: usize,
+    /// Streams moat had to reset for the client's protocol errors on one connection; past it
+    /// the connection gets GOAWAY ("MadeYouReset").
+    pub max_local_error_reset_streams: usize,
+}
+
+impl Default for Http2Config {
+    fn default() -> Self {
+        Self {
+            max_concurrent_streams: 100,
+            max_header_list_bytes: 16 * 1024,
+            initial_stream_window: 256 * 1024,
+            initial_connection_window: 1024 * 1024,
+            max_frame_size: 16 * 1024,
+            max_send_buffer: 256 * 1024,
+            max_pending_accept_reset_streams: 20,
+            max_local_error_reset_streams: 256,
         }
     }
 }
@@ -689,6 +731,67 @@ impl Validator<'_> {
             ));
         }
 
+        let d2 = Http2Config::default();
+        let h2 = &raw.http2;
+        let int = |path: &str, v: Option<u32>, default: u32, lo: u32, hi: u32| match v {
+            None => Ok(default),
+            Some(v) if (lo..=hi).contains(&v) => Ok(v),
+            Some(v) => Err(self.invalid(path, v, format!("must be between {lo} and {hi}"))),
+        };
+        let http2 = Http2Config {
+            max_concurrent_streams: int(
+                "http2.max_concurrent_streams",
+                h2.max_concurrent_streams,
+                d2.max_concurrent_streams,
+                1,
+                10_000,
+            )?,
+            max_header_list_bytes: int(
+                "http2.max_header_list_bytes",
+                h2.max_header_list_bytes,
+                d2.max_header_list_bytes,
+                1024,
+                1024 * 1024,
+            )?,
+            // RFC 9113 §6.5.2: windows up to 2^31-1, frames 2^14..2^24-1.
+            initial_stream_window: int(
+                "http2.initial_stream_window_bytes",
+                h2.initial_stream_window_bytes,
+                d2.initial_stream_window,
+                65_535,
+                i32::MAX as u32,
+            )?,
+            initial_connection_window: int(
+                "http2.initial_connection_window_bytes",
+                h2.initial_connection_window_bytes,
+                d2.initial_connection_window,
+                65_535,
+                i32::MAX as u32,
+            )?,
+            max_frame_size: int(
+                "http2.max_frame_bytes",
+                h2.max_frame_bytes,
+                d2.max_frame_size,
+                16_384,
+                16_777_215,
+            )?,
+            max_send_buffer: self.positive(
+                "http2.max_send_buffer_bytes",
+                h2.max_send_buffer_bytes,
+                d2.max_send_buffer,
+            )?,
+            max_pending_accept_reset_streams: self.positive(
+                "http2.max_pending_accept_resets",
+                h2.max_pending_accept_resets,
+                d2.max_pending_accept_reset_streams,
+            )?,
+            max_local_error_reset_streams: self.positive(
+                "http2.max_local_error_resets",
+                h2.max_local_error_resets,
+                d2.max_local_error_reset_streams,
+            )?,
+        };
+
         let log = LogConfig {
             format: match raw.log.format.as_deref() {
                 None | Some("auto") => LogFormat::Auto,
@@ -751,6 +854,7 @@ impl Validator<'_> {
             upstreams,
             in_region,
             http,
+            http2,
             guard,
             audit,
             sha256: String::new(),

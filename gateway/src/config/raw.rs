@@ -26,6 +26,8 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub(crate) http: RawHttp,
     #[serde(default)]
+    pub(crate) http2: RawHttp2,
+    #[serde(default)]
     pub(crate) guard: RawGuard,
     #[serde(default)]
     pub(crate) audit: RawAudit,
@@ -110,6 +112,19 @@ pub(crate) struct RawHttp {
     pub(crate) header_timeout: Option<String>,
     pub(crate) keepalive_timeout: Option<String>,
     pub(crate) body_idle_timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHttp2 {
+    pub(crate) max_concurrent_streams: Option<u32>,
+    pub(crate) max_header_list_bytes: Option<u32>,
+    pub(crate) initial_stream_window_bytes: Option<u32>,
+    pub(crate) initial_connection_window_bytes: Option<u32>,
+    pub(crate) max_frame_bytes: Option<u32>,
+    pub(crate) max_send_buffer_bytes: Option<usize>,
+    pub(crate) max_pending_accept_resets: Option<usize>,
+    pub(crate) max_local_error_resets: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

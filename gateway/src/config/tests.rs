@@ -56,6 +56,7 @@ fn example_file_parses_and_shows_the_defaults() {
     assert_eq!(c.http.keepalive_timeout, d.keepalive_timeout);
     assert_eq!(c.http.body_idle_timeout, d.body_idle_timeout);
     assert_eq!(c.http.trust_request_id, d.trust_request_id);
+    assert_eq!(c.http2, crate::config::Http2Config::default());
     let u = &c.upstreams["model"];
     assert_eq!(u.connect_timeout, DEFAULT_CONNECT_TIMEOUT);
     assert_eq!(u.response_header_timeout, DEFAULT_RESPONSE_HEADER_TIMEOUT);
@@ -317,4 +318,23 @@ fn durations() {
     assert_eq!(parse_duration("10"), None);
     assert_eq!(parse_duration("s"), None);
     assert_eq!(parse_duration("-1s"), None);
+}
+
+#[test]
+fn http2_limits_are_range_checked_by_key() {
+    let fx = Fixture::new();
+    for (key, value) in [
+        ("max_concurrent_streams", "0"),
+        ("max_frame_bytes", "100"),
+        ("initial_stream_window_bytes", "10"),
+        ("max_header_list_bytes", "99999999"),
+    ] {
+        let text = format!("{MINIMAL}\n[http2]\n{key} = {value}\n");
+        let e = fx.parse(&text).expect_err(key).to_string();
+        assert!(e.contains(&format!("http2.{key}")), "{e}");
+    }
+    let c = fx
+        .parse(&format!("{MINIMAL}\n[http2]\nmax_concurrent_streams = 7\n"))
+        .expect("valid");
+    assert_eq!(c.http2.max_concurrent_streams, 7);
 }

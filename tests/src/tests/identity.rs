@@ -426,3 +426,60 @@ async fn the_upstream_gets_the_injected_credential_never_the_callers() {
     assert_eq!(seen["x-moat-principal-kind"], json!(["jwt"]));
     assert!(!seen.to_string().contains(&token));
 }
+
+/// Identity and policy decide the same over HTTP/2 as over HTTP/1.1: the same credentials and
+/// models get the same status and the same deciding rule in the audit record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_gets_the_same_decisions() {
+    let origin = Origin::start().await;
+    let idp = Idp::new();
+    let gw = gateway(&origin, &idp).await;
+    let h2 = client::http2(&gw.ca);
+    let token = idp.token(|_| {});
+    let cases: [(&str, &str, &str); 5] = [
+        ("authorization", "Bearer batch-s3cr3t", "gpt-x"),
+        ("authorization", "Bearer batch-s3cr3t", "gpt-y"),
+        ("authorization", "Bearer wrong-key", "gpt-x"),
+        ("x-api-key", "batch-s3cr3t", "gpt-x"),
+        ("authorization", &format!("Bearer {token}"), "gpt-x"),
+    ];
+    for (name, value, model) in cases {
+        let h1 = send(&gw, &chat(&format!("{name}: {value}\r\n"), model)).await;
+        let body = format!(
+            "{{\"model\":\"{model}\",\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}]}}"
+        );
+        let r = h2
+            .post(client::url(gw.addr, "/v1/chat/completions"))
+            .header(name, value)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("h2 request");
+        assert_eq!(r.version(), reqwest::Version::HTTP_2);
+        assert_eq!(
+            r.status().as_u16(),
+            h1.status,
+            "{name}: {value} for {model}"
+        );
+        let id2 = r
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .expect("request id")
+            .to_owned();
+        let rec1 = gw
+            .audit_record(h1.header("x-request-id").expect("id"))
+            .await;
+        let rec2 = gw.audit_record(&id2).await;
+        for field in ["rule", "principal", "model", "status", "reason"] {
+            assert_eq!(
+                rec1[field], rec2[field],
+                "{field} for {name}: {value} {model}"
+            );
+        }
+        if h1.status == 200 {
+            assert_eq!(rec2["tls"]["alpn"], "h2", "{rec2}");
+        }
+    }
+}

@@ -3,6 +3,7 @@ mod cli;
 mod failures;
 mod framing;
 mod guard;
+mod http2;
 mod identity;
 mod proxy;
 mod redaction;
