@@ -56,7 +56,7 @@ fn example_file_parses_and_shows_the_defaults() {
     assert_eq!(c.http.keepalive_timeout, d.keepalive_timeout);
     assert_eq!(c.http.body_idle_timeout, d.body_idle_timeout);
     assert_eq!(c.http.trust_request_id, d.trust_request_id);
-    assert_eq!(c.http2, crate::config::Http2Config::default());
+    assert_eq!(c.http2, Http2Config::default());
     let u = &c.upstreams["model"];
     assert_eq!(u.connect_timeout, DEFAULT_CONNECT_TIMEOUT);
     assert_eq!(u.response_header_timeout, DEFAULT_RESPONSE_HEADER_TIMEOUT);
