@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
-fn tls_config(ca: &Path, alpn: &[&[u8]]) -> rustls::ClientConfig {
+pub(crate) fn tls_config(ca: &Path, alpn: &[&[u8]]) -> rustls::ClientConfig {
     tls_config_with(ca, alpn, None)
 }
 

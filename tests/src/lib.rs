@@ -7,6 +7,7 @@
 pub mod client;
 pub mod gateway;
 pub mod guard;
+pub mod h2raw;
 pub mod origin;
 
 #[cfg(test)]

@@ -3,6 +3,7 @@ mod cli;
 mod failures;
 mod framing;
 mod guard;
+mod h2_abuse;
 mod http2;
 mod identity;
 mod proxy;
