@@ -28,6 +28,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{timeout, Instant};
 
 use crate::audit::record::TlsFacts;
+use crate::config::UpstreamProtocol;
 use crate::error::{Reject, Side};
 use crate::identity::PeerCert;
 use crate::pipeline::{self, model_of, request_id, upstream_head, ResponseRedaction};
@@ -246,6 +247,15 @@ impl Body {
             self.release(d.len());
         }
         Ok(std::mem::take(prefix).freeze())
+    }
+
+    /// Trailers, if the client sent any.
+    async fn trailer_map(&mut self) -> Result<Option<http::HeaderMap>, H1Error> {
+        match timeout(self.idle, self.recv.trailers()).await {
+            Err(_) => Err(H1Error::BodyTimeout),
+            Ok(Err(e)) => Err(H1Error::Io(std::io::Error::other(e))),
+            Ok(Ok(t)) => Ok(t),
+        }
     }
 
     /// Trailers, as raw header lines for an HTTP/1.1 chunked body.
@@ -500,10 +510,8 @@ impl Exchange<'_> {
         prefix: BytesMut,
         whole: Option<Bytes>,
     ) -> Option<SendStream<Bytes>> {
-        let route = &*self.ctx.route;
-        let http = &route.http;
         // The body as the upstream gets it: a whole (or redacted) body with its length, else the
-        // client's declared length, else chunked.
+        // client's declared length, else chunked (HTTP/1.1) or open-ended DATA (h2c).
         let mut fwd = self.req.clone();
         if let Some(b) = &whole {
             fwd.body = if b.is_empty() {
@@ -512,6 +520,47 @@ impl Exchange<'_> {
                 BodyKind::Length(b.len() as u64)
             };
         }
+        let streaming = whole.is_none() && fwd.body != BodyKind::Empty;
+        let initial = whole.unwrap_or_else(|| prefix.freeze());
+        let upstream = self.auth.upstream.clone();
+        let sent_at = Instant::now();
+        let got = match upstream.config().protocol {
+            UpstreamProtocol::Http1 => self.exchange_h1(body, &fwd, initial, streaming).await,
+            UpstreamProtocol::H2c => self.exchange_h2c(body, &fwd, initial, streaming).await,
+        };
+        let (resp, up) = match got {
+            Ok(r) => r,
+            Err(Failed::Upstream(e)) => return self.upstream_failed(respond, e),
+            Err(Failed::Downstream(e)) => {
+                self.error = Some((Side::Downstream, e.to_string()));
+                let r = Reject::from(&e);
+                if !matches!(e, H1Error::Io(_)) {
+                    self.status = Some(r.status);
+                    send_reject(respond, &r, Some(self.request_id));
+                }
+                return None;
+            }
+        };
+        self.bytes_in = body.received.max(fwd_len(&fwd));
+        self.status = Some(resp.status);
+        self.upstream_ms = Some(millis(sent_at));
+        let idle = self.ctx.route.http.body_idle_timeout;
+        match pipeline::response_redaction(self.auth.profile.as_ref(), &resp) {
+            ResponseRedaction::Buffered(p) => self.buffered(respond, up, resp, &p, idle).await,
+            ResponseRedaction::Stream(r) => self.stream(respond, up, resp, Some(r), idle).await,
+            ResponseRedaction::None => self.stream(respond, up, resp, None, idle).await,
+        }
+    }
+
+    /// Request to an HTTP/1.1 upstream from the pool; returns the response head and body.
+    async fn exchange_h1(
+        &mut self,
+        body: &mut Body,
+        fwd: &RequestHead,
+        initial: Bytes,
+        streaming: bool,
+    ) -> Result<(ResponseHead, UpBody), Failed> {
+        let route = &*self.ctx.route;
         let encoder = if fwd.body == BodyKind::Chunked {
             Encoder::Chunked
         } else {
@@ -519,29 +568,24 @@ impl Exchange<'_> {
         };
         let identity = route.forward_identity.then_some(self.principal);
         let up_head = upstream_head(
-            &fwd,
+            fwd,
             self.request_id,
             self.ctx.client,
             identity,
             self.auth.upstream.config().credential.as_ref(),
         );
         let mut first = BytesMut::new();
-        let streaming = whole.is_none() && fwd.body != BodyKind::Empty;
-        match &whole {
-            Some(b) => first.extend_from_slice(b),
-            None if !prefix.is_empty() => {
-                encoder.encode(&Frame::Data(prefix.freeze()), &mut first);
+        if !initial.is_empty() {
+            if streaming {
+                encoder.encode(&Frame::Data(initial), &mut first);
+            } else {
+                first.extend_from_slice(&initial);
             }
-            None => {}
         }
         let upstream = &self.auth.upstream;
-        let mut conn = match upstream.checkout().await {
-            Ok(c) => c,
-            Err(e) => return self.upstream_failed(respond, e),
-        };
-        let sent_at = Instant::now();
+        let mut conn = upstream.checkout().await.map_err(Failed::Upstream)?;
         let mut attempt = 0;
-        let resp = loop {
+        loop {
             attempt += 1;
             let sent = self
                 .send_request(&mut conn, &up_head, &first, body, streaming, encoder)
@@ -550,25 +594,30 @@ impl Exchange<'_> {
                 Ok(()) => {
                     read_response_head(
                         &mut conn,
-                        &fwd,
+                        fwd,
                         None::<&mut tokio::io::Sink>,
                         upstream.config().response_header_timeout,
                     )
                     .await
                 }
-                Err(SendError::Upstream(e)) => Err(e),
-                Err(SendError::Downstream(e)) => {
-                    self.error = Some((Side::Downstream, e.to_string()));
-                    let r = Reject::from(&e);
-                    if !matches!(e, H1Error::Io(_)) {
-                        self.status = Some(r.status);
-                        send_reject(respond, &r, Some(self.request_id));
-                    }
-                    return None;
-                }
+                Err(e) => Err(match e {
+                    Failed::Upstream(e) => e,
+                    other => return Err(other),
+                }),
             };
             match head {
-                Ok(h) => break h,
+                Ok(h) => {
+                    let keep_alive = h.keep_alive;
+                    let decoder = Decoder::new(h.body, u64::MAX);
+                    return Ok((
+                        h,
+                        UpBody::H1 {
+                            conn,
+                            decoder,
+                            keep_alive,
+                        },
+                    ));
+                }
                 Err(e)
                     if conn.reused
                         && attempt == 1
@@ -576,23 +625,95 @@ impl Exchange<'_> {
                         && fwd.is_idempotent()
                         && !matches!(e, UpstreamError::ResponseTimeout) =>
                 {
-                    conn = match upstream.connect().await {
-                        Ok(c) => c,
-                        Err(e) => return self.upstream_failed(respond, e),
-                    };
+                    conn = upstream.connect().await.map_err(Failed::Upstream)?;
                 }
-                Err(e) => return self.upstream_failed(respond, e),
+                Err(e) => return Err(Failed::Upstream(e)),
             }
-        };
-        self.bytes_in = whole.as_ref().map_or(body.received, |b| b.len() as u64);
-        self.status = Some(resp.status);
-        self.upstream_ms = Some(millis(sent_at));
-        let idle = http.body_idle_timeout;
-        match pipeline::response_redaction(self.auth.profile.as_ref(), &resp) {
-            ResponseRedaction::Buffered(p) => self.buffered(respond, conn, resp, &p, idle).await,
-            ResponseRedaction::Stream(r) => self.stream(respond, conn, resp, Some(r), idle).await,
-            ResponseRedaction::None => self.stream(respond, conn, resp, None, idle).await,
         }
+    }
+
+    /// Request as a new stream on the `h2c` upstream's connection.
+    async fn exchange_h2c(
+        &mut self,
+        body: &mut Body,
+        fwd: &RequestHead,
+        initial: Bytes,
+        streaming: bool,
+    ) -> Result<(ResponseHead, UpBody), Failed> {
+        let route = &*self.ctx.route;
+        let idle = route.http.body_idle_timeout;
+        let upstream = &self.auth.upstream;
+        let identity = route.forward_identity.then_some(self.principal);
+        let request = pipeline::upstream_request_h2(
+            fwd,
+            self.request_id,
+            self.ctx.client,
+            identity,
+            upstream.config().credential.as_ref(),
+        )
+        .map_err(|reason| Failed::Downstream(H1Error::Malformed { reason }))?;
+        let proto = |e: h2::Error| {
+            Failed::Upstream(UpstreamError::Protocol {
+                reason: format!("h2c: {e}"),
+            })
+        };
+        let mut sender = upstream.h2c().await.map_err(Failed::Upstream)?;
+        let bodiless = initial.is_empty() && !streaming;
+        let (response, mut up) = sender.send_request(request, bodiless).map_err(proto)?;
+        if !bodiless {
+            send_data(&mut up, initial, idle).await.map_err(|e| {
+                Failed::Upstream(UpstreamError::Protocol {
+                    reason: format!("h2c request body: {e}"),
+                })
+            })?;
+            let mut trailers = None;
+            if streaming {
+                while let Some(d) = body.next().await.map_err(Failed::Downstream)? {
+                    let n = d.len();
+                    send_data(&mut up, d, idle).await.map_err(|e| {
+                        Failed::Upstream(UpstreamError::Protocol {
+                            reason: format!("h2c request body: {e}"),
+                        })
+                    })?;
+                    body.release(n);
+                }
+                trailers = body.trailer_map().await.map_err(Failed::Downstream)?;
+            }
+            match trailers {
+                Some(t) => up.send_trailers(t).map_err(proto)?,
+                None => up.send_data(Bytes::new(), true).map_err(proto)?,
+            }
+        }
+        let resp = match timeout(upstream.config().response_header_timeout, response).await {
+            Err(_) => return Err(Failed::Upstream(UpstreamError::ResponseTimeout)),
+            Ok(r) => r.map_err(proto)?,
+        };
+        let (parts, recv) = resp.into_parts();
+        let length = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let head = ResponseHead {
+            status: parts.status,
+            version: Version::Http11,
+            body: match (recv.is_end_stream(), length) {
+                (true, _) => BodyKind::Empty,
+                (false, Some(n)) => BodyKind::Length(n),
+                (false, None) => BodyKind::Chunked,
+            },
+            headers: parts.headers,
+            keep_alive: true,
+        };
+        Ok((
+            head,
+            UpBody::H2 {
+                recv,
+                total: 0,
+                data_done: false,
+                trailers_done: false,
+            },
+        ))
     }
 
     fn upstream_failed(
@@ -616,11 +737,11 @@ impl Exchange<'_> {
         body: &mut Body,
         streaming: bool,
         encoder: Encoder,
-    ) -> Result<(), SendError> {
+    ) -> Result<(), Failed> {
         let idle = self.ctx.route.http.body_idle_timeout;
         let io = &mut conn.reader.io;
         let up_err = |e: std::io::Error| {
-            SendError::Upstream(UpstreamError::Protocol {
+            Failed::Upstream(UpstreamError::Protocol {
                 reason: format!("write failed: {e}"),
             })
         };
@@ -630,7 +751,7 @@ impl Exchange<'_> {
             return Ok(());
         }
         let mut out = BytesMut::new();
-        while let Some(d) = body.next().await.map_err(SendError::Downstream)? {
+        while let Some(d) = body.next().await.map_err(Failed::Downstream)? {
             let n = d.len();
             encoder.encode(&Frame::Data(d), &mut out);
             timed_write(io, &out, idle).await.map_err(up_err)?;
@@ -639,7 +760,7 @@ impl Exchange<'_> {
             body.release(n);
         }
         if encoder == Encoder::Chunked {
-            let t = body.trailers().await.map_err(SendError::Downstream)?;
+            let t = body.trailers().await.map_err(Failed::Downstream)?;
             encoder.encode(&Frame::Trailers(t), &mut out);
             timed_write(io, &out, idle).await.map_err(up_err)?;
         }
@@ -674,7 +795,7 @@ impl Exchange<'_> {
     async fn stream(
         &mut self,
         respond: &mut SendResponse<Bytes>,
-        mut conn: Conn,
+        mut up: UpBody,
         resp: ResponseHead,
         mut redactor: Option<Box<dyn StreamRedactor>>,
         idle: Duration,
@@ -691,11 +812,10 @@ impl Exchange<'_> {
                 return None;
             }
         };
-        let mut decoder = Decoder::new(resp.body, u64::MAX);
         let mut trailers = None;
         let result: Result<(), (Side, String)> = loop {
-            match decoder.decode(&mut conn.reader.buf) {
-                Ok(Some(Frame::Data(d))) => {
+            match up.next(idle).await {
+                Ok(Some(UpFrame::Data(d))) => {
                     let d = match &mut redactor {
                         Some(r) => Bytes::from(r.push(&d)),
                         None => d,
@@ -706,28 +826,13 @@ impl Exchange<'_> {
                     if redactor.as_ref().is_some_and(|r| r.failure().is_some()) {
                         break Ok(());
                     }
-                    continue;
                 }
-                Ok(Some(Frame::Trailers(t))) => {
-                    trailers = Some(t);
-                    continue;
-                }
-                Ok(None) if decoder.is_done() => break Ok(()),
-                Ok(None) => {}
-                Err(e) => break Err((Side::Upstream, format!("response body: {e}"))),
-            }
-            match timeout(idle, conn.reader.fill()).await {
-                Ok(Ok(0)) => {
-                    break decoder
-                        .finish_at_eof()
-                        .map_err(|e| (Side::Upstream, format!("response body: {e}")))
-                }
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => break Err((Side::Upstream, format!("response read failed: {e}"))),
-                Err(_) => break Err((Side::Upstream, "response body idle timeout".into())),
+                Ok(Some(UpFrame::Trailers(t))) => trailers = Some(t),
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
             }
         };
-        self.bytes_out = decoder.total;
+        self.bytes_out = up.total();
         if let Err(e) = result {
             self.error = Some(e);
             return Some(s);
@@ -746,10 +851,8 @@ impl Exchange<'_> {
                 return Some(s);
             }
         }
-        if resp.keep_alive && decoder.is_done() {
-            self.auth.upstream.checkin(conn);
-        }
-        self.end = match trailers.as_deref().map(parse_trailers) {
+        up.done(&self.auth.upstream);
+        self.end = match trailers {
             Some(t) if !t.is_empty() => End::Trailers(t),
             _ => End::Data,
         };
@@ -760,25 +863,23 @@ impl Exchange<'_> {
     async fn buffered(
         &mut self,
         respond: &mut SendResponse<Bytes>,
-        mut conn: Conn,
+        mut up: UpBody,
         resp: ResponseHead,
         p: &crate::redact::Profile,
         idle: Duration,
     ) -> Option<SendStream<Bytes>> {
-        let mut dec = Decoder::new(resp.body, MAX_BUFFERED_RESPONSE);
         let mut body = BytesMut::new();
         let read: Result<(), String> = loop {
-            match dec.decode(&mut conn.reader.buf) {
-                Ok(Some(Frame::Data(d))) => body.extend_from_slice(&d),
-                Ok(Some(Frame::Trailers(_))) => {}
-                Ok(None) if dec.is_done() => break Ok(()),
-                Ok(None) => match timeout(idle, conn.reader.fill()).await {
-                    Ok(Ok(0)) => break dec.finish_at_eof().map_err(|e| e.to_string()),
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => break Err(e.to_string()),
-                    Err(_) => break Err("response body idle timeout".into()),
-                },
-                Err(e) => break Err(e.to_string()),
+            match up.next(idle).await {
+                Ok(Some(UpFrame::Data(d))) => {
+                    body.extend_from_slice(&d);
+                    if body.len() as u64 > MAX_BUFFERED_RESPONSE {
+                        break Err("larger than the redaction buffer".into());
+                    }
+                }
+                Ok(Some(UpFrame::Trailers(_))) => {}
+                Ok(None) => break Ok(()),
+                Err((_, e)) => break Err(e),
             }
         };
         if let Err(why) = read {
@@ -814,9 +915,7 @@ impl Exchange<'_> {
         };
         self.response_redactions = st.counts;
         self.bytes_out = redacted.len() as u64;
-        if resp.keep_alive && dec.is_done() {
-            self.auth.upstream.checkin(conn);
-        }
+        up.done(&self.auth.upstream);
         let head = self.response_head(&resp, Some(redacted.len() as u64));
         let mut s = match respond.send_response(head, false) {
             Ok(s) => s,
@@ -834,8 +933,124 @@ impl Exchange<'_> {
     }
 }
 
-/// Why sending a request upstream failed.
-enum SendError {
+/// The upstream's response body, whichever protocol carried it.
+enum UpBody {
+    /// From a pooled HTTP/1.1 connection.
+    H1 {
+        conn: Conn,
+        decoder: Decoder,
+        keep_alive: bool,
+    },
+    /// A stream of the h2c connection.
+    H2 {
+        recv: RecvStream,
+        total: u64,
+        data_done: bool,
+        trailers_done: bool,
+    },
+}
+
+/// A piece of an upstream response body.
+enum UpFrame {
+    Data(Bytes),
+    Trailers(http::HeaderMap),
+}
+
+impl UpBody {
+    /// The next piece; `None` at the end.
+    async fn next(&mut self, idle: Duration) -> Result<Option<UpFrame>, (Side, String)> {
+        let body_err = |e: String| (Side::Upstream, format!("response body: {e}"));
+        match self {
+            Self::H1 { conn, decoder, .. } => loop {
+                match decoder.decode(&mut conn.reader.buf) {
+                    Ok(Some(Frame::Data(d))) => return Ok(Some(UpFrame::Data(d))),
+                    Ok(Some(Frame::Trailers(t))) => {
+                        return Ok(Some(UpFrame::Trailers(parse_trailers(&t))))
+                    }
+                    Ok(None) if decoder.is_done() => return Ok(None),
+                    Ok(None) => {}
+                    Err(e) => return Err(body_err(e.to_string())),
+                }
+                match timeout(idle, conn.reader.fill()).await {
+                    Ok(Ok(0)) => {
+                        decoder
+                            .finish_at_eof()
+                            .map_err(|e| body_err(e.to_string()))?;
+                        return Ok(None);
+                    }
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return Err(body_err(e.to_string())),
+                    Err(_) => return Err(body_err("idle timeout".into())),
+                }
+            },
+            Self::H2 {
+                recv,
+                total,
+                data_done,
+                trailers_done,
+            } => {
+                while !*data_done {
+                    match timeout(idle, recv.data()).await {
+                        Err(_) => return Err(body_err("idle timeout".into())),
+                        Ok(None) => *data_done = true,
+                        Ok(Some(Err(e))) => return Err(body_err(e.to_string())),
+                        Ok(Some(Ok(d))) => {
+                            // Taken off the upstream's window; the client's window paces the
+                            // next read, since the caller sends this piece first.
+                            let _ = recv.flow_control().release_capacity(d.len());
+                            *total += d.len() as u64;
+                            if !d.is_empty() {
+                                return Ok(Some(UpFrame::Data(d)));
+                            }
+                        }
+                    }
+                }
+                if *trailers_done {
+                    return Ok(None);
+                }
+                *trailers_done = true;
+                match timeout(idle, recv.trailers()).await {
+                    Err(_) => Err(body_err("idle timeout".into())),
+                    Ok(Err(e)) => Err(body_err(e.to_string())),
+                    Ok(Ok(t)) => Ok(t.map(UpFrame::Trailers)),
+                }
+            }
+        }
+    }
+
+    /// Body bytes received so far.
+    fn total(&self) -> u64 {
+        match self {
+            Self::H1 { decoder, .. } => decoder.total,
+            Self::H2 { total, .. } => *total,
+        }
+    }
+
+    /// The body was read to its end: an HTTP/1.1 connection goes back to the pool.
+    fn done(self, upstream: &crate::upstream::Upstream) {
+        if let Self::H1 {
+            conn,
+            decoder,
+            keep_alive: true,
+        } = self
+        {
+            if decoder.is_done() {
+                upstream.checkin(conn);
+            }
+        }
+    }
+}
+
+/// Bytes of a request body with a declared length.
+fn fwd_len(r: &RequestHead) -> u64 {
+    match r.body {
+        BodyKind::Length(n) => n,
+        _ => 0,
+    }
+}
+
+/// Why an exchange with the upstream failed.
+enum Failed {
     /// The client's body was malformed, too large, or stopped.
     Downstream(H1Error),
     /// The upstream connection failed.

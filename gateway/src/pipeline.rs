@@ -425,9 +425,9 @@ pub(crate) fn request_id(req: &RequestHead, trust: bool) -> String {
     format!("{:032x}", rand::random::<u128>())
 }
 
-/// The request head sent upstream: hop-by-hop headers, client-supplied forwarding headers and
-/// every client credential removed; moat's own forwarding headers, request id, identity headers
-/// and the upstream's own credential added; framing restated.
+/// The request head sent to an HTTP/1.1 upstream: hop-by-hop headers, client-supplied
+/// forwarding headers and every client credential removed; moat's own forwarding headers,
+/// request id, identity headers and the upstream's own credential added; framing restated.
 pub(crate) fn upstream_head(
     req: &RequestHead,
     request_id: &str,
@@ -440,6 +440,67 @@ pub(crate) fn upstream_head(
     out.extend_from_slice(b" ");
     out.extend_from_slice(&req.target);
     out.extend_from_slice(b" HTTP/1.1\r\n");
+    upstream_fields(req, request_id, client, identity, credential, |n, v| {
+        put_header(&mut out, n, v);
+    });
+    match req.body {
+        BodyKind::Empty | BodyKind::CloseDelimited => {}
+        BodyKind::Length(n) => put_header(&mut out, b"content-length", n.to_string().as_bytes()),
+        BodyKind::Chunked => put_header(&mut out, b"transfer-encoding", b"chunked"),
+    }
+    out.extend_from_slice(b"\r\n");
+    out.freeze()
+}
+
+/// The same request for an `h2c` upstream: the same fields (the host as `:authority`),
+/// `te: trailers` kept when the client sent it (gRPC needs it), the length restated when known.
+pub(crate) fn upstream_request_h2(
+    req: &RequestHead,
+    request_id: &str,
+    client: ClientAddr,
+    identity: Option<&Principal>,
+    credential: Option<&Credential>,
+) -> Result<http::Request<()>, &'static str> {
+    let host = std::str::from_utf8(&req.host).map_err(|_| "host is not ASCII")?;
+    let target = std::str::from_utf8(&req.target).map_err(|_| "target is not ASCII")?;
+    let uri: http::Uri = format!("http://{host}{target}")
+        .parse()
+        .map_err(|_| "host and target do not make a URI")?;
+    let mut r = http::Request::new(());
+    *r.method_mut() = req.method.clone();
+    *r.uri_mut() = uri;
+    let h = r.headers_mut();
+    upstream_fields(req, request_id, client, identity, credential, |n, v| {
+        if n == b"host" {
+            return;
+        }
+        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(n), http::HeaderValue::from_bytes(v)) {
+            h.append(n, v);
+        }
+    });
+    let trailers = req.headers.get_all(header::TE).iter().any(|v| {
+        v.as_bytes()
+            .split(|&b| b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"))
+    });
+    if trailers {
+        h.insert(header::TE, http::HeaderValue::from_static("trailers"));
+    }
+    if let BodyKind::Length(n) = req.body {
+        h.insert(header::CONTENT_LENGTH, n.into());
+    }
+    Ok(r)
+}
+
+/// Every field moat sends upstream, whatever the protocol, except the framing.
+fn upstream_fields(
+    req: &RequestHead,
+    request_id: &str,
+    client: ClientAddr,
+    identity: Option<&Principal>,
+    credential: Option<&Credential>,
+    mut put: impl FnMut(&[u8], &[u8]),
+) {
     for (name, value) in &req.headers {
         if h1::is_hop_by_hop(name, &req.headers) || is_replaced_upstream(name) {
             continue;
@@ -447,19 +508,18 @@ pub(crate) fn upstream_head(
         if credential.is_some_and(|c| c.header == name.as_str()) {
             continue;
         }
-        put_header(&mut out, name.as_str().as_bytes(), value.as_bytes());
+        put(name.as_str().as_bytes(), value.as_bytes());
     }
     let ip = client.0.ip();
-    put_header(&mut out, b"x-request-id", request_id.as_bytes());
-    put_header(&mut out, b"x-forwarded-for", ip.to_string().as_bytes());
-    put_header(&mut out, b"x-forwarded-proto", b"https");
+    put(b"x-request-id", request_id.as_bytes());
+    put(b"x-forwarded-for", ip.to_string().as_bytes());
+    put(b"x-forwarded-proto", b"https");
     let for_ = match ip {
         std::net::IpAddr::V4(v4) => v4.to_string(),
         std::net::IpAddr::V6(v6) => format!("\"[{v6}]\""),
     };
     let host = String::from_utf8_lossy(&req.host);
-    put_header(
-        &mut out,
+    put(
         b"forwarded",
         format!("for={for_};proto=https;host=\"{host}\"").as_bytes(),
     );
@@ -472,20 +532,13 @@ pub(crate) fn upstream_head(
             ("x-moat-groups", p.groups.join(",")),
         ] {
             if http::HeaderValue::from_str(&value).is_ok() && !value.is_empty() {
-                put_header(&mut out, name.as_bytes(), value.as_bytes());
+                put(name.as_bytes(), value.as_bytes());
             }
         }
     }
     if let Some(c) = credential {
-        put_header(&mut out, c.header.as_bytes(), c.value.as_bytes());
+        put(c.header.as_bytes(), c.value.as_bytes());
     }
-    match req.body {
-        BodyKind::Empty | BodyKind::CloseDelimited => {}
-        BodyKind::Length(n) => put_header(&mut out, b"content-length", n.to_string().as_bytes()),
-        BodyKind::Chunked => put_header(&mut out, b"transfer-encoding", b"chunked"),
-    }
-    out.extend_from_slice(b"\r\n");
-    out.freeze()
 }
 
 /// Headers moat sets itself toward the upstream, or that carry the caller's credentials: the

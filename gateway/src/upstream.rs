@@ -143,6 +143,9 @@ pub struct Upstream {
     pub name: String,
     config: UpstreamConfig,
     idle: Mutex<Vec<Idle>>,
+    /// The multiplexed connection of an `h2c` upstream, opened on first use and again after
+    /// it fails.
+    h2: tokio::sync::Mutex<Option<h2::client::SendRequest<bytes::Bytes>>>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -161,7 +164,46 @@ impl Upstream {
             name,
             config,
             idle: Mutex::new(Vec::new()),
+            h2: tokio::sync::Mutex::new(None),
         })
+    }
+
+    /// A handle for a new stream on the `h2c` connection, ready to send (waiting while the
+    /// upstream's stream limit is reached).
+    pub async fn h2c(&self) -> Result<h2::client::SendRequest<bytes::Bytes>, UpstreamError> {
+        let protocol = |e: h2::Error| UpstreamError::Protocol {
+            reason: format!("h2c: {e}"),
+        };
+        // Waiting for stream capacity happens outside the lock.
+        let existing = self.h2.lock().await.clone();
+        if let Some(s) = existing {
+            if let Ok(ready) = s.ready().await {
+                return Ok(ready);
+            }
+        }
+        let mut slot = self.h2.lock().await;
+        let conn = self.connect().await?;
+        let (send, connection) = tokio::time::timeout(
+            self.config.connect_timeout,
+            h2::client::Builder::new()
+                .initial_window_size(256 * 1024)
+                .initial_connection_window_size(1024 * 1024)
+                .handshake::<_, bytes::Bytes>(conn.reader.io),
+        )
+        .await
+        .map_err(|_| UpstreamError::ConnectTimeout {
+            addr: self.config.address.to_string(),
+        })?
+        .map_err(protocol)?;
+        let name = self.name.clone();
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(upstream = %name, error = %e, "h2c connection ended");
+            }
+        });
+        *slot = Some(send.clone());
+        drop(slot);
+        send.ready().await.map_err(protocol)
     }
 
     /// Its settings.

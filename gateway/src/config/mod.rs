@@ -168,6 +168,19 @@ pub struct UpstreamConfig {
     pub pool_idle_timeout: Duration,
     /// The model server's own credential, injected by moat: header name and value.
     pub credential: Option<Credential>,
+    /// The protocol moat speaks to it.
+    pub protocol: UpstreamProtocol,
+}
+
+/// How moat talks to an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 over a pool of keep-alive connections.
+    #[default]
+    Http1,
+    /// HTTP/2 with prior knowledge (cleartext), streams multiplexed over one connection; what
+    /// gRPC servers speak.
+    H2c,
 }
 
 /// A header moat adds toward an upstream; the value is secret and never printed.
@@ -1429,7 +1442,19 @@ impl Validator<'_> {
             }
             UpstreamAddr::Tcp(addr)
         };
+        let protocol = match u.protocol.as_deref() {
+            None | Some("http1") => UpstreamProtocol::Http1,
+            Some("h2c") => UpstreamProtocol::H2c,
+            Some(v) => {
+                return Err(self.invalid(
+                    &format!("{p}.protocol"),
+                    v,
+                    "expected \"http1\" or \"h2c\"",
+                ))
+            }
+        };
         Ok(UpstreamConfig {
+            protocol,
             address,
             connect_timeout: self.duration(
                 &format!("{p}.connect_timeout"),

@@ -91,6 +91,7 @@ pub(crate) struct RawUpstream {
     pub(crate) pool_idle_timeout: Option<String>,
     pub(crate) credential_file: Option<String>,
     pub(crate) credential_header: Option<String>,
+    pub(crate) protocol: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
