@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod gateway;
+pub mod grpc;
 pub mod guard;
 pub mod h2raw;
 pub mod origin;

@@ -169,3 +169,62 @@ async fn large_bodies_stream_both_ways_with_bounded_memory() {
         "moat's peak RSS grew by {grew} KiB while moving 128 MB over HTTP/2"
     );
 }
+
+/// A gRPC client over TLS (ALPN `h2`) to moat, moat to an h2c gRPC server: unary and server
+/// streaming calls carry their messages and their `grpc-status` trailers through, `te: trailers`
+/// reaches the server, and each call has its audit record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_unary_and_server_streaming_through_to_an_h2c_upstream() {
+    let (grpc_addr, _server) = crate::grpc::start().await;
+    let gw = gateway::new(grpc_addr.to_string())
+        .upstream("protocol = \"h2c\"")
+        .run();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(
+        client::tls_config(&gw.ca, &[b"h2"]),
+    ));
+    let tcp = tokio::net::TcpStream::connect(gw.addr).await.expect("connect");
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let tls = connector.connect(name, tcp).await.expect("TLS");
+    let (sender, conn) = h2::client::handshake(tls).await.expect("h2 handshake");
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    for (method, copies) in [("Unary", 1), ("Stream", 3)] {
+        let mut sender = sender.clone().ready().await.expect("ready");
+        let req = http::Request::builder()
+            .method("POST")
+            .uri(format!("https://localhost/moat.test.Echo/{method}"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(())
+            .expect("request");
+        let (response, mut send) = sender.send_request(req, false).expect("send");
+        send.send_data(crate::grpc::frame(b"hello grpc"), true)
+            .expect("data");
+        let resp = response.await.expect("response");
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["content-type"], "application/grpc");
+        assert_eq!(resp.headers()["x-seen-te"], "trailers", "te: trailers reached the server");
+        let id = resp.headers()["x-request-id"]
+            .to_str()
+            .expect("id")
+            .to_owned();
+        let mut body = resp.into_body();
+        let mut got = bytes::BytesMut::new();
+        while let Some(d) = body.data().await {
+            let d = d.expect("data");
+            let _ = body.flow_control().release_capacity(d.len());
+            got.extend_from_slice(&d);
+        }
+        let trailers = body.trailers().await.expect("trailers").expect("some trailers");
+        assert_eq!(trailers["grpc-status"], "0");
+        assert_eq!(trailers["grpc-message"], "done");
+        let msgs = crate::grpc::messages(got.freeze());
+        assert_eq!(msgs.len(), copies, "{method}");
+        assert!(msgs.iter().all(|m| &m[..] == b"hello grpc"));
+        let rec = gw.audit_record(&id).await;
+        assert_eq!(rec["status"], 200);
+        assert_eq!(rec["path"], format!("/moat.test.Echo/{method}"));
+        assert!(rec["upstream"].as_str().is_some_and(|u| u.starts_with("model@")));
+    }
+}
