@@ -68,7 +68,10 @@ async fn handle(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
         .collect();
     let mut r = Response::new(StreamBody::new(futures_util::stream::iter(frames)).boxed());
     let h = r.headers_mut();
-    h.insert("content-type", http::HeaderValue::from_static("application/grpc"));
+    h.insert(
+        "content-type",
+        http::HeaderValue::from_static("application/grpc"),
+    );
     if let Ok(v) = http::HeaderValue::from_str(&te) {
         h.insert("x-seen-te", v);
     }

@@ -256,3 +256,90 @@ print("STREAM:" + "".join((c.choices[0].delta.content or "") for c in s if c.cho
         );
     }
 }
+
+/// `curl --http2` and `nghttp` (Debian `nghttp2-client`) against `moat demo`: the demo's own
+/// commands over HTTP/2 give the same answers, and nghttp negotiates h2 and streams the SSE
+/// answer, masked.
+#[test]
+fn curl_http2_and_nghttp_against_the_demo() {
+    let have = |tool: &str| {
+        Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !have("nghttp") || !have("curl") {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "curl or nghttp is missing (.ci/run installs nghttp2-client)"
+        );
+        eprintln!("skipping: apt-get install curl nghttp2-client to run this test");
+        return;
+    }
+    let port = free_port();
+    let mut demo = Command::new(binary())
+        .args(["demo", "--port", &port.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("moat demo");
+    let stdout = demo.stdout.take().expect("stdout");
+    let mut commands = Vec::new();
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.expect("line");
+        if line.starts_with("curl ") {
+            commands.push(line);
+        } else if line.starts_with("Ctrl-C") {
+            break;
+        }
+    }
+    let sh = |cmd: &str| {
+        let out = Command::new("sh").arg("-c").arg(cmd).output().expect("sh");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let curl: Vec<(bool, String)> = commands
+        .iter()
+        .map(|c| {
+            sh(&format!(
+                "{c} --http2 -sS --fail --max-time 20 -w '\\nHTTP/%{{http_version}}'"
+            ))
+        })
+        .collect();
+    let base = format!("https://localhost:{port}");
+    let body = r#"{"model":"moat-demo","stream":true,"messages":[{"role":"user","content":"Mail jane@example.com please"}]}"#;
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(file.path(), body).expect("write body");
+    let models = sh(&format!("nghttp -v {base}/v1/models"));
+    let stream = sh(&format!(
+        "nghttp -H 'content-type: application/json' -d {} {base}/v1/chat/completions",
+        file.path().display()
+    ));
+    let _ = demo.kill();
+    let _ = demo.wait();
+    assert_eq!(curl.len(), 3, "{commands:?}");
+    for ((ok, out), cmd) in curl.iter().zip(&commands) {
+        assert!(ok, "{cmd} --http2 failed: {out}");
+        assert!(out.trim_end().ends_with("HTTP/2"), "{cmd}: {out}");
+    }
+    assert!(curl[0].1.contains("moat-demo"), "{}", curl[0].1);
+    assert!(curl[1].1.contains("<EMAIL_ADDRESS>"), "{}", curl[1].1);
+    assert!(curl[2].1.matches("data: ").count() > 3, "{}", curl[2].1);
+    assert!(models.0, "{}", models.1);
+    assert!(
+        models.1.contains("The negotiated protocol: h2"),
+        "{}",
+        models.1
+    );
+    assert!(models.1.contains(":status: 200"), "{}", models.1);
+    assert!(models.1.contains("moat-demo"), "{}", models.1);
+    assert!(stream.0, "{}", stream.1);
+    assert!(
+        stream.1.trim_end().ends_with("data: [DONE]"),
+        "{}",
+        stream.1
+    );
+    assert!(!stream.1.contains("jane@example.com"), "{}", stream.1);
+}

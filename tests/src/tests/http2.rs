@@ -179,10 +179,11 @@ async fn grpc_unary_and_server_streaming_through_to_an_h2c_upstream() {
     let gw = gateway::new(grpc_addr.to_string())
         .upstream("protocol = \"h2c\"")
         .run();
-    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(
-        client::tls_config(&gw.ca, &[b"h2"]),
-    ));
-    let tcp = tokio::net::TcpStream::connect(gw.addr).await.expect("connect");
+    let connector =
+        tokio_rustls::TlsConnector::from(std::sync::Arc::new(client::tls_config(&gw.ca, &[b"h2"])));
+    let tcp = tokio::net::TcpStream::connect(gw.addr)
+        .await
+        .expect("connect");
     let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
     let tls = connector.connect(name, tcp).await.expect("TLS");
     let (sender, conn) = h2::client::handshake(tls).await.expect("h2 handshake");
@@ -204,7 +205,11 @@ async fn grpc_unary_and_server_streaming_through_to_an_h2c_upstream() {
         let resp = response.await.expect("response");
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.headers()["content-type"], "application/grpc");
-        assert_eq!(resp.headers()["x-seen-te"], "trailers", "te: trailers reached the server");
+        assert_eq!(
+            resp.headers()["x-seen-te"],
+            "trailers",
+            "te: trailers reached the server"
+        );
         let id = resp.headers()["x-request-id"]
             .to_str()
             .expect("id")
@@ -216,7 +221,11 @@ async fn grpc_unary_and_server_streaming_through_to_an_h2c_upstream() {
             let _ = body.flow_control().release_capacity(d.len());
             got.extend_from_slice(&d);
         }
-        let trailers = body.trailers().await.expect("trailers").expect("some trailers");
+        let trailers = body
+            .trailers()
+            .await
+            .expect("trailers")
+            .expect("some trailers");
         assert_eq!(trailers["grpc-status"], "0");
         assert_eq!(trailers["grpc-message"], "done");
         let msgs = crate::grpc::messages(got.freeze());
@@ -225,6 +234,8 @@ async fn grpc_unary_and_server_streaming_through_to_an_h2c_upstream() {
         let rec = gw.audit_record(&id).await;
         assert_eq!(rec["status"], 200);
         assert_eq!(rec["path"], format!("/moat.test.Echo/{method}"));
-        assert!(rec["upstream"].as_str().is_some_and(|u| u.starts_with("model@")));
+        assert!(rec["upstream"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("model@")));
     }
 }
