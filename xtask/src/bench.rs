@@ -65,6 +65,8 @@ struct Options {
     /// moat's `[audit] fsync`: `always`, `batch` or `never`.
     fsync: String,
     keep: bool,
+    /// Drive the proxies over HTTP/2 with h2load instead of HTTP/1.1 with wrk.
+    h2: bool,
 }
 
 impl Options {
@@ -76,6 +78,7 @@ impl Options {
             rounds: 1,
             fsync: "batch".into(),
             keep: false,
+            h2: false,
         };
         let mut it = args.iter();
         while let Some(a) = it.next() {
@@ -98,9 +101,10 @@ impl Options {
                     o.fsync = mode;
                 }
                 "--keep" => o.keep = true,
+                "--h2" => o.h2 = true,
                 _ => bail!(
                     "bench: unknown argument {a:?}; flags: --duration SECS, --connections N, \
-                     --warmup SECS, --rounds N, --fsync always|batch|never, --keep"
+                     --warmup SECS, --rounds N, --fsync always|batch|never, --keep, --h2"
                 ),
             }
         }
@@ -119,7 +123,7 @@ fn number<T: std::str::FromStr>(s: &str, flag: &str) -> Result<T> {
 
 pub(crate) fn run(args: &[String]) -> Result<()> {
     let opts = Options::parse(args)?;
-    let tools = Tools::ensure()?;
+    let tools = Tools::ensure(opts.h2)?;
     let moat = build_moat()?;
     let dir = std::env::temp_dir().join(format!("moat-bench-{}", std::process::id()));
     if dir.exists() {
@@ -149,17 +153,22 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
 struct Tools {
     nginx: PathBuf,
     wrk: PathBuf,
+    /// `h2load` (Debian `nghttp2-client`), for `--h2`.
+    h2load: Option<PathBuf>,
     /// `taskset`, when present and there are at least two CPUs to pin to.
     taskset: Option<PathBuf>,
     curl: Option<PathBuf>,
 }
 
 impl Tools {
-    fn ensure() -> Result<Self> {
-        let missing: Vec<&str> = ["nginx", "wrk"]
+    fn ensure(h2: bool) -> Result<Self> {
+        let mut missing: Vec<&str> = ["nginx", "wrk"]
             .into_iter()
             .filter(|t| find_tool(t).is_none())
             .collect();
+        if h2 && find_tool("h2load").is_none() {
+            missing.push("nghttp2-client");
+        }
         if !missing.is_empty() {
             eprintln!(
                 "bench: {} not found; installing with apt-get",
@@ -172,7 +181,7 @@ impl Tools {
             let mut install = Command::new("apt-get");
             install
                 .args(["install", "-y", "--no-install-recommends"])
-                .args(["nginx", "wrk"])
+                .args(&missing)
                 .env("DEBIAN_FRONTEND", "noninteractive");
             crate::run(&mut install)
                 .context("apt-get install failed (install nginx and wrk by hand)")?;
@@ -197,6 +206,7 @@ impl Tools {
         Ok(Self {
             nginx: find_tool("nginx").context("nginx still not found after installing")?,
             wrk: find_tool("wrk").context("wrk still not found after installing")?,
+            h2load: find_tool("h2load"),
             taskset,
             curl: find_tool("curl"),
         })
@@ -413,8 +423,8 @@ impl Scenario {
 
     fn label(self) -> &'static str {
         match self {
-            Self::Get => "h1 GET small body",
-            Self::Post => "h1 POST ~1 KiB JSON",
+            Self::Get => "GET small body",
+            Self::Post => "POST ~1 KiB JSON",
         }
     }
 }
@@ -580,6 +590,7 @@ fn bench(procs: &mut Procs, opts: &Options, tools: &Tools, moat: &Path) -> Resul
         post_script: dir.join("post.lua"),
     };
     fs::write(&setup.post_script, post_script())?;
+    fs::write(setup.post_script.with_extension("json"), post_body())?;
 
     // Fast upstream on CPU 0 (shared with the load generator).
     let upstream_conf = dir.join("upstream.conf");
@@ -669,8 +680,13 @@ fn bench(procs: &mut Procs, opts: &Options, tools: &Tools, moat: &Path) -> Resul
                 }
                 let r = wrk(procs, tools, opts, run, script, opts.duration)?;
                 let cores: Vec<String> = r.core_busy.iter().map(|c| format!("{c:.0}%")).collect();
+                let (l1, l2) = if opts.h2 {
+                    ("mean", "max")
+                } else {
+                    ("p50", "p99")
+                };
                 eprintln!(
-                    "bench: round {round} {:<20} {:<24} {:>8.0} req/s  p50 {:.2} ms  p99 {:.2} ms  \
+                    "bench: round {round} {:<20} {:<24} {:>8.0} req/s  {l1} {:.2} ms  {l2} {:.2} ms  \
                      server CPU {}  cores busy {}  other CPU {}  non-2xx {}  socket errors {}",
                     scenario.label(),
                     target.label(),
@@ -809,12 +825,32 @@ fn wrk(
     let out_file = procs.dir.join("wrk.out");
     let out = fs::File::create(&out_file)?;
     let err = out.try_clone()?;
-    let mut cmd = tools.pinned(0, &tools.wrk);
-    cmd.args(["-t1", "--latency", "--timeout", "5s"])
-        .arg(format!("-c{}", opts.connections))
-        .arg(format!("-d{secs}s"));
-    if let Some(s) = script {
-        cmd.arg("-s").arg(s);
+    let mut cmd;
+    if let Some(h2load) = tools.h2load.as_ref().filter(|_| opts.h2) {
+        // h2load: HTTP/2 with 10 streams per connection to the proxies (ALPN h2), HTTP/1.1 to
+        // the plain upstream; the POST body comes from the file next to the wrk script.
+        cmd = tools.pinned(0, h2load);
+        cmd.args(["-t1", "-T5"])
+            .arg(format!("-c{}", opts.connections))
+            .arg(format!("-D{secs}"));
+        if url.starts_with("http:") {
+            cmd.args(["--h1", "-m1"]);
+        } else {
+            cmd.arg("-m10");
+        }
+        if let Some(s) = script {
+            cmd.arg("-d")
+                .arg(s.with_extension("json"))
+                .args(["-H", "content-type: application/json"]);
+        }
+    } else {
+        cmd = tools.pinned(0, &tools.wrk);
+        cmd.args(["-t1", "--latency", "--timeout", "5s"])
+            .arg(format!("-c{}", opts.connections))
+            .arg(format!("-d{secs}s"));
+        if let Some(s) = script {
+            cmd.arg("-s").arg(s);
+        }
     }
     cmd.arg(url);
     let server_before = server_pid.and_then(process_ticks);
@@ -853,8 +889,12 @@ fn wrk(
     };
     ensure!(status.success(), "{cmd:?} failed with {status}:\n{text}");
     procs.check_alive()?;
-    let mut r =
-        parse_wrk(&text).with_context(|| format!("cannot read the output of {cmd:?}:\n{text}"))?;
+    let parsed = if opts.h2 {
+        parse_h2load(&text)
+    } else {
+        parse_wrk(&text)
+    };
+    let mut r = parsed.with_context(|| format!("cannot read the output of {cmd:?}:\n{text}"))?;
     // Elapsed ticks: every CPU's total advances by the same wall-clock time.
     let elapsed = cores_before
         .first()
@@ -890,6 +930,48 @@ fn wrk(
                 pct(busy.saturating_sub(ours))
             });
     }
+    Ok(r)
+}
+
+/// Reads requests/s, the mean and longest request time (in the p50 and p99 fields: h2load
+/// reports no percentiles) and the failures from h2load's output.
+fn parse_h2load(text: &str) -> Result<WrkResult> {
+    let mut r = WrkResult::default();
+    let (mut rps, mut mean) = (None, None);
+    for line in text.lines().map(str::trim) {
+        if let Some(rest) = line.strip_prefix("finished in ") {
+            rps = rest
+                .split(", ")
+                .nth(1)
+                .and_then(|v| v.strip_suffix(" req/s"))
+                .and_then(|v| v.parse::<f64>().ok());
+        } else if let Some(rest) = line.strip_prefix("requests: ") {
+            for part in rest.split(", ") {
+                let mut it = part.split(' ');
+                let n: u64 = it.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+                match it.next() {
+                    Some("total") => r.requests = n,
+                    Some("failed" | "errored" | "timeout") => r.socket_errors += n,
+                    _ => {}
+                }
+            }
+        } else if let Some(rest) = line.strip_prefix("status codes: ") {
+            r.non_2xx = rest
+                .split(", ")
+                .filter(|p| !p.ends_with(" 2xx") && !p.ends_with(" 3xx"))
+                .filter_map(|p| p.split(' ').next()?.parse::<u64>().ok())
+                .sum();
+        } else if let Some(rest) = line.strip_prefix("time for request:") {
+            let cols: Vec<&str> = rest.split_whitespace().collect();
+            // min, max, mean, sd, +/- sd
+            if cols.len() >= 3 {
+                mean = Some(duration_ms(cols[2])?);
+                r.p99_ms = duration_ms(cols[1])?;
+            }
+        }
+    }
+    r.rps = rps.context("no req/s line")?;
+    r.p50_ms = mean.context("no request time line")?;
     Ok(r)
 }
 
@@ -965,11 +1047,23 @@ fn report(
 ) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "\n## moat bench\n");
+    let tool = if opts.h2 {
+        format!(
+            "h2load -t1 -c{} -m10 -D{} (HTTP/2 to the proxies; --h1 -m1 to the upstream); \
+             latency columns are mean and max, not p50 and p99",
+            opts.connections, opts.duration
+        )
+    } else {
+        format!(
+            "wrk -t1 -c{} -d{}s --latency (HTTP/1.1)",
+            opts.connections, opts.duration
+        )
+    };
     let _ = writeln!(
         s,
-        "wrk -t1 -c{} -d{}s --latency, {}s warm-up, {} round(s) (median by req/s shown); \
-         moat audit fsync = \"{}\"; pinning: {pinning}",
-        opts.connections, opts.duration, opts.warmup, opts.rounds, opts.fsync
+        "{tool}, {}s warm-up, {} round(s) (median by req/s shown); moat audit fsync = \"{}\"; \
+         pinning: {pinning}",
+        opts.warmup, opts.rounds, opts.fsync
     );
     let _ = writeln!(s, "{versions}");
     let worst = results
@@ -1163,7 +1257,7 @@ fn proxy_config(dir: &Path, cert: &Path, key: &Path, port: u16, upstream: u16) -
          \x20       keepalive_requests 100000000;\n\
          \x20   }}\n\
          \x20   server {{\n\
-         \x20       listen {LOOPBACK}:{port} ssl;\n\
+         \x20       listen {LOOPBACK}:{port} ssl http2;\n\
          \x20       ssl_certificate {cert};\n\
          \x20       ssl_certificate_key {key};\n\
          \x20       ssl_protocols TLSv1.2 TLSv1.3;\n\
@@ -1221,6 +1315,27 @@ fn moat_config(cert: &Path, key: &Path, port: u16, upstream: u16, fsync: &str) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const H2LOAD_OUTPUT: &str = "starting benchmark...
+finished in 10.00s, 35243.10 req/s, 2.34MB/s
+requests: 352431 total, 352431 started, 352431 done, 352430 succeeded, 1 failed, 0 errored, 0 timeout
+status codes: 352430 2xx, 0 3xx, 1 4xx, 0 5xx
+traffic: 23.40MB (24536789) total, 1.02MB (1069842) headers (space savings 95.31%), 10.72MB (11234567) data
+                     min         max         mean         sd        +/- sd
+time for request:      123us     45.67ms      8.91ms      1.23ms    75.00%
+";
+
+    #[test]
+    fn parses_h2load_output() -> Result<()> {
+        let r = parse_h2load(H2LOAD_OUTPUT)?;
+        assert_eq!(r.requests, 352_431);
+        assert!((r.rps - 35_243.1).abs() < 0.01);
+        assert!((r.p50_ms - 8.91).abs() < 1e-9, "mean");
+        assert!((r.p99_ms - 45.67).abs() < 1e-9, "max");
+        assert_eq!((r.non_2xx, r.socket_errors), (1, 1));
+        assert!(parse_h2load("requests: 1 total\n").is_err());
+        Ok(())
+    }
 
     const WRK_OUTPUT: &str = "Running 10s test @ https://127.0.0.1:8443/
   1 threads and 32 connections
