@@ -86,10 +86,54 @@ pub async fn serve<S>(
         route: route.clone(),
     });
     let active = Arc::new(AtomicUsize::new(0));
+    // Keep-alive PINGs: a peer that stops answering is cut off.
+    let dead = Arc::new(tokio::sync::Notify::new());
+    let pinger = conn.ping_pong().map(|mut pp| {
+        let (every, within) = (l.keepalive_interval, l.keepalive_timeout);
+        let dead = dead.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                match timeout(within, pp.ping(h2::Ping::opaque())).await {
+                    Ok(Ok(_)) => {}
+                    _ => {
+                        dead.notify_one();
+                        return;
+                    }
+                }
+            }
+        })
+    });
+    let mut drain = route.drain.clone();
     let mut closing = false;
+    // Once moat has said GOAWAY abruptly, the connection gets a moment to flush it, no more.
+    let mut deadline: Option<Instant> = None;
     loop {
-        // An idle connection (no stream open for the keep-alive timeout) is closed gracefully.
-        let Ok(next) = timeout(route.http.keepalive_timeout, conn.accept()).await else {
+        let wait = match deadline {
+            Some(d) => d.saturating_duration_since(Instant::now()),
+            None => route.http.keepalive_timeout,
+        };
+        let next = tokio::select! {
+            n = timeout(wait, conn.accept()) => n,
+            () = dead.notified(), if deadline.is_none() => {
+                tracing::debug!(client = %client.0, "HTTP/2 keep-alive PING unanswered: closing");
+                conn.abrupt_shutdown(h2::Reason::NO_ERROR);
+                deadline = Some(Instant::now() + Duration::from_secs(1));
+                continue;
+            }
+            r = drain.wait_for(|d| *d), if !closing => {
+                // Shutting down: GOAWAY, and the streams in flight finish.
+                let _ = r;
+                conn.graceful_shutdown();
+                closing = true;
+                continue;
+            }
+        };
+        let Ok(next) = next else {
+            if deadline.is_some() {
+                break;
+            }
+            // An idle connection (no stream open for the keep-alive timeout) is closed gracefully.
             if active.load(Ordering::Relaxed) == 0 && !closing {
                 conn.graceful_shutdown();
                 closing = true;
@@ -112,6 +156,14 @@ pub async fn serve<S>(
                 break;
             }
         }
+    }
+    if let Some(p) = pinger {
+        p.abort();
+    }
+    // Streams still running hold the connection's handles; wait for them (they are bounded by
+    // their own timeouts) so a drain covers them.
+    while active.load(Ordering::Relaxed) > 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -46,6 +46,8 @@ pub struct Route {
     pub http: HttpConfig,
     /// HTTP/2 limits.
     pub http2: crate::config::Http2Config,
+    /// Becomes true when moat shuts down: connections finish what is in flight and close.
+    pub drain: tokio::sync::watch::Receiver<bool>,
     /// Upstream used unless the deciding policy rule names another.
     pub default_upstream: String,
     /// Every upstream, by name.
@@ -140,9 +142,14 @@ pub async fn serve<S>(
                 route.http.keepalive_timeout
             };
             down.shrink_if_idle();
-            match timeout(wait, down.fill()).await {
-                Ok(Ok(n)) if n > 0 => {}
-                _ => return,
+            let mut drain = route.drain.clone();
+            tokio::select! {
+                r = timeout(wait, down.fill()) => match r {
+                    Ok(Ok(n)) if n > 0 => {}
+                    _ => return,
+                },
+                // Shutting down: an idle connection closes now.
+                _ = drain.wait_for(|d| *d) => return,
             }
         }
         first = false;
@@ -377,7 +384,8 @@ pub async fn serve<S>(
             }
             Some((side, detail)) => access!(warn, failed = side.as_str(), detail = detail.as_str()),
         }
-        if !outcome.keep_alive {
+        // Shutting down: the connection closes after the request in flight.
+        if !outcome.keep_alive || *route.drain.borrow() {
             let _ = down.io.shutdown().await;
             return;
         }

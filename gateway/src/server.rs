@@ -46,6 +46,35 @@ struct Listener {
 pub struct Gateway {
     listeners: Vec<Listener>,
     handshake_timeout: std::time::Duration,
+    drain_timeout: std::time::Duration,
+    drain: watch::Sender<bool>,
+    connections: Arc<Connections>,
+}
+
+/// Open client connections, counted so a shutdown can wait for them.
+#[derive(Default)]
+struct Connections {
+    open: std::sync::atomic::AtomicUsize,
+    closed: tokio::sync::Notify,
+}
+
+/// One open connection; dropping it counts it closed.
+struct Open(Arc<Connections>);
+
+impl Open {
+    fn new(c: &Arc<Connections>) -> Self {
+        c.open.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Self(c.clone())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0
+            .open
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        self.0.closed.notify_waiters();
+    }
 }
 
 impl std::fmt::Debug for Gateway {
@@ -76,6 +105,7 @@ impl Gateway {
         let policy = Arc::new(config.policy.clone());
         let profiles = Arc::new(config.redaction.clone());
         let plain = tls::server_config(&config.tls)?;
+        let (drain, drain_rx) = watch::channel(false);
         let mut listeners = Vec::new();
         for l in &config.listeners {
             let tls_config = match &l.client_ca {
@@ -98,6 +128,7 @@ impl Gateway {
                 listener: l.name.clone(),
                 http: config.http.clone(),
                 http2: config.http2.clone(),
+                drain: drain_rx.clone(),
                 default_upstream: l.upstream.clone(),
                 upstreams: upstreams.clone(),
                 audit: audit.clone(),
@@ -118,6 +149,9 @@ impl Gateway {
         Ok(Self {
             listeners,
             handshake_timeout: config.http.header_timeout,
+            drain_timeout: config.http.drain_timeout,
+            drain,
+            connections: Arc::default(),
         })
     }
 
@@ -133,14 +167,47 @@ impl Gateway {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut accept_loops = JoinSet::new();
         for l in self.listeners {
-            accept_loops.spawn(accept_loop(l, self.handshake_timeout));
+            accept_loops.spawn(accept_loop(
+                l,
+                self.handshake_timeout,
+                self.connections.clone(),
+            ));
         }
         let _ = shutdown.wait_for(|stop| *stop).await;
+        // Stop accepting (the listening sockets close), then let what is in flight finish:
+        // HTTP/2 connections get GOAWAY, HTTP/1.1 ones close after their current request.
         accept_loops.abort_all();
+        while accept_loops.join_next().await.is_some() {}
+        let _ = self.drain.send(true);
+        let open = || {
+            self.connections
+                .open
+                .load(std::sync::atomic::Ordering::SeqCst)
+        };
+        let drained = tokio::time::timeout(self.drain_timeout, async {
+            while open() > 0 {
+                let closed = self.connections.closed.notified();
+                if open() == 0 {
+                    break;
+                }
+                closed.await;
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                connections = open(),
+                "drain timeout: closing connections still in flight"
+            );
+        }
     }
 }
 
-async fn accept_loop(l: Listener, handshake_timeout: std::time::Duration) {
+async fn accept_loop(
+    l: Listener,
+    handshake_timeout: std::time::Duration,
+    connections: Arc<Connections>,
+) {
     loop {
         let (tcp, peer) = match l.socket.accept().await {
             Ok(a) => a,
@@ -154,7 +221,9 @@ async fn accept_loop(l: Listener, handshake_timeout: std::time::Duration) {
         let _ = tcp.set_nodelay(true);
         let acceptor = l.acceptor.clone();
         let route = l.route.clone();
+        let open = Open::new(&connections);
         tokio::spawn(async move {
+            let _open = open;
             let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {

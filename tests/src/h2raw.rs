@@ -47,6 +47,8 @@ pub struct Seen {
 pub struct H2Raw {
     tls: TlsStream<TcpStream>,
     buf: Vec<u8>,
+    /// Answer PINGs (as every client must); off to play a dead peer.
+    pub answer_pings: bool,
 }
 
 impl H2Raw {
@@ -60,6 +62,7 @@ impl H2Raw {
         let mut c = Self {
             tls,
             buf: Vec::new(),
+            answer_pings: true,
         };
         c.write(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await;
         c.frame(SETTINGS, 0, 0, &[]).await;
@@ -80,10 +83,11 @@ impl H2Raw {
         self.write(&frames.concat()).await
     }
 
-    /// Reads frames until the connection closes, a GOAWAY arrives, or `wait` passes without
-    /// data; answers SETTINGS and PING as a client must.
+    /// Reads frames until the connection closes, a GOAWAY arrives, or `wait` has passed;
+    /// answers SETTINGS and PING as a client must.
     pub async fn read(&mut self, wait: Duration) -> Seen {
         let mut seen = Seen::default();
+        let until = tokio::time::Instant::now() + wait;
         loop {
             while self.buf.len() >= 9 {
                 let len = usize::from(self.buf[0]) << 16
@@ -102,7 +106,7 @@ impl H2Raw {
                     SETTINGS if flags & 1 == 0 => {
                         self.frame(SETTINGS, 1, 0, &[]).await;
                     }
-                    PING if flags & 1 == 0 => {
+                    PING if flags & 1 == 0 && self.answer_pings => {
                         self.frame(PING, 1, 0, &payload).await;
                     }
                     GOAWAY if payload.len() >= 8 => {
@@ -120,7 +124,7 @@ impl H2Raw {
                 }
             }
             let mut tmp = [0u8; 16 * 1024];
-            match tokio::time::timeout(wait, self.tls.read(&mut tmp)).await {
+            match tokio::time::timeout_at(until, self.tls.read(&mut tmp)).await {
                 Ok(Ok(0)) | Ok(Err(_)) => {
                     seen.closed = true;
                     return seen;

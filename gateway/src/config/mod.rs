@@ -229,6 +229,8 @@ pub struct HttpConfig {
     pub keepalive_timeout: Duration,
     /// Longest pause in a body transfer, either direction; resets on every byte of progress.
     pub body_idle_timeout: Duration,
+    /// On shutdown, how long requests and streams in flight may take to finish.
+    pub drain_timeout: Duration,
 }
 
 impl Default for HttpConfig {
@@ -242,6 +244,7 @@ impl Default for HttpConfig {
             header_timeout: Duration::from_secs(10),
             keepalive_timeout: Duration::from_secs(60),
             body_idle_timeout: Duration::from_secs(60),
+            drain_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -269,6 +272,10 @@ pub struct Http2Config {
     /// Streams moat had to reset for the client's protocol errors on one connection; past it
     /// the connection gets GOAWAY ("MadeYouReset").
     pub max_local_error_reset_streams: usize,
+    /// How often an HTTP/2 connection is checked with a PING.
+    pub keepalive_interval: Duration,
+    /// How long a PING may go unanswered before the connection is closed.
+    pub keepalive_timeout: Duration,
 }
 
 impl Default for Http2Config {
@@ -282,6 +289,8 @@ impl Default for Http2Config {
             max_send_buffer: 256 * 1024,
             max_pending_accept_reset_streams: 20,
             max_local_error_reset_streams: 256,
+            keepalive_interval: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -735,6 +744,11 @@ impl Validator<'_> {
                 h.body_idle_timeout.as_deref(),
                 d.body_idle_timeout,
             )?,
+            drain_timeout: self.duration(
+                "http.drain_timeout",
+                h.drain_timeout.as_deref(),
+                d.drain_timeout,
+            )?,
         };
         if http.max_request_line_bytes > http.max_header_bytes {
             return Err(self.invalid(
@@ -802,6 +816,16 @@ impl Validator<'_> {
                 "http2.max_local_error_resets",
                 h2.max_local_error_resets,
                 d2.max_local_error_reset_streams,
+            )?,
+            keepalive_interval: self.duration(
+                "http2.keepalive_interval",
+                h2.keepalive_interval.as_deref(),
+                d2.keepalive_interval,
+            )?,
+            keepalive_timeout: self.duration(
+                "http2.keepalive_timeout",
+                h2.keepalive_timeout.as_deref(),
+                d2.keepalive_timeout,
             )?,
         };
 

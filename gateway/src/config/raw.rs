@@ -113,6 +113,7 @@ pub(crate) struct RawHttp {
     pub(crate) header_timeout: Option<String>,
     pub(crate) keepalive_timeout: Option<String>,
     pub(crate) body_idle_timeout: Option<String>,
+    pub(crate) drain_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -126,6 +127,8 @@ pub(crate) struct RawHttp2 {
     pub(crate) max_send_buffer_bytes: Option<usize>,
     pub(crate) max_pending_accept_resets: Option<usize>,
     pub(crate) max_local_error_resets: Option<usize>,
+    pub(crate) keepalive_interval: Option<String>,
+    pub(crate) keepalive_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

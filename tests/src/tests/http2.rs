@@ -239,3 +239,85 @@ async fn grpc_unary_and_server_streaming_through_to_an_h2c_upstream() {
             .is_some_and(|u| u.starts_with("model@")));
     }
 }
+
+/// A peer that stops answering PINGs is cut off; one that answers stays connected while idle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unanswered_keepalive_pings_close_the_connection() {
+    let origin = Origin::start().await;
+    let gw = gateway::new(origin.addr.to_string())
+        .section("[http2]\nkeepalive_interval = \"500ms\"\nkeepalive_timeout = \"500ms\"")
+        .run();
+    let mut alive = crate::h2raw::H2Raw::connect(gw.addr, &gw.ca).await;
+    let mut dead = crate::h2raw::H2Raw::connect(gw.addr, &gw.ca).await;
+    dead.answer_pings = false;
+    let (a, d) = tokio::join!(
+        alive.read(Duration::from_secs(3)),
+        dead.read(Duration::from_secs(3))
+    );
+    assert!(
+        a.goaway.is_none() && !a.closed,
+        "a peer answering PINGs was cut off: {a:?}"
+    );
+    assert!(
+        d.goaway.is_some() || d.closed,
+        "a peer ignoring PINGs for 3 s is still connected: {d:?}"
+    );
+}
+
+/// SIGTERM while an SSE stream is open over HTTP/2: new connections are refused, the stream
+/// finishes (GOAWAY lets it), moat exits 0 and the audit trail verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_a_stream_in_flight_finish() {
+    let origin = Origin::start().await;
+    let mut gw = gateway::new(origin.addr.to_string())
+        .http("drain_timeout = \"20s\"")
+        .run();
+    let r = client::http2(&gw.ca)
+        .get(url(gw.addr, "/sse-pii"))
+        .send()
+        .await
+        .expect("GET");
+    let mut stream = r.bytes_stream();
+    let mut got = Vec::new();
+    got.extend_from_slice(
+        &tokio::time::timeout(Duration::from_secs(10), stream.next())
+            .await
+            .expect("first piece")
+            .expect("open")
+            .expect("piece"),
+    );
+    gw.terminate();
+    let mut refused = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if tokio::net::TcpStream::connect(gw.addr).await.is_err() {
+            refused = true;
+            break;
+        }
+    }
+    assert!(refused, "moat still accepts connections after SIGTERM");
+    origin.release();
+    while let Some(piece) = stream.next().await {
+        got.extend_from_slice(&piece.expect("the stream in flight was cut"));
+    }
+    assert!(
+        String::from_utf8_lossy(&got).ends_with("data: [DONE]\n\n"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    let status = gw
+        .wait_exit(Duration::from_secs(15))
+        .expect("moat did not exit after its streams finished");
+    assert!(status.success(), "{status}");
+    let out = std::process::Command::new(gateway::binary())
+        .args(["audit", "verify"])
+        .arg(gw.audit_dir())
+        .output()
+        .expect("audit verify");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
