@@ -39,7 +39,8 @@ pub enum StartError {
 struct Listener {
     socket: TcpListener,
     route: Arc<Route>,
-    acceptor: TlsAcceptor,
+    /// TLS, or none for an h2c listener.
+    acceptor: Option<TlsAcceptor>,
 }
 
 /// A gateway whose listeners are bound; [`Gateway::run`] serves until shutdown.
@@ -143,7 +144,7 @@ impl Gateway {
             listeners.push(Listener {
                 socket,
                 route,
-                acceptor: TlsAcceptor::from(tls_config),
+                acceptor: (!l.h2c).then(|| TlsAcceptor::from(tls_config)),
             });
         }
         Ok(Self {
@@ -222,6 +223,14 @@ async fn accept_loop(
         let acceptor = l.acceptor.clone();
         let route = l.route.clone();
         let open = Open::new(&connections);
+        let Some(acceptor) = acceptor else {
+            // h2c: cleartext HTTP/2 with prior knowledge, from this host only.
+            tokio::spawn(async move {
+                let _open = open;
+                crate::h2::serve(tcp, ClientAddr(peer), TlsFacts::default(), None, route).await;
+            });
+            continue;
+        };
         tokio::spawn(async move {
             let _open = open;
             let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {

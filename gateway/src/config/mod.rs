@@ -102,6 +102,9 @@ pub struct ListenerConfig {
     pub client_ca: Option<PathBuf>,
     /// Whether a client certificate is required (else optional).
     pub client_cert_required: bool,
+    /// Cleartext HTTP/2 with prior knowledge (`protocol = "h2c"`), for clients on this host;
+    /// else TLS with ALPN `h2` and `http/1.1`.
+    pub h2c: bool,
 }
 
 /// Lowest TLS version accepted.
@@ -666,7 +669,33 @@ impl Validator<'_> {
                     reason: "a CA bundle to verify client certificates against (mtls)".to_owned(),
                 });
             }
+            let h2c = match l.protocol.as_deref() {
+                None | Some("tls") => false,
+                Some("h2c") => true,
+                Some(v) => {
+                    return Err(self.invalid(
+                        &format!("{p}.protocol"),
+                        v,
+                        "expected \"tls\" or \"h2c\"",
+                    ))
+                }
+            };
+            if h2c && !address.ip().is_loopback() {
+                return Err(self.invalid(
+                    &format!("{p}.address"),
+                    &l.address,
+                    "an h2c listener carries cleartext: it must be on loopback (127.0.0.1 or ::1)",
+                ));
+            }
+            if h2c && (client_ca.is_some() || identity.contains(&Source::Mtls)) {
+                return Err(self.invalid(
+                    &format!("{p}.protocol"),
+                    "h2c",
+                    "an h2c listener has no TLS, so no client certificates (mtls)",
+                ));
+            }
             listeners.push(ListenerConfig {
+                h2c,
                 name: l.name.clone().unwrap_or_else(|| format!("listener{i}")),
                 address,
                 upstream: l.upstream.clone(),

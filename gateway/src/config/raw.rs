@@ -62,6 +62,7 @@ pub(crate) struct RawListener {
     pub(crate) identity: Vec<String>,
     pub(crate) client_ca: Option<String>,
     pub(crate) client_cert: Option<String>,
+    pub(crate) protocol: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

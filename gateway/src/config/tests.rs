@@ -338,3 +338,23 @@ fn http2_limits_are_range_checked_by_key() {
         .expect("valid");
     assert_eq!(c.http2.max_concurrent_streams, 7);
 }
+
+#[test]
+fn h2c_listeners_must_be_loopback_and_without_client_certificates() {
+    let fx = Fixture::new();
+    let text = format!(
+        "{MINIMAL}\n[[listener]]\naddress = \"0.0.0.0:8081\"\nupstream = \"model\"\nprotocol = \"h2c\"\n"
+    );
+    let e = fx.parse(&text).expect_err("non-loopback h2c").to_string();
+    assert!(e.contains("listener.1.address"), "{e}");
+    let text = format!(
+        "{MINIMAL}\n[[listener]]\naddress = \"127.0.0.1:8081\"\nupstream = \"model\"\nprotocol = \"h2\"\n"
+    );
+    let e = fx.parse(&text).expect_err("unknown protocol").to_string();
+    assert!(e.contains("listener.1.protocol"), "{e}");
+    let text = format!(
+        "{MINIMAL}\n[[listener]]\naddress = \"127.0.0.1:8081\"\nupstream = \"model\"\nprotocol = \"h2c\"\n"
+    );
+    let c = fx.parse(&text).expect("loopback h2c");
+    assert!(c.listeners[1].h2c && !c.listeners[0].h2c);
+}

@@ -321,3 +321,48 @@ async fn sigterm_lets_a_stream_in_flight_finish() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// An h2c listener (cleartext HTTP/2, prior knowledge) serves clients on this host through the
+/// same pipeline: answered, audited, with no TLS facts in the record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_listener_serves_in_host_clients() {
+    let origin = Origin::start().await;
+    let port = gateway::free_port();
+    let gw = gateway::new(origin.addr.to_string())
+        .listener(&format!(
+            "\n[[listener]]\nname = \"local\"\naddress = \"127.0.0.1:{port}\"\nupstream = \"model\"\nprotocol = \"h2c\""
+        ))
+        .run();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect to the h2c listener");
+    let (sender, conn) = h2::client::handshake(tcp).await.expect("h2c handshake");
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let mut sender = sender.ready().await.expect("ready");
+    let req = http::Request::builder()
+        .uri(format!("http://127.0.0.1:{port}/"))
+        .body(())
+        .expect("request");
+    let (response, _) = sender.send_request(req, true).expect("send");
+    let resp = response.await.expect("response");
+    assert_eq!(resp.status(), 200);
+    let id = resp.headers()["x-request-id"]
+        .to_str()
+        .expect("id")
+        .to_owned();
+    let rec = gw.audit_record(&id).await;
+    assert_eq!(rec["listener"], "local");
+    assert!(rec["tls"]["version"].is_null(), "{rec}");
+    // The TLS listener still answers as before.
+    assert_eq!(
+        client::http2(&gw.ca)
+            .get(url(gw.addr, "/"))
+            .send()
+            .await
+            .expect("TLS")
+            .status(),
+        200
+    );
+}
