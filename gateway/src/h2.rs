@@ -39,7 +39,7 @@ use crate::proxy::{
     MAX_BUFFERED_RESPONSE, MODEL_LOOKAHEAD,
 };
 use crate::redact::stream::StreamRedactor;
-use crate::upstream::{Conn, UpstreamError};
+use crate::upstream::{Conn, UpBody, UpFrame, UpstreamError};
 
 /// What every stream of one connection shares.
 struct Ctx {
@@ -740,32 +740,7 @@ impl Exchange<'_> {
             Err(_) => return Err(Failed::Upstream(UpstreamError::ResponseTimeout)),
             Ok(r) => r.map_err(proto)?,
         };
-        let (parts, recv) = resp.into_parts();
-        let length = parts
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        let head = ResponseHead {
-            status: parts.status,
-            version: Version::Http11,
-            body: match (recv.is_end_stream(), length) {
-                (true, _) => BodyKind::Empty,
-                (false, Some(n)) => BodyKind::Length(n),
-                (false, None) => BodyKind::Chunked,
-            },
-            headers: parts.headers,
-            keep_alive: true,
-        };
-        Ok((
-            head,
-            UpBody::H2 {
-                recv,
-                total: 0,
-                data_done: false,
-                trailers_done: false,
-            },
-        ))
+        Ok(response_from(resp))
     }
 
     fn upstream_failed(
@@ -985,120 +960,42 @@ impl Exchange<'_> {
     }
 }
 
-/// The upstream's response body, whichever protocol carried it.
-enum UpBody {
-    /// From a pooled HTTP/1.1 connection.
-    H1 {
-        conn: Conn,
-        decoder: Decoder,
-        keep_alive: bool,
-    },
-    /// A stream of the h2c connection.
-    H2 {
-        recv: RecvStream,
-        total: u64,
-        data_done: bool,
-        trailers_done: bool,
-    },
-}
-
-/// A piece of an upstream response body.
-enum UpFrame {
-    Data(Bytes),
-    Trailers(http::HeaderMap),
-}
-
-impl UpBody {
-    /// The next piece; `None` at the end.
-    async fn next(&mut self, idle: Duration) -> Result<Option<UpFrame>, (Side, String)> {
-        let body_err = |e: String| (Side::Upstream, format!("response body: {e}"));
-        match self {
-            Self::H1 { conn, decoder, .. } => loop {
-                match decoder.decode(&mut conn.reader.buf) {
-                    Ok(Some(Frame::Data(d))) => return Ok(Some(UpFrame::Data(d))),
-                    Ok(Some(Frame::Trailers(t))) => {
-                        return Ok(Some(UpFrame::Trailers(parse_trailers(&t))))
-                    }
-                    Ok(None) if decoder.is_done() => return Ok(None),
-                    Ok(None) => {}
-                    Err(e) => return Err(body_err(e.to_string())),
-                }
-                match timeout(idle, conn.reader.fill()).await {
-                    Ok(Ok(0)) => {
-                        decoder
-                            .finish_at_eof()
-                            .map_err(|e| body_err(e.to_string()))?;
-                        return Ok(None);
-                    }
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => return Err(body_err(e.to_string())),
-                    Err(_) => return Err(body_err("idle timeout".into())),
-                }
-            },
-            Self::H2 {
-                recv,
-                total,
-                data_done,
-                trailers_done,
-            } => {
-                while !*data_done {
-                    match timeout(idle, recv.data()).await {
-                        Err(_) => return Err(body_err("idle timeout".into())),
-                        Ok(None) => *data_done = true,
-                        Ok(Some(Err(e))) => return Err(body_err(e.to_string())),
-                        Ok(Some(Ok(d))) => {
-                            // Taken off the upstream's window; the client's window paces the
-                            // next read, since the caller sends this piece first.
-                            let _ = recv.flow_control().release_capacity(d.len());
-                            *total += d.len() as u64;
-                            if !d.is_empty() {
-                                return Ok(Some(UpFrame::Data(d)));
-                            }
-                        }
-                    }
-                }
-                if *trailers_done {
-                    return Ok(None);
-                }
-                *trailers_done = true;
-                match timeout(idle, recv.trailers()).await {
-                    Err(_) => Err(body_err("idle timeout".into())),
-                    Ok(Err(e)) => Err(body_err(e.to_string())),
-                    Ok(Ok(t)) => Ok(t.map(UpFrame::Trailers)),
-                }
-            }
-        }
-    }
-
-    /// Body bytes received so far.
-    fn total(&self) -> u64 {
-        match self {
-            Self::H1 { decoder, .. } => decoder.total,
-            Self::H2 { total, .. } => *total,
-        }
-    }
-
-    /// The body was read to its end: an HTTP/1.1 connection goes back to the pool.
-    fn done(self, upstream: &crate::upstream::Upstream) {
-        if let Self::H1 {
-            conn,
-            decoder,
-            keep_alive: true,
-        } = self
-        {
-            if decoder.is_done() {
-                upstream.checkin(conn);
-            }
-        }
-    }
-}
-
 /// Bytes of a request body with a declared length.
 fn fwd_len(r: &RequestHead) -> u64 {
     match r.body {
         BodyKind::Length(n) => n,
         _ => 0,
     }
+}
+
+/// An h2c upstream's response as a head and a body.
+pub(crate) fn response_from(resp: http::Response<RecvStream>) -> (ResponseHead, UpBody) {
+    let (parts, recv) = resp.into_parts();
+    let length = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let head = ResponseHead {
+        status: parts.status,
+        version: Version::Http11,
+        body: match (recv.is_end_stream(), length) {
+            (true, _) => BodyKind::Empty,
+            (false, Some(n)) => BodyKind::Length(n),
+            (false, None) => BodyKind::Chunked,
+        },
+        headers: parts.headers,
+        keep_alive: true,
+    };
+    (
+        head,
+        UpBody::H2 {
+            recv,
+            total: 0,
+            data_done: false,
+            trailers_done: false,
+        },
+    )
 }
 
 /// Why an exchange with the upstream failed.
@@ -1111,7 +1008,7 @@ enum Failed {
 
 /// Sends `data` as the client's flow-control window allows; a window that stays shut for
 /// `idle` fails the stream.
-async fn send_data(
+pub(crate) async fn send_data(
     s: &mut SendStream<Bytes>,
     mut data: Bytes,
     idle: Duration,
@@ -1132,26 +1029,4 @@ async fn send_data(
             .map_err(|e| format!("client stream: {e}"))?;
     }
     Ok(())
-}
-
-/// Raw trailer lines (`name: value\r\n`) as a header map; lines that do not parse are dropped.
-fn parse_trailers(raw: &[u8]) -> http::HeaderMap {
-    let mut map = http::HeaderMap::new();
-    for line in raw.split(|&b| b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let Some(colon) = memchr::memchr(b':', line) else {
-            continue;
-        };
-        let (name, value) = (&line[..colon], &line[colon + 1..]);
-        let value = value.trim_ascii();
-        if let (Ok(n), Ok(v)) = (
-            http::HeaderName::from_bytes(name),
-            http::HeaderValue::from_bytes(value),
-        ) {
-            if !crate::protocol::h1::is_hop_by_hop(&n, &map) {
-                map.append(n, v);
-            }
-        }
-    }
-    map
 }

@@ -22,6 +22,7 @@ use tokio::time::{timeout, Instant};
 use crate::audit::record::{GuardFacts, TlsFacts};
 use crate::audit::Auditor;
 use crate::config::HttpConfig;
+use crate::config::UpstreamProtocol;
 use crate::error::{Reject, Side};
 use crate::identity::{Identifier, PeerCert, Principal, Source};
 use crate::pipeline::{
@@ -31,7 +32,7 @@ use crate::pipeline::{
 use crate::policy::Policy;
 use crate::protocol::h1::{self, Decoder, Encoder, H1Error, Limits, Reader};
 use crate::protocol::{BodyKind, Frame, RequestHead, ResponseHead, Version};
-use crate::upstream::{Conn, Stream, Upstream, UpstreamError};
+use crate::upstream::{trailer_lines, Conn, Stream, UpBody, UpFrame, Upstream, UpstreamError};
 
 /// Address of the client that opened a downstream connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -437,7 +438,7 @@ pub(crate) const MAX_BUFFERED_RESPONSE: u64 = 16 * 1024 * 1024;
     reason = "one call site, the exchange's own state"
 )]
 async fn buffered_response(
-    mut conn: Conn,
+    mut up: UpBody,
     mut resp: ResponseHead,
     p: &Arc<crate::redact::Profile>,
     req: &RequestHead,
@@ -446,20 +447,18 @@ async fn buffered_response(
     upstream: &Arc<Upstream>,
     idle: Duration,
 ) -> Outcome {
-    let mut dec = Decoder::new(resp.body, MAX_BUFFERED_RESPONSE);
     let mut body = BytesMut::new();
     let read: Result<(), String> = loop {
-        match dec.decode(&mut conn.reader.buf) {
-            Ok(Some(Frame::Data(d))) => body.extend_from_slice(&d),
-            Ok(Some(Frame::Trailers(_))) => {}
-            Ok(None) if dec.is_done() => break Ok(()),
-            Ok(None) => match timeout(idle, conn.reader.fill()).await {
-                Ok(Ok(0)) => break dec.finish_at_eof().map_err(|e| e.to_string()),
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => break Err(e.to_string()),
-                Err(_) => break Err("response body idle timeout".into()),
-            },
-            Err(e) => break Err(e.to_string()),
+        match up.next(idle).await {
+            Ok(Some(UpFrame::Data(d))) => {
+                body.extend_from_slice(&d);
+                if body.len() as u64 > MAX_BUFFERED_RESPONSE {
+                    break Err("larger than the redaction buffer".into());
+                }
+            }
+            Ok(Some(UpFrame::Trailers(_))) => {}
+            Ok(None) => break Ok(()),
+            Err((_, e)) => break Err(e),
         }
     };
     if let Err(why) = read {
@@ -497,9 +496,7 @@ async fn buffered_response(
     };
     outcome.response_redactions = st.counts;
     outcome.bytes_out = redacted.len() as u64;
-    if resp.keep_alive && dec.is_done() {
-        upstream.checkin(conn);
-    }
+    up.done(upstream);
     resp.headers.remove(header::TRANSFER_ENCODING);
     resp.headers.insert(
         header::CONTENT_LENGTH,
@@ -655,7 +652,8 @@ where
         },
         http.max_request_body_bytes,
     );
-    let encoder = if req.body == BodyKind::Chunked {
+    let h2c = fwd.upstream.config().protocol == UpstreamProtocol::H2c;
+    let encoder = if req.body == BodyKind::Chunked && !h2c {
         Encoder::Chunked
     } else {
         Encoder::Raw
@@ -671,6 +669,8 @@ where
     let mut pending = BytesMut::new();
     if let Some(b) = &fwd.body {
         pending.extend_from_slice(b);
+    } else if h2c {
+        // Sent as DATA frames as it is decoded (trailers included).
     } else if let Err(e) = prefetch_body(
         down,
         &mut decoder,
@@ -686,60 +686,97 @@ where
 
     let upstream = fwd.upstream;
     let bodiless = req.body == BodyKind::Empty;
-    let mut conn = match upstream.checkout().await {
-        Ok(c) => c,
-        Err(e) => return upstream_failure(e, request_id, outcome).await,
-    };
-
-    // Send the head with the body bytes already decoded, then the rest of the body.
     let sent_at = Instant::now();
-    let mut attempt = 0;
-    let (resp, mut conn) = loop {
-        attempt += 1;
-        let sent = send_request(
-            &mut conn,
-            &up_head,
-            &mut pending,
+    let (resp, mut up) = if h2c {
+        let request = match pipeline::upstream_request_h2(
+            req,
+            request_id,
+            client,
+            identity,
+            upstream.config().credential.as_ref(),
+        ) {
+            Ok(r) => r,
+            Err(reason) => {
+                return downstream_failure(H1Error::Malformed { reason }, request_id, outcome).await
+            }
+        };
+        match h2c_exchange(
             down,
+            request,
+            pending.freeze(),
             &mut decoder,
-            encoder,
+            upstream,
             http,
         )
-        .await;
-        // A peer that closed a pooled connection shows as a failed write or an empty read; only a
-        // request that can safely be repeated, and whose body is not consumed, is sent again.
-        let head = match sent {
-            Ok(()) => {
-                read_response_head(
-                    &mut conn,
-                    req,
-                    Some(&mut down.io),
-                    upstream.config().response_header_timeout,
-                )
-                .await
-            }
-            Err(SendError::Upstream(e)) => Err(e),
+        .await
+        {
+            Ok(r) => r,
+            Err(SendError::Upstream(e)) => return upstream_failure(e, request_id, outcome).await,
             Err(SendError::Downstream(e)) => {
                 return downstream_failure(e, request_id, outcome).await
             }
-        };
-        match head {
-            Ok(h) => break (h, conn),
-            Err(e)
-                if conn.reused
-                    && attempt == 1
-                    && bodiless
-                    && req.is_idempotent()
-                    && !matches!(e, UpstreamError::ResponseTimeout) =>
-            {
-                tracing::debug!(error = %e, "pooled upstream connection was closed; retrying on a new one");
-                conn = match upstream.connect().await {
-                    Ok(c) => c,
-                    Err(e) => return upstream_failure(e, request_id, outcome).await,
-                };
-            }
-            Err(e) => return upstream_failure(e, request_id, outcome).await,
         }
+    } else {
+        let mut conn = match upstream.checkout().await {
+            Ok(c) => c,
+            Err(e) => return upstream_failure(e, request_id, outcome).await,
+        };
+
+        // Send the head with the body bytes already decoded, then the rest of the body.
+        let mut attempt = 0;
+        let (resp, conn) = loop {
+            attempt += 1;
+            let sent = send_request(
+                &mut conn,
+                &up_head,
+                &mut pending,
+                down,
+                &mut decoder,
+                encoder,
+                http,
+            )
+            .await;
+            // A peer that closed a pooled connection shows as a failed write or an empty read; only a
+            // request that can safely be repeated, and whose body is not consumed, is sent again.
+            let head = match sent {
+                Ok(()) => {
+                    read_response_head(
+                        &mut conn,
+                        req,
+                        Some(&mut down.io),
+                        upstream.config().response_header_timeout,
+                    )
+                    .await
+                }
+                Err(SendError::Upstream(e)) => Err(e),
+                Err(SendError::Downstream(e)) => {
+                    return downstream_failure(e, request_id, outcome).await
+                }
+            };
+            match head {
+                Ok(h) => break (h, conn),
+                Err(e)
+                    if conn.reused
+                        && attempt == 1
+                        && bodiless
+                        && req.is_idempotent()
+                        && !matches!(e, UpstreamError::ResponseTimeout) =>
+                {
+                    tracing::debug!(error = %e, "pooled upstream connection was closed; retrying on a new one");
+                    conn = match upstream.connect().await {
+                        Ok(c) => c,
+                        Err(e) => return upstream_failure(e, request_id, outcome).await,
+                    };
+                }
+                Err(e) => return upstream_failure(e, request_id, outcome).await,
+            }
+        };
+        let body = UpBody::H1 {
+            decoder: Decoder::new(resp.body, u64::MAX),
+            keep_alive: resp.keep_alive,
+            conn,
+        };
+        (resp, body)
     };
     outcome.bytes_in = fwd.body_in.unwrap_or(decoder.total);
     outcome.status = Some(resp.status);
@@ -753,7 +790,7 @@ where
         ResponseRedaction::Stream(r) => Some(r),
         ResponseRedaction::Buffered(p) => {
             return buffered_response(
-                conn,
+                up,
                 resp,
                 &p,
                 req,
@@ -766,7 +803,6 @@ where
         }
     };
     let mut resp = resp;
-    let upstream_body = resp.body;
     if sse.is_some() {
         // The redacted stream's length differs from the upstream's: always chunked (or
         // close-delimited to an HTTP/1.0 client).
@@ -789,10 +825,8 @@ where
     );
 
     // Response body.
-    let mut decoder = Decoder::new(upstream_body, u64::MAX);
     let streamed = stream_response(
-        &mut conn,
-        &mut decoder,
+        &mut up,
         encoder,
         &mut out,
         down,
@@ -819,11 +853,63 @@ where
             return outcome;
         }
     }
-    if resp.keep_alive && decoder.is_done() {
-        upstream.checkin(conn);
-    }
+    up.done(upstream);
     outcome.keep_alive = keep_alive;
     outcome
+}
+
+/// Sends a request from an HTTP/1.1 client as a stream on an h2c upstream's connection: `first`
+/// (a whole or redacted body), or the client's body decoded frame by frame, trailers included.
+async fn h2c_exchange<S: AsyncRead + Unpin>(
+    down: &mut Reader<S>,
+    request: http::Request<()>,
+    first: Bytes,
+    decoder: &mut Decoder,
+    upstream: &Upstream,
+    http: &HttpConfig,
+) -> Result<(ResponseHead, UpBody), SendError> {
+    let idle = http.body_idle_timeout;
+    let proto = |e: String| {
+        SendError::Upstream(UpstreamError::Protocol {
+            reason: format!("h2c: {e}"),
+        })
+    };
+    let mut sender = upstream.h2c().await.map_err(SendError::Upstream)?;
+    let bodiless = first.is_empty() && decoder.is_done();
+    let (response, mut stream) = sender
+        .send_request(request, bodiless)
+        .map_err(|e| proto(e.to_string()))?;
+    if !bodiless {
+        crate::h2::send_data(&mut stream, first, idle)
+            .await
+            .map_err(proto)?;
+        let mut trailers = None;
+        while !decoder.is_done() {
+            match decoder
+                .decode(&mut down.buf)
+                .map_err(SendError::Downstream)?
+            {
+                Some(Frame::Data(d)) => crate::h2::send_data(&mut stream, d, idle)
+                    .await
+                    .map_err(proto)?,
+                Some(Frame::Trailers(t)) => {
+                    let t = crate::upstream::parse_trailers(&t);
+                    trailers = (!t.is_empty()).then_some(t);
+                }
+                None => fill_body(down, idle).await.map_err(SendError::Downstream)?,
+            }
+        }
+        match trailers {
+            Some(t) => stream.send_trailers(t),
+            None => stream.send_data(Bytes::new(), true),
+        }
+        .map_err(|e| proto(e.to_string()))?;
+    }
+    let resp = timeout(upstream.config().response_header_timeout, response)
+        .await
+        .map_err(|_| SendError::Upstream(UpstreamError::ResponseTimeout))?
+        .map_err(|e| proto(e.to_string()))?;
+    Ok(crate::h2::response_from(resp))
 }
 
 /// Why sending a request upstream failed.
@@ -1093,9 +1179,10 @@ fn write_response_head(
 }
 
 /// Streams the response body from the upstream to the client; returns body bytes relayed.
+/// Pieces that arrived together leave together; before waiting on the upstream, whatever is
+/// ready goes to the client (this is what makes each SSE event leave as soon as it arrives).
 async fn stream_response<S: AsyncWrite + Unpin>(
-    conn: &mut Conn,
-    decoder: &mut Decoder,
+    up: &mut UpBody,
     encoder: Encoder,
     out: &mut BytesMut,
     down: &mut Reader<S>,
@@ -1103,72 +1190,53 @@ async fn stream_response<S: AsyncWrite + Unpin>(
     mut sse: Option<&mut (dyn crate::redact::stream::StreamRedactor + 'static)>,
 ) -> Result<u64, (Side, String)> {
     let client_err = |e: std::io::Error| (Side::Downstream, format!("client write failed: {e}"));
-    let mut ended_with_trailers = false;
-    let mut held_trailers = None;
+    let mut trailers = None;
     loop {
-        match decoder.decode(&mut conn.reader.buf) {
-            Ok(Some(f)) => {
-                match (&mut sse, &f) {
-                    (Some(r), Frame::Data(d)) => {
-                        encoder.encode(&Frame::Data(Bytes::from(r.push(d))), out);
-                        if r.failure().is_some() {
-                            // The error event ends the stream; nothing more is read or sent.
-                            break;
-                        }
-                    }
-                    // Trailers end the chunked body: with a redactor they wait until its held
-                    // text is out.
-                    (Some(_), Frame::Trailers(_)) => held_trailers = Some(f.clone()),
-                    _ => {
-                        ended_with_trailers |= matches!(f, Frame::Trailers(_));
-                        encoder.encode(&f, out);
-                    }
-                }
-                // The piece that completes the body stays in `out` (see `Outcome::tail`).
-                if out.len() >= FLUSH_AT && !decoder.is_done() {
+        let frame = match up.ready()? {
+            Some(f) => Some(f),
+            None if up.is_done() => None,
+            None => {
+                if !out.is_empty() {
                     timed_write(&mut down.io, out, idle)
                         .await
                         .map_err(client_err)?;
                     out.clear();
                 }
-                continue;
+                up.next(idle).await?
             }
-            Ok(None) if decoder.is_done() => break,
-            Ok(None) => {}
-            Err(e) => return Err((Side::Upstream, format!("response body: {e}"))),
+        };
+        match frame {
+            None => break,
+            Some(UpFrame::Data(d)) => match &mut sse {
+                Some(r) => {
+                    encoder.encode(&Frame::Data(Bytes::from(r.push(&d))), out);
+                    if r.failure().is_some() {
+                        // The error event ends the stream; nothing more is read or sent.
+                        break;
+                    }
+                }
+                None => encoder.encode(&Frame::Data(d), out),
+            },
+            // Trailers end the body; with a redactor they wait until its held text is out.
+            Some(UpFrame::Trailers(t)) => trailers = Some(t),
         }
-        // Needs more from the upstream: first hand the client what is ready (this is what makes
-        // each SSE event leave as soon as it arrives).
-        if !out.is_empty() {
+        // The piece that completes the body stays in `out` (see `Outcome::tail`).
+        if out.len() >= FLUSH_AT && !up.is_done() {
             timed_write(&mut down.io, out, idle)
                 .await
                 .map_err(client_err)?;
             out.clear();
-        }
-        match timeout(idle, conn.reader.fill()).await {
-            Ok(Ok(0)) => {
-                decoder
-                    .finish_at_eof()
-                    .map_err(|e| (Side::Upstream, format!("response body: {e}")))?;
-                break;
-            }
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err((Side::Upstream, format!("response read failed: {e}"))),
-            Err(_) => return Err((Side::Upstream, "response body idle timeout".into())),
         }
     }
     if let Some(r) = sse {
         let rest = r.finish();
         encoder.encode(&Frame::Data(Bytes::from(rest)), out);
     }
-    if let Some(t) = held_trailers {
-        encoder.encode(&t, out);
-        ended_with_trailers = true;
+    match trailers.filter(|t| !t.is_empty()) {
+        Some(t) => encoder.encode(&Frame::Trailers(trailer_lines(&t)), out),
+        None => encoder.finish(out),
     }
-    if !ended_with_trailers {
-        encoder.finish(out);
-    }
-    Ok(decoder.total)
+    Ok(up.total())
 }
 
 async fn downstream_failure(e: H1Error, request_id: &str, mut outcome: Outcome) -> Outcome {

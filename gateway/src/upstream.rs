@@ -15,8 +15,13 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::time::Instant;
 
+use bytes::Bytes;
+use tokio::time::timeout;
+
 use crate::config::{UpstreamAddr, UpstreamConfig};
-use crate::protocol::h1::Reader;
+use crate::error::Side;
+use crate::protocol::h1::{Decoder, Reader};
+use crate::protocol::Frame;
 
 /// Why an upstream exchange failed.
 #[derive(Debug, thiserror::Error)]
@@ -145,7 +150,7 @@ pub struct Upstream {
     idle: Mutex<Vec<Idle>>,
     /// The multiplexed connection of an `h2c` upstream, opened on first use and again after
     /// it fails.
-    h2: tokio::sync::Mutex<Option<h2::client::SendRequest<bytes::Bytes>>>,
+    h2: tokio::sync::Mutex<Option<h2::client::SendRequest<Bytes>>>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -170,7 +175,7 @@ impl Upstream {
 
     /// A handle for a new stream on the `h2c` connection, ready to send (waiting while the
     /// upstream's stream limit is reached).
-    pub async fn h2c(&self) -> Result<h2::client::SendRequest<bytes::Bytes>, UpstreamError> {
+    pub async fn h2c(&self) -> Result<h2::client::SendRequest<Bytes>, UpstreamError> {
         let protocol = |e: h2::Error| UpstreamError::Protocol {
             reason: format!("h2c: {e}"),
         };
@@ -183,12 +188,12 @@ impl Upstream {
         }
         let mut slot = self.h2.lock().await;
         let conn = self.connect().await?;
-        let (send, connection) = tokio::time::timeout(
+        let (send, connection) = timeout(
             self.config.connect_timeout,
             h2::client::Builder::new()
                 .initial_window_size(256 * 1024)
                 .initial_connection_window_size(1024 * 1024)
-                .handshake::<_, bytes::Bytes>(conn.reader.io),
+                .handshake::<_, Bytes>(conn.reader.io),
         )
         .await
         .map_err(|_| UpstreamError::ConnectTimeout {
@@ -235,7 +240,7 @@ impl Upstream {
                 UpstreamAddr::Unix(p) => UnixStream::connect(p).await.map(Stream::Unix),
             }
         };
-        match tokio::time::timeout(self.config.connect_timeout, connect).await {
+        match timeout(self.config.connect_timeout, connect).await {
             Ok(Ok(s)) => Ok(Conn {
                 reader: Reader::new(s),
                 reused: false,
@@ -277,4 +282,181 @@ impl Upstream {
     pub fn idle_count(&self) -> usize {
         self.idle.lock().map(|v| v.len()).unwrap_or(0)
     }
+}
+
+/// The upstream's response body, whichever protocol carried it.
+pub enum UpBody {
+    /// From a pooled HTTP/1.1 connection.
+    H1 {
+        /// The connection.
+        conn: Conn,
+        /// The body's framing.
+        decoder: Decoder,
+        /// The connection may be reused after the body.
+        keep_alive: bool,
+    },
+    /// A stream of the h2c connection.
+    H2 {
+        /// The stream.
+        recv: h2::RecvStream,
+        /// Bytes received.
+        total: u64,
+        /// DATA ended.
+        data_done: bool,
+        /// Trailers read.
+        trailers_done: bool,
+    },
+}
+
+/// A piece of an upstream response body.
+pub enum UpFrame {
+    /// Body bytes.
+    Data(Bytes),
+    /// Trailers.
+    Trailers(http::HeaderMap),
+}
+
+impl UpBody {
+    /// A piece already received, without waiting for I/O (HTTP/1.1: decodable from the read
+    /// buffer; an h2c stream always waits).
+    pub fn ready(&mut self) -> Result<Option<UpFrame>, (Side, String)> {
+        match self {
+            Self::H1 { conn, decoder, .. } => match decoder.decode(&mut conn.reader.buf) {
+                Ok(Some(Frame::Data(d))) => Ok(Some(UpFrame::Data(d))),
+                Ok(Some(Frame::Trailers(t))) => Ok(Some(UpFrame::Trailers(parse_trailers(&t)))),
+                Ok(None) => Ok(None),
+                Err(e) => Err((Side::Upstream, format!("response body: {e}"))),
+            },
+            Self::H2 { .. } => Ok(None),
+        }
+    }
+
+    /// Whether the body has ended.
+    pub fn is_done(&self) -> bool {
+        match self {
+            Self::H1 { decoder, .. } => decoder.is_done(),
+            Self::H2 {
+                data_done,
+                trailers_done,
+                ..
+            } => *data_done && *trailers_done,
+        }
+    }
+
+    /// The next piece, reading from the upstream as needed; `None` at the end.
+    pub async fn next(&mut self, idle: Duration) -> Result<Option<UpFrame>, (Side, String)> {
+        let body_err = |e: String| (Side::Upstream, format!("response body: {e}"));
+        match self {
+            Self::H1 { conn, decoder, .. } => loop {
+                match decoder.decode(&mut conn.reader.buf) {
+                    Ok(Some(Frame::Data(d))) => return Ok(Some(UpFrame::Data(d))),
+                    Ok(Some(Frame::Trailers(t))) => {
+                        return Ok(Some(UpFrame::Trailers(parse_trailers(&t))))
+                    }
+                    Ok(None) if decoder.is_done() => return Ok(None),
+                    Ok(None) => {}
+                    Err(e) => return Err(body_err(e.to_string())),
+                }
+                match timeout(idle, conn.reader.fill()).await {
+                    Ok(Ok(0)) => {
+                        decoder
+                            .finish_at_eof()
+                            .map_err(|e| body_err(e.to_string()))?;
+                        return Ok(None);
+                    }
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return Err(body_err(e.to_string())),
+                    Err(_) => return Err(body_err("idle timeout".into())),
+                }
+            },
+            Self::H2 {
+                recv,
+                total,
+                data_done,
+                trailers_done,
+            } => {
+                while !*data_done {
+                    match timeout(idle, recv.data()).await {
+                        Err(_) => return Err(body_err("idle timeout".into())),
+                        Ok(None) => *data_done = true,
+                        Ok(Some(Err(e))) => return Err(body_err(e.to_string())),
+                        Ok(Some(Ok(d))) => {
+                            // Taken off the upstream's window; the client's window paces the
+                            // next read, since the caller sends this piece first.
+                            let _ = recv.flow_control().release_capacity(d.len());
+                            *total += d.len() as u64;
+                            if !d.is_empty() {
+                                return Ok(Some(UpFrame::Data(d)));
+                            }
+                        }
+                    }
+                }
+                if *trailers_done {
+                    return Ok(None);
+                }
+                *trailers_done = true;
+                match timeout(idle, recv.trailers()).await {
+                    Err(_) => Err(body_err("idle timeout".into())),
+                    Ok(Err(e)) => Err(body_err(e.to_string())),
+                    Ok(Ok(t)) => Ok(t.map(UpFrame::Trailers)),
+                }
+            }
+        }
+    }
+
+    /// Body bytes received so far.
+    pub fn total(&self) -> u64 {
+        match self {
+            Self::H1 { decoder, .. } => decoder.total,
+            Self::H2 { total, .. } => *total,
+        }
+    }
+
+    /// The body was read to its end: an HTTP/1.1 connection goes back to the pool.
+    pub fn done(self, upstream: &Upstream) {
+        if let Self::H1 {
+            conn,
+            decoder,
+            keep_alive: true,
+        } = self
+        {
+            if decoder.is_done() {
+                upstream.checkin(conn);
+            }
+        }
+    }
+}
+
+/// Raw trailer lines (`name: value\r\n`) as a header map; lines that do not parse are dropped.
+pub fn parse_trailers(raw: &[u8]) -> http::HeaderMap {
+    let mut map = http::HeaderMap::new();
+    for line in raw.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some(colon) = memchr::memchr(b':', line) else {
+            continue;
+        };
+        let (name, value) = (&line[..colon], &line[colon + 1..]);
+        let value = value.trim_ascii();
+        if let (Ok(n), Ok(v)) = (
+            http::HeaderName::from_bytes(name),
+            http::HeaderValue::from_bytes(value),
+        ) {
+            if !crate::protocol::h1::is_hop_by_hop(&n, &map) {
+                map.append(n, v);
+            }
+        }
+    }
+    map
+}
+
+/// A header map as raw trailer lines (`name: value\r\n`), for an HTTP/1.1 chunked body.
+pub fn trailer_lines(map: &http::HeaderMap) -> Bytes {
+    let mut out = bytes::BytesMut::new();
+    for (name, value) in map {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.freeze()
 }

@@ -366,3 +366,29 @@ async fn h2c_listener_serves_in_host_clients() {
         200
     );
 }
+
+/// An HTTP/1.1 client reaches an h2c upstream too: its request becomes a stream on the
+/// upstream's connection, the answer comes back chunked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_clients_reach_an_h2c_upstream() {
+    let (grpc_addr, _server) = crate::grpc::start().await;
+    let gw = gateway::new(grpc_addr.to_string())
+        .upstream("protocol = \"h2c\"")
+        .run();
+    let http = client::http(&gw.ca);
+    for (method, copies) in [("Unary", 1), ("Stream", 3)] {
+        let r = http
+            .post(url(gw.addr, &format!("/moat.test.Echo/{method}")))
+            .header("content-type", "application/grpc")
+            .body(crate::grpc::frame(b"over http/1.1").to_vec())
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.version(), reqwest::Version::HTTP_11);
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["x-seen-content-type"], "application/grpc");
+        let msgs = crate::grpc::messages(r.bytes().await.expect("body"));
+        assert_eq!(msgs.len(), copies, "{method}");
+        assert!(msgs.iter().all(|m| &m[..] == b"over http/1.1"));
+    }
+}
