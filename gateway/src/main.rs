@@ -6,6 +6,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use moat::config::Config;
 
+/// mimalloc: many small, short-lived buffers per request (measured in docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit code for invalid configuration or usage (sysexits EX_USAGE).
 const EX_USAGE: u8 = 64;
 

@@ -305,12 +305,12 @@ impl Gateway {
 
     /// Waits up to `within` for moat to exit; its status, if it did.
     pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
-        let until = std::time::Instant::now() + within;
-        while std::time::Instant::now() < until {
+        let step = Duration::from_millis(20);
+        for _ in 0..=within.as_millis() / step.as_millis() {
             if let Ok(Some(s)) = self.child.try_wait() {
                 return Some(s);
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(step);
         }
         None
     }

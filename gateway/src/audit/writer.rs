@@ -29,6 +29,9 @@ use super::{
     FsyncMode, GENESIS, HEAD_FILE, KEY_FILE, PUBKEY_FILE,
 };
 
+/// How long the writer lets records gather after the first one arrives (`batch` and `never`).
+const GATHER: Duration = Duration::from_micros(500);
+
 /// Shared health of the trail.
 #[derive(Debug, Default)]
 struct Health {
@@ -452,6 +455,12 @@ impl Writer {
             let mut shutdown = None;
             let mut batch = Vec::new();
             if let Some(m) = first {
+                if self.cfg.fsync != FsyncMode::Always && !matches!(m, Msg::Shutdown(_)) {
+                    // Gather: senders do not wake a writer that is not waiting on the queue, so
+                    // under load one wake-up serves a whole batch instead of one per record.
+                    // (With `always`, responses wait for the write: no added delay.)
+                    std::thread::sleep(GATHER);
+                }
                 batch.push(m);
                 // Group commit: everything already queued goes in the same write.
                 while batch.len() < 4096 {
