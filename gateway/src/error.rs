@@ -182,6 +182,14 @@ impl Reject {
         side: Side::Downstream,
     };
 
+    /// A response that cannot be redacted under a fail-closed profile.
+    pub const REDACTION_FAILED: Self = Self {
+        status: StatusCode::BAD_GATEWAY,
+        kind: "redaction_failed",
+        message: "the response could not be redacted",
+        side: Side::Internal,
+    };
+
     /// The reply while the audit trail cannot take records: nothing is forwarded unaudited.
     pub const AUDIT_UNAVAILABLE: Self = Self {
         status: StatusCode::SERVICE_UNAVAILABLE,

@@ -35,8 +35,7 @@ use crate::pipeline::{self, model_of, request_id, upstream_head, ResponseRedacti
 use crate::protocol::h1::{Decoder, Encoder, H1Error};
 use crate::protocol::{BodyKind, Frame, RequestHead, ResponseHead, Version};
 use crate::proxy::{
-    millis, read_response_head, timed_write, write_all_vectored, ClientAddr, Route,
-    MAX_BUFFERED_RESPONSE, MODEL_LOOKAHEAD,
+    millis, read_response_head, timed_write, write_all_vectored, ClientAddr, Route, MODEL_LOOKAHEAD,
 };
 use crate::redact::stream::StreamRedactor;
 use crate::upstream::{Conn, UpBody, UpFrame, UpstreamError};
@@ -895,52 +894,22 @@ impl Exchange<'_> {
         p: &crate::redact::Profile,
         idle: Duration,
     ) -> Option<SendStream<Bytes>> {
-        let mut body = BytesMut::new();
-        let read: Result<(), String> = loop {
-            match up.next(idle).await {
-                Ok(Some(UpFrame::Data(d))) => {
-                    body.extend_from_slice(&d);
-                    if body.len() as u64 > MAX_BUFFERED_RESPONSE {
-                        break Err("larger than the redaction buffer".into());
-                    }
-                }
-                Ok(Some(UpFrame::Trailers(_))) => {}
-                Ok(None) => break Ok(()),
-                Err((_, e)) => break Err(e),
-            }
-        };
-        if let Err(why) = read {
-            return self.upstream_failed(
-                respond,
-                UpstreamError::Protocol {
-                    reason: format!("response body: {why}"),
-                },
-            );
-        }
-        let mut st = crate::redact::State::default();
-        let redacted = match pipeline::redact_body(p, &resp.headers, &body, &mut st) {
-            Ok(b) => b,
-            Err(pipeline::BodyRedaction::Unredactable(why)) if p.fail_open => {
-                self.error = Some((
-                    Side::Internal,
-                    format!("response redaction failed open ({why}): forwarded unredacted"),
-                ));
-                body.freeze()
-            }
-            Err(e) => {
-                let r = Reject {
-                    status: http::StatusCode::BAD_GATEWAY,
-                    kind: "redaction_failed",
-                    message: "the response could not be redacted",
-                    side: Side::Internal,
-                };
+        let redacted = match pipeline::read_and_redact(&mut up, &resp, p, idle).await {
+            Ok(r) => r,
+            Err(pipeline::NotRedacted::Upstream(e)) => return self.upstream_failed(respond, e),
+            Err(pipeline::NotRedacted::Refused(why)) => {
+                let r = Reject::REDACTION_FAILED;
                 self.status = Some(r.status);
-                self.error = Some((Side::Internal, format!("response redaction: {e}")));
+                self.error = Some((Side::Internal, why));
                 send_reject(respond, &r, Some(self.request_id));
                 return None;
             }
         };
-        self.response_redactions = st.counts;
+        if let Some(note) = redacted.note {
+            self.error = Some((Side::Internal, note));
+        }
+        self.response_redactions = redacted.counts;
+        let redacted = redacted.body;
         self.bytes_out = redacted.len() as u64;
         up.done(&self.auth.upstream);
         let head = self.response_head(&resp, Some(redacted.len() as u64));

@@ -176,6 +176,72 @@ pub(crate) fn response_redaction(
     }
 }
 
+/// Largest response body read whole for redaction.
+pub(crate) const MAX_BUFFERED_RESPONSE: u64 = 16 * 1024 * 1024;
+
+/// A response body read whole and redacted.
+pub(crate) struct Redacted {
+    /// What the client gets.
+    pub body: Bytes,
+    /// Values redacted, by entity.
+    pub counts: BTreeMap<&'static str, u64>,
+    /// Set when the profile failed open and the body went out unredacted.
+    pub note: Option<String>,
+}
+
+/// Why a response could not be read whole and redacted.
+pub(crate) enum NotRedacted {
+    /// Reading it from the upstream failed.
+    Upstream(crate::upstream::UpstreamError),
+    /// It cannot be redacted under a fail-closed profile (the client gets 502).
+    Refused(String),
+}
+
+/// Reads a response body whole (at most [`MAX_BUFFERED_RESPONSE`]) and redacts it under `p`.
+pub(crate) async fn read_and_redact(
+    up: &mut crate::upstream::UpBody,
+    resp: &ResponseHead,
+    p: &Profile,
+    idle: std::time::Duration,
+) -> Result<Redacted, NotRedacted> {
+    use crate::upstream::{UpFrame, UpstreamError};
+    let mut body = BytesMut::new();
+    let read: Result<(), String> = loop {
+        match up.next(idle).await {
+            Ok(Some(UpFrame::Data(d))) => {
+                body.extend_from_slice(&d);
+                if body.len() as u64 > MAX_BUFFERED_RESPONSE {
+                    break Err("larger than the redaction buffer".into());
+                }
+            }
+            Ok(Some(UpFrame::Trailers(_))) => {}
+            Ok(None) => break Ok(()),
+            Err((_, e)) => break Err(e),
+        }
+    };
+    if let Err(why) = read {
+        return Err(NotRedacted::Upstream(UpstreamError::Protocol {
+            reason: format!("response body: {why}"),
+        }));
+    }
+    let mut st = crate::redact::State::default();
+    match redact_body(p, &resp.headers, &body, &mut st) {
+        Ok(b) => Ok(Redacted {
+            body: b,
+            counts: st.counts,
+            note: None,
+        }),
+        Err(BodyRedaction::Unredactable(why)) if p.fail_open => Ok(Redacted {
+            body: body.freeze(),
+            counts: st.counts,
+            note: Some(format!(
+                "response redaction failed open ({why}): forwarded unredacted"
+            )),
+        }),
+        Err(e) => Err(NotRedacted::Refused(format!("response redaction: {e}"))),
+    }
+}
+
 /// Logs and records a refusal by identity, policy or request redaction.
 pub(crate) fn record_denial(
     route: &Route,

@@ -26,8 +26,7 @@ use crate::config::UpstreamProtocol;
 use crate::error::{Reject, Side};
 use crate::identity::{Identifier, PeerCert, Principal, Source};
 use crate::pipeline::{
-    self, model_of, put_header, redact_body, request_id, upstream_head, BodyRedaction,
-    ResponseRedaction,
+    self, model_of, put_header, request_id, upstream_head, NotRedacted, ResponseRedaction,
 };
 use crate::policy::Policy;
 use crate::protocol::h1::{self, Decoder, Encoder, H1Error, Limits, Reader};
@@ -428,9 +427,6 @@ async fn deny<S: AsyncWrite + Unpin>(
     let _ = io.shutdown().await;
 }
 
-/// Largest response body read whole for redaction.
-pub(crate) const MAX_BUFFERED_RESPONSE: u64 = 16 * 1024 * 1024;
-
 /// Reads a non-streamed response whole, redacts it, and leaves head and body in
 /// `outcome.tail`. A response that cannot be redacted under a fail-closed profile becomes a 502.
 #[expect(
@@ -447,54 +443,22 @@ async fn buffered_response(
     upstream: &Arc<Upstream>,
     idle: Duration,
 ) -> Outcome {
-    let mut body = BytesMut::new();
-    let read: Result<(), String> = loop {
-        match up.next(idle).await {
-            Ok(Some(UpFrame::Data(d))) => {
-                body.extend_from_slice(&d);
-                if body.len() as u64 > MAX_BUFFERED_RESPONSE {
-                    break Err("larger than the redaction buffer".into());
-                }
-            }
-            Ok(Some(UpFrame::Trailers(_))) => {}
-            Ok(None) => break Ok(()),
-            Err((_, e)) => break Err(e),
-        }
-    };
-    if let Err(why) = read {
-        return upstream_failure(
-            UpstreamError::Protocol {
-                reason: format!("response body: {why}"),
-            },
-            request_id,
-            outcome,
-        )
-        .await;
-    }
-    let mut st = crate::redact::State::default();
-    let redacted = match redact_body(p, &resp.headers, &body, &mut st) {
-        Ok(b) => b,
-        Err(BodyRedaction::Unredactable(why)) if p.fail_open => {
-            outcome.error = Some((
-                Side::Internal,
-                format!("response redaction failed open ({why}): forwarded unredacted"),
-            ));
-            body.freeze()
-        }
-        Err(e) => {
-            let r = Reject {
-                status: StatusCode::BAD_GATEWAY,
-                kind: "redaction_failed",
-                message: "the response could not be redacted",
-                side: Side::Internal,
-            };
+    let redacted = match pipeline::read_and_redact(&mut up, &resp, p, idle).await {
+        Ok(r) => r,
+        Err(NotRedacted::Upstream(e)) => return upstream_failure(e, request_id, outcome).await,
+        Err(NotRedacted::Refused(why)) => {
+            let r = Reject::REDACTION_FAILED;
             r.write_h1(&mut outcome.tail, Some(request_id));
             outcome.status = Some(r.status);
-            outcome.error = Some((Side::Internal, format!("response redaction: {e}")));
+            outcome.error = Some((Side::Internal, why));
             return outcome;
         }
     };
-    outcome.response_redactions = st.counts;
+    if let Some(note) = redacted.note {
+        outcome.error = Some((Side::Internal, note));
+    }
+    outcome.response_redactions = redacted.counts;
+    let redacted = redacted.body;
     outcome.bytes_out = redacted.len() as u64;
     up.done(upstream);
     resp.headers.remove(header::TRANSFER_ENCODING);

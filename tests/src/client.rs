@@ -49,6 +49,45 @@ fn tls_config_with(
     c
 }
 
+/// The `x-request-id` moat set on a response.
+pub fn request_id(r: &reqwest::Response) -> String {
+    r.headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("x-request-id")
+        .to_owned()
+}
+
+/// Reads a body the test origin's `/bytes/N` sent; returns its length and whether every byte
+/// matched the origin's pattern.
+pub async fn read_pattern(r: reqwest::Response) -> (u64, bool) {
+    use futures_util::StreamExt;
+    let mut stream = r.bytes_stream();
+    let (mut n, mut ok) = (0u64, true);
+    while let Some(piece) = stream.next().await {
+        let piece = piece.expect("piece");
+        for (i, b) in piece.iter().enumerate() {
+            ok &= u64::from(*b) == ((n + i as u64) % (64 * 1024)) % 251;
+        }
+        n += piece.len() as u64;
+    }
+    (n, ok)
+}
+
+/// The text of an OpenAI chat-completion SSE body: every `choices[0].delta.content`, joined.
+pub fn sse_text(body: &[u8]) -> String {
+    String::from_utf8_lossy(body)
+        .split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+        .filter_map(|v| {
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
 /// An HTTP/2 client (ALPN `h2` only) for `https://localhost:<port>` that trusts `ca`: every
 /// request is a stream on one connection.
 pub fn http2(ca: &Path) -> reqwest::Client {

@@ -112,10 +112,8 @@ fn run_with_an_invalid_file_exits_64() {
     assert_eq!(out.status.code(), Some(64));
 }
 
-/// `moat demo` prints curl commands; each works exactly as printed.
-#[test]
-fn demo_prints_curl_commands_that_work() {
-    let port = free_port();
+/// Starts `moat demo` on `port`; returns it and what it printed up to its "Ctrl-C" line.
+fn start_demo(port: u16) -> (std::process::Child, Vec<String>) {
     let mut demo = Command::new(binary())
         .args(["demo", "--port", &port.to_string()])
         .stdout(Stdio::piped())
@@ -123,15 +121,27 @@ fn demo_prints_curl_commands_that_work() {
         .spawn()
         .expect("moat demo");
     let stdout = demo.stdout.take().expect("stdout");
-    let mut commands = Vec::new();
+    let mut lines = Vec::new();
     for line in std::io::BufReader::new(stdout).lines() {
         let line = line.expect("line");
-        if line.starts_with("curl ") {
-            commands.push(line);
-        } else if line.starts_with("Ctrl-C") {
+        let last = line.starts_with("Ctrl-C");
+        lines.push(line);
+        if last {
             break;
         }
     }
+    (demo, lines)
+}
+
+/// `moat demo` prints curl commands; each works exactly as printed.
+#[test]
+fn demo_prints_curl_commands_that_work() {
+    let port = free_port();
+    let (mut demo, lines) = start_demo(port);
+    let commands: Vec<String> = lines
+        .into_iter()
+        .filter(|l| l.starts_with("curl "))
+        .collect();
     let outputs: Vec<(bool, String)> = commands
         .iter()
         .map(|cmd| {
@@ -201,23 +211,11 @@ fn openai_python_client_through_the_demo() {
         return;
     }
     let port = free_port();
-    let mut demo = Command::new(binary())
-        .args(["demo", "--port", &port.to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("moat demo");
-    let stdout = demo.stdout.take().expect("stdout");
-    let mut ca = None;
-    for line in std::io::BufReader::new(stdout).lines() {
-        let line = line.expect("line");
-        if let Some(path) = line.split_whitespace().find(|w| w.ends_with("ca.pem")) {
-            ca.get_or_insert(path.to_owned());
-        }
-        if line.starts_with("Ctrl-C") {
-            break;
-        }
-    }
+    let (mut demo, lines) = start_demo(port);
+    let ca = lines
+        .iter()
+        .find_map(|l| l.split_whitespace().find(|w| w.ends_with("ca.pem")))
+        .map(str::to_owned);
     let ca = ca.expect("the demo printed its CA path");
     let script = r#"
 import sys
@@ -277,22 +275,11 @@ fn curl_http2_and_nghttp_against_the_demo() {
         return;
     }
     let port = free_port();
-    let mut demo = Command::new(binary())
-        .args(["demo", "--port", &port.to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("moat demo");
-    let stdout = demo.stdout.take().expect("stdout");
-    let mut commands = Vec::new();
-    for line in std::io::BufReader::new(stdout).lines() {
-        let line = line.expect("line");
-        if line.starts_with("curl ") {
-            commands.push(line);
-        } else if line.starts_with("Ctrl-C") {
-            break;
-        }
-    }
+    let (mut demo, lines) = start_demo(port);
+    let commands: Vec<String> = lines
+        .into_iter()
+        .filter(|l| l.starts_with("curl "))
+        .collect();
     let sh = |cmd: &str| {
         let out = Command::new("sh").arg("-c").arg(cmd).output().expect("sh");
         (

@@ -27,12 +27,7 @@ async fn concurrent_streams_share_one_connection_and_each_is_audited() {
                 .expect("request");
             assert_eq!(r.version(), reqwest::Version::HTTP_2);
             assert_eq!(r.status(), 200);
-            let id = r
-                .headers()
-                .get("x-request-id")
-                .and_then(|v| v.to_str().ok())
-                .expect("id")
-                .to_owned();
+            let id = client::request_id(&r);
             assert_eq!(r.text().await.expect("body"), format!("stream {i}"));
             id
         }
@@ -73,12 +68,7 @@ async fn sse_is_redacted_as_it_streams() {
         .expect("GET");
     assert_eq!(r.version(), reqwest::Version::HTTP_2);
     assert_eq!(r.status(), 200);
-    let id = r
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .expect("id")
-        .to_owned();
+    let id = client::request_id(&r);
     let mut stream = r.bytes_stream();
     let mut got = Vec::new();
     while !String::from_utf8_lossy(&got).contains("Hello, my email is ") {
@@ -94,16 +84,7 @@ async fn sse_is_redacted_as_it_streams() {
     while let Some(piece) = stream.next().await {
         got.extend_from_slice(&piece.expect("piece"));
     }
-    let text: String = String::from_utf8_lossy(&got)
-        .split("\n\n")
-        .filter_map(|e| e.strip_prefix("data: "))
-        .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
-        .filter_map(|v| {
-            v["choices"][0]["delta"]["content"]
-                .as_str()
-                .map(str::to_owned)
-        })
-        .collect();
+    let text = client::sse_text(&got);
     assert_eq!(text, "Hello, my email is <EMAIL_ADDRESS>. Bye");
     let rec = gw.audit_record(&id).await;
     assert_eq!(rec["redactions"]["EMAIL_ADDRESS.response"], 1, "{rec}");
@@ -152,15 +133,7 @@ async fn large_bodies_stream_both_ways_with_bounded_memory() {
         .await
         .expect("download");
     assert_eq!(r.status(), 200);
-    let mut stream = r.bytes_stream();
-    let (mut n, mut ok) = (0u64, true);
-    while let Some(piece) = stream.next().await {
-        let piece = piece.expect("piece");
-        for (i, b) in piece.iter().enumerate() {
-            ok &= u64::from(*b) == ((n + i as u64) % (64 * 1024)) % 251;
-        }
-        n += piece.len() as u64;
-    }
+    let (n, ok) = client::read_pattern(r).await;
     assert_eq!(n, BIG);
     assert!(ok, "downloaded bytes differ from what the upstream sent");
     let grew = gw.memory_kib("VmHWM").saturating_sub(baseline);

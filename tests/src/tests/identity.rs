@@ -462,12 +462,7 @@ async fn http2_gets_the_same_decisions() {
             h1.status,
             "{name}: {value} for {model}"
         );
-        let id2 = r
-            .headers()
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .expect("request id")
-            .to_owned();
+        let id2 = client::request_id(&r);
         let rec1 = gw
             .audit_record(h1.header("x-request-id").expect("id"))
             .await;

@@ -154,15 +154,7 @@ async fn ten_megabytes_stream_both_ways_with_bounded_memory() {
         .expect("download");
     assert_eq!(r.status(), 200);
     assert_eq!(r.content_length(), Some(TEN_MB));
-    let mut stream = r.bytes_stream();
-    let (mut n, mut ok) = (0u64, true);
-    while let Some(piece) = stream.next().await {
-        let piece = piece.expect("piece");
-        for (i, b) in piece.iter().enumerate() {
-            ok &= u64::from(*b) == ((n + i as u64) % (64 * 1024)) % 251;
-        }
-        n += piece.len() as u64;
-    }
+    let (n, ok) = client::read_pattern(r).await;
     assert_eq!(n, TEN_MB);
     assert!(ok, "downloaded bytes differ from what the upstream sent");
 

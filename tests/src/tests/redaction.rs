@@ -118,12 +118,7 @@ async fn streamed_responses_are_masked_as_they_stream() {
         .await
         .expect("GET");
     assert_eq!(r.status(), 200);
-    let id = r
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let id = client::request_id(&r);
     let mut stream = r.bytes_stream();
     let mut got = Vec::new();
     while !String::from_utf8_lossy(&got).contains("Hello, my email is ") {
@@ -142,16 +137,7 @@ async fn streamed_responses_are_masked_as_they_stream() {
     while let Some(piece) = stream.next().await {
         got.extend_from_slice(&piece.expect("piece"));
     }
-    let text: String = String::from_utf8_lossy(&got)
-        .split("\n\n")
-        .filter_map(|e| e.strip_prefix("data: "))
-        .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
-        .filter_map(|v| {
-            v["choices"][0]["delta"]["content"]
-                .as_str()
-                .map(str::to_owned)
-        })
-        .collect();
+    let text = client::sse_text(&got);
     assert_eq!(text, "Hello, my email is <EMAIL_ADDRESS>. Bye");
     assert!(String::from_utf8_lossy(&got).ends_with("data: [DONE]\n\n"));
     let rec = gw.audit_record(&id).await;
