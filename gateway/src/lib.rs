@@ -35,6 +35,7 @@ pub mod protocol;
 pub mod proxy;
 pub mod redact;
 pub mod server;
+pub mod systemd;
 pub mod telemetry;
 pub mod tls;
 pub mod upstream;

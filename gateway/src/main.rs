@@ -469,14 +469,32 @@ async fn run_with(config: Config, on_listening: impl FnOnce()) -> anyhow::Result
     }
     let identifier = std::sync::Arc::new(identifier(&config)?);
     spawn_jwks_reload(identifier.clone());
-    let gateway = moat::server::Gateway::bind(&config, audit.clone(), guard, identifier).await?;
-    for addr in gateway.local_addrs() {
+    let guard_mode = guard.mode.clone();
+    let gateway =
+        moat::server::Gateway::bind(&config, audit.clone(), guard, identifier.clone()).await?;
+    let addrs = gateway.local_addrs();
+    for addr in &addrs {
         tracing::info!(%addr, "listening");
     }
     on_listening();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let serving = tokio::spawn(gateway.run(stop_rx));
+    // systemd: ready once the trail, the guard and the listeners are up.
+    let notifier = std::sync::Arc::new(moat::systemd::Notifier::from_env());
+    let status = format!(
+        "serving on {}; audit fsync {}; guard {guard_mode}",
+        addrs
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+        config.audit.fsync.as_str()
+    );
+    notifier.ready(&status);
+    spawn_watchdog(notifier.clone(), audit.clone(), status.clone());
+    spawn_reload(notifier.clone(), identifier, status);
     shutdown_signal().await;
+    notifier.stopping();
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     let _ = serving.await;
@@ -502,35 +520,81 @@ fn identifier(config: &Config) -> anyhow::Result<moat::identity::Identifier> {
     })
 }
 
-/// Re-reads the JWKS file when it changes (checked every 2 s) and on SIGHUP; a file that does
-/// not load keeps the keys in use.
+/// Re-reads the JWKS file when it changes (checked every 2 s); a file that does not load keeps
+/// the keys in use.
 fn spawn_jwks_reload(identifier: std::sync::Arc<moat::identity::Identifier>) {
     if identifier.jwt.is_none() {
         return;
     }
     tokio::spawn(async move {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut hup = signal(SignalKind::hangup()).ok();
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
         loop {
-            let forced = tokio::select! {
-                _ = tick.tick() => false,
-                _ = async { match hup.as_mut() { Some(h) => { h.recv().await; } None => std::future::pending().await } } => true,
-            };
+            tick.tick().await;
             let Some(jwt) = identifier.jwt.as_ref() else {
                 return;
             };
-            let result = if forced {
-                Some(jwt.reload())
-            } else {
-                jwt.reload_if_changed()
-            };
-            match result {
+            match jwt.reload_if_changed() {
                 Some(Ok(n)) => tracing::info!(keys = n, "JWKS reloaded"),
                 Some(Err(e)) => {
                     tracing::error!(error = %e, "JWKS reload failed; keeping the keys in use")
                 }
                 None => {}
+            }
+        }
+    });
+}
+
+/// SIGHUP: reloads what can change while serving (the JWKS), between `RELOADING=1` and
+/// `READY=1`.
+fn spawn_reload(
+    notifier: std::sync::Arc<moat::systemd::Notifier>,
+    identifier: std::sync::Arc<moat::identity::Identifier>,
+    status: String,
+) {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            notifier.reloading();
+            if let Some(jwt) = identifier.jwt.as_ref() {
+                match jwt.reload() {
+                    Ok(n) => tracing::info!(keys = n, "JWKS reloaded"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "JWKS reload failed; keeping the keys in use")
+                    }
+                }
+            }
+            notifier.ready(&status);
+        }
+    });
+}
+
+/// `WATCHDOG=1` at half systemd's watchdog interval, from the runtime that serves requests: a
+/// stuck runtime stops the pings and systemd restarts moat. The status line says when the audit
+/// trail is refusing requests.
+fn spawn_watchdog(
+    notifier: std::sync::Arc<moat::systemd::Notifier>,
+    audit: moat::audit::Auditor,
+    status: String,
+) {
+    let Some(every) = moat::systemd::watchdog_interval() else {
+        return;
+    };
+    tokio::spawn(async move {
+        let mut healthy = true;
+        loop {
+            tokio::time::sleep(every).await;
+            notifier.watchdog();
+            let now = audit.healthy();
+            if now != healthy {
+                healthy = now;
+                if now {
+                    notifier.status(&status);
+                } else {
+                    notifier.status("audit trail unavailable: refusing requests (503)");
+                }
             }
         }
     });

@@ -36,6 +36,7 @@ pub struct Builder {
     listener: String,
     upstream_extra: String,
     sections: String,
+    env: Vec<(String, String)>,
 }
 
 /// The policy of a test gateway unless [`Builder::policy`] replaces it: everyone may do
@@ -54,6 +55,7 @@ pub fn new(upstream: impl Into<String>) -> Builder {
         listener: String::new(),
         upstream_extra: String::new(),
         sections: String::new(),
+        env: Vec::new(),
     }
 }
 
@@ -103,6 +105,12 @@ impl Builder {
     pub fn section(mut self, toml: &str) -> Self {
         self.sections.push_str(toml);
         self.sections.push('\n');
+        self
+    }
+
+    /// Sets an environment variable for `moat run`.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
         self
     }
 
@@ -170,6 +178,7 @@ key_dir = "state"
             .arg("run")
             .arg("--config")
             .arg(&config_file)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -296,11 +305,16 @@ impl Gateway {
     /// Kills the process with SIGKILL (no cleanup of any kind) and waits for it.
     /// Sends SIGTERM (a graceful shutdown).
     pub fn terminate(&self) {
+        self.signal("TERM");
+    }
+
+    /// Sends a signal by name (`HUP`, `TERM`, …).
+    pub fn signal(&self, name: &str) {
         let ok = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
+            .args([&format!("-{name}"), &self.pid().to_string()])
             .status()
             .is_ok_and(|s| s.success());
-        assert!(ok, "kill -TERM failed");
+        assert!(ok, "kill -{name} failed");
     }
 
     /// Waits up to `within` for moat to exit; its status, if it did.

@@ -6,5 +6,6 @@ mod guard;
 mod h2_abuse;
 mod http2;
 mod identity;
+mod ops;
 mod proxy;
 mod redaction;

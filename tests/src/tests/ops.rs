@@ -1,0 +1,108 @@
+//! Running moat as a service: the systemd unit's exposure, the sd_notify conversation.
+
+use std::os::unix::net::UnixDatagram;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::gateway;
+use crate::origin::Origin;
+
+/// `systemd-analyze security --offline=yes config/moat.service` scores the unit at 2.0 or less.
+#[test]
+fn systemd_unit_exposure_is_at_most_two() {
+    let unit = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/moat.service");
+    let out = match Command::new("systemd-analyze")
+        .args(["security", "--offline=yes"])
+        .arg(&unit)
+        .output()
+    {
+        Ok(o) => o,
+        Err(e) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "systemd-analyze is missing: {e}"
+            );
+            eprintln!("skipping: systemd-analyze not found");
+            return;
+        }
+    };
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let score: f64 = text
+        .lines()
+        .find_map(|l| l.split("Overall exposure level for moat.service:").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure level in:\n{text}"));
+    println!("systemd-analyze security: exposure {score}");
+    assert!(score <= 2.0, "exposure {score} > 2.0:\n{text}");
+}
+
+/// With a fake `NOTIFY_SOCKET`, moat says READY=1 once listening, WATCHDOG=1 at half of
+/// WATCHDOG_USEC, RELOADING=1 then READY=1 on SIGHUP, and STOPPING=1 on SIGTERM, in that order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sd_notify_ready_watchdog_reloading_stopping() {
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&path).expect("bind notify socket");
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let mut gw = gateway::new(origin.addr.to_string())
+        .env("NOTIFY_SOCKET", &path.display().to_string())
+        .env("WATCHDOG_USEC", "400000")
+        .run();
+    let mut seen: Vec<String> = Vec::new();
+    let mut read_for = |ms: u64, seen: &mut Vec<String>| {
+        for _ in 0..ms / 200 {
+            let mut buf = [0u8; 1024];
+            if let Ok(n) = sock.recv(&mut buf) {
+                seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        }
+    };
+    read_for(1200, &mut seen);
+    gw.signal("HUP");
+    read_for(800, &mut seen);
+    gw.terminate();
+    read_for(1000, &mut seen);
+    assert!(gw
+        .wait_exit(Duration::from_secs(10))
+        .is_some_and(|s| s.success()));
+    let first = |prefix: &str| {
+        seen.iter()
+            .position(|m| m.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in {seen:#?}"))
+    };
+    let ready = first("READY=1");
+    let reloading = first("RELOADING=1");
+    let ready_again = seen
+        .iter()
+        .enumerate()
+        .skip(reloading)
+        .find(|(_, m)| m.starts_with("READY=1"))
+        .map(|(i, _)| i)
+        .unwrap_or_else(|| panic!("no READY=1 after RELOADING=1 in {seen:#?}"));
+    let stopping = first("STOPPING=1");
+    assert!(
+        ready < reloading && reloading < ready_again && ready_again < stopping,
+        "{seen:#?}"
+    );
+    assert!(seen[ready].contains("STATUS=serving on"), "{}", seen[ready]);
+    assert!(
+        seen[reloading].contains("MONOTONIC_USEC="),
+        "{}",
+        seen[reloading]
+    );
+    let watchdogs = seen[..stopping]
+        .iter()
+        .filter(|m| m.starts_with("WATCHDOG=1"))
+        .count();
+    assert!(
+        watchdogs >= 3,
+        "{watchdogs} watchdog pings in 2 s at a 200 ms interval: {seen:#?}"
+    );
+}
