@@ -358,6 +358,7 @@ async fn handle(req: http::Request<RecvStream>, mut respond: SendResponse<Bytes>
     // Fail closed: nothing is forwarded while the audit trail cannot take records.
     if !route.audit.healthy() {
         route.audit.note_refused();
+        crate::metrics::METRICS.refused(&route.listener, Reject::AUDIT_UNAVAILABLE.kind, 503);
         tracing::warn!(target: "moat::access", client = %client.0.ip(), method = %req.method, path = req.path(), status = 503, "refused: audit trail unavailable");
         return send_reject(&mut respond, &Reject::AUDIT_UNAVAILABLE, None);
     }

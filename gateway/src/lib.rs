@@ -21,6 +21,7 @@
 //!
 //! See `docs/architecture.md` for the long form.
 
+pub mod admin;
 pub mod audit;
 pub mod certs;
 pub mod config;
@@ -29,6 +30,7 @@ pub mod error;
 pub mod guard;
 pub mod h2;
 pub mod identity;
+pub mod metrics;
 pub mod pipeline;
 pub mod policy;
 pub mod protocol;

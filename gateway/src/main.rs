@@ -476,6 +476,19 @@ async fn run_with(config: Config, on_listening: impl FnOnce()) -> anyhow::Result
     for addr in &addrs {
         tracing::info!(%addr, "listening");
     }
+    if let Some(addr) = config.admin {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on admin.address {addr}: {e}"))?;
+        tracing::info!(%addr, "admin endpoint: /metrics, /healthz, /readyz");
+        tokio::spawn(moat::admin::serve(
+            listener,
+            moat::admin::Readiness {
+                audit: audit.clone(),
+                draining: gateway.draining(),
+            },
+        ));
+    }
     on_listening();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let serving = tokio::spawn(gateway.run(stop_rx));

@@ -250,6 +250,7 @@ pub(crate) fn record_denial(
     request_id: &str,
     client: ClientAddr,
 ) {
+    crate::metrics::METRICS.refused(&route.listener, d.reject.kind, d.reject.status.as_u16());
     tracing::info!(
         target: "moat::access",
         client = %client.0.ip(),
@@ -286,6 +287,7 @@ pub(crate) fn record_refusal(
     detail: &str,
     client: ClientAddr,
 ) {
+    crate::metrics::METRICS.refused(&route.listener, r.kind, r.status.as_u16());
     // Client-caused: info, not warn, so a client cannot raise the log's alarm level at will.
     tracing::info!(target: "moat::access", client = %client.0.ip(), status = r.status.as_u16(), reason = r.kind, detail, "request refused");
     let _ = route.audit.record(Record::Reject(Box::new(RejectRecord {
@@ -323,6 +325,45 @@ pub(crate) struct Exchanged<'a> {
     pub note: Option<String>,
 }
 
+/// Counts a forwarded request in the metrics: status and rule, duration, redactions.
+fn count_request(route: &Route, tls: &TlsFacts, auth: &Authorized, done: &Exchanged<'_>) {
+    use crate::metrics::{ListenerLabels, RedactionLabels, RequestLabels, METRICS};
+    let protocol = if tls.alpn.as_deref() == Some("h2") || tls.version.is_none() {
+        "h2"
+    } else {
+        "http/1.1"
+    };
+    METRICS
+        .requests
+        .get_or_create(&RequestLabels {
+            listener: route.listener.clone(),
+            protocol,
+            status: done.status,
+            rule: auth.rule.clone(),
+        })
+        .inc();
+    METRICS
+        .request_seconds
+        .get_or_create(&ListenerLabels {
+            listener: route.listener.clone(),
+        })
+        .observe(done.duration_ms / 1000.0);
+    for (counts, direction) in [
+        (done.request_redactions, "request"),
+        (done.response_redactions, "response"),
+    ] {
+        for (entity, n) in counts {
+            METRICS
+                .redactions
+                .get_or_create(&RedactionLabels {
+                    entity: (*entity).to_owned(),
+                    direction,
+                })
+                .inc_by(*n);
+        }
+    }
+}
+
 /// The audit record of one forwarded request.
 #[expect(clippy::too_many_arguments, reason = "the record's own facts")]
 pub(crate) fn request_record(
@@ -336,6 +377,7 @@ pub(crate) fn request_record(
     auth: &Authorized,
     done: Exchanged<'_>,
 ) -> Record {
+    count_request(route, tls, auth, &done);
     Record::Request(Box::new(RequestRecord {
         request_id: request_id.to_owned(),
         listener: route.listener.clone(),

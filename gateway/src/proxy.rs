@@ -197,6 +197,7 @@ pub async fn serve<S>(
         // Fail closed: nothing is forwarded while the audit trail cannot take records.
         if !route.audit.healthy() {
             route.audit.note_refused();
+            crate::metrics::METRICS.refused(&route.listener, Reject::AUDIT_UNAVAILABLE.kind, 503);
             let mut out = BytesMut::new();
             Reject::AUDIT_UNAVAILABLE.write_h1(&mut out, None);
             let _ = down.io.write_all(&out).await;

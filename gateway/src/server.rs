@@ -65,6 +65,7 @@ struct Open(Arc<Connections>);
 impl Open {
     fn new(c: &Arc<Connections>) -> Self {
         c.open.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        crate::metrics::METRICS.connections_active.inc();
         Self(c.clone())
     }
 }
@@ -74,6 +75,7 @@ impl Drop for Open {
         self.0
             .open
             .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        crate::metrics::METRICS.connections_active.dec();
         self.0.closed.notify_waiters();
     }
 }
@@ -157,6 +159,11 @@ impl Gateway {
     }
 
     /// The bound addresses, in configuration order.
+    /// Becomes true when the gateway starts draining (for readiness).
+    pub fn draining(&self) -> watch::Receiver<bool> {
+        self.drain.subscribe()
+    }
+
     pub fn local_addrs(&self) -> Vec<std::net::SocketAddr> {
         self.listeners
             .iter()
@@ -237,10 +244,12 @@ async fn accept_loop(
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
                     tracing::debug!(client = %peer, error = %e, "TLS handshake failed");
+                    handshake_failed(&route);
                     return;
                 }
                 Err(_) => {
                     tracing::debug!(client = %peer, "TLS handshake timed out");
+                    handshake_failed(&route);
                     return;
                 }
             };
@@ -259,6 +268,15 @@ async fn accept_loop(
             }
         });
     }
+}
+
+fn handshake_failed(route: &Route) {
+    crate::metrics::METRICS
+        .tls_handshake_failures
+        .get_or_create(&crate::metrics::ListenerLabels {
+            listener: route.listener.clone(),
+        })
+        .inc();
 }
 
 /// What the audit trail records of a TLS session.

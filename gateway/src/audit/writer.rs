@@ -163,7 +163,10 @@ impl Auditor {
 
     fn send(&self, m: Msg) -> Result<(), Unavailable> {
         match self.tx.try_send(m) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                crate::metrics::METRICS.audit_queue_depth.inc();
+                Ok(())
+            }
             Err(TrySendError::Full(_)) => {
                 self.health.overflowed.store(true, Ordering::Release);
                 self.health.lost.fetch_add(1, Ordering::AcqRel);
@@ -179,7 +182,13 @@ impl Auditor {
 
     /// Writes a `stop` record and a final checkpoint, fsyncs, and ends the writer.
     pub fn shutdown(&self, stop: LifecycleRecord) {
-        let _ = self.tx.send(Msg::Record(Record::Lifecycle(stop), None));
+        if self
+            .tx
+            .send(Msg::Record(Record::Lifecycle(stop), None))
+            .is_ok()
+        {
+            crate::metrics::METRICS.audit_queue_depth.inc();
+        }
         let (done, wait) = std::sync::mpsc::channel();
         if self.tx.send(Msg::Shutdown(done)).is_ok() {
             let _ = wait.recv_timeout(Duration::from_secs(10));
@@ -470,6 +479,13 @@ impl Writer {
                     }
                 }
             }
+            let records = batch
+                .iter()
+                .filter(|m| matches!(m, Msg::Record(..)))
+                .count();
+            crate::metrics::METRICS
+                .audit_queue_depth
+                .dec_by(i64::try_from(records).unwrap_or(i64::MAX));
             if health.io_failed.load(Ordering::Acquire) {
                 // Not writing: everything queued is lost (and counted) until recovery works.
                 for m in batch {
@@ -489,6 +505,7 @@ impl Writer {
                 self.try_recover(&health);
                 continue;
             }
+            let started = Instant::now();
             let mut result = Ok(());
             for m in batch {
                 match m {
@@ -518,6 +535,9 @@ impl Writer {
             if result.is_ok() {
                 result = self.rotate_if_due();
             }
+            crate::metrics::METRICS
+                .audit_write_seconds
+                .observe(started.elapsed().as_secs_f64());
             let ok = result.is_ok();
             if let Err(e) = result {
                 tracing::error!(target: "moat::audit", error = %e, "audit write failed: refusing requests until it works again");

@@ -53,6 +53,8 @@ pub struct Config {
     pub guard: GuardConfig,
     /// The audit trail.
     pub audit: AuditConfig,
+    /// The admin endpoint (`/metrics`, `/healthz`, `/readyz`), if enabled: a loopback address.
+    pub admin: Option<SocketAddr>,
     /// SHA-256 of the configuration text (recorded in the audit trail).
     pub sha256: String,
     /// moat's own region (`residency.region`).
@@ -888,6 +890,26 @@ impl Validator<'_> {
 
         let guard = self.guard(&raw.guard, &listeners)?;
         let audit = self.audit(&raw.audit)?;
+        let admin = match &raw.admin.address {
+            None => None,
+            Some(a) => {
+                let addr: SocketAddr = a.parse().map_err(|_| {
+                    self.invalid(
+                        "admin.address",
+                        a,
+                        "expected IP:port such as 127.0.0.1:9901",
+                    )
+                })?;
+                if !addr.ip().is_loopback() {
+                    return Err(self.invalid(
+                        "admin.address",
+                        a,
+                        "the admin endpoint must be on loopback (127.0.0.1 or ::1)",
+                    ));
+                }
+                Some(addr)
+            }
+        };
         let region =
             match &raw.residency.region {
                 None => None,
@@ -923,6 +945,7 @@ impl Validator<'_> {
             http2,
             guard,
             audit,
+            admin,
             sha256: String::new(),
             region,
             identity,

@@ -32,6 +32,8 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub(crate) audit: RawAudit,
     #[serde(default)]
+    pub(crate) admin: RawAdmin,
+    #[serde(default)]
     pub(crate) identity: RawIdentity,
     #[serde(default)]
     pub(crate) policy: RawPolicy,
@@ -130,6 +132,12 @@ pub(crate) struct RawHttp2 {
     pub(crate) max_local_error_resets: Option<usize>,
     pub(crate) keepalive_interval: Option<String>,
     pub(crate) keepalive_timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAdmin {
+    pub(crate) address: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -358,3 +358,20 @@ fn h2c_listeners_must_be_loopback_and_without_client_certificates() {
     let c = fx.parse(&text).expect("loopback h2c");
     assert!(c.listeners[1].h2c && !c.listeners[0].h2c);
 }
+
+#[test]
+fn admin_endpoint_is_loopback_only() {
+    let fx = Fixture::new();
+    let e = fx
+        .parse(&format!("{MINIMAL}\n[admin]\naddress = \"0.0.0.0:9901\"\n"))
+        .expect_err("public admin")
+        .to_string();
+    assert!(e.contains("admin.address"), "{e}");
+    let c = fx
+        .parse(&format!(
+            "{MINIMAL}\n[admin]\naddress = \"127.0.0.1:9901\"\n"
+        ))
+        .expect("loopback admin");
+    assert_eq!(c.admin.map(|a| a.port()), Some(9901));
+    assert_eq!(fx.parse(MINIMAL).expect("minimal").admin, None);
+}

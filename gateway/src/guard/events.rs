@@ -204,6 +204,12 @@ pub async fn run(events: Map, counters: Option<Map>, audit: crate::audit::Audito
                 let ring = guard.get_inner_mut();
                 while let Some(item) = ring.next() {
                     if let Some(r) = Refusal::decode(&item) {
+                        crate::metrics::METRICS
+                            .guard_refusals
+                            .get_or_create(&crate::metrics::GuardLabels {
+                                hook: r.hook.to_owned(),
+                            })
+                            .inc();
                         if let Some(first) = coalescer.add(r) {
                             log(&first, 0, &audit);
                         }

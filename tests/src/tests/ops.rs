@@ -56,7 +56,7 @@ async fn sd_notify_ready_watchdog_reloading_stopping() {
         .env("WATCHDOG_USEC", "400000")
         .run();
     let mut seen: Vec<String> = Vec::new();
-    let mut read_for = |ms: u64, seen: &mut Vec<String>| {
+    let read_for = |ms: u64, seen: &mut Vec<String>| {
         for _ in 0..ms / 200 {
             let mut buf = [0u8; 1024];
             if let Ok(n) = sock.recv(&mut buf) {
@@ -104,5 +104,97 @@ async fn sd_notify_ready_watchdog_reloading_stopping() {
     assert!(
         watchdogs >= 3,
         "{watchdogs} watchdog pings in 2 s at a 200 ms interval: {seen:#?}"
+    );
+}
+
+/// The admin endpoint: `/metrics` counts what happened (requests by status and rule, refusals,
+/// redactions, connections, the audit writer) and `promtool check metrics` accepts it;
+/// `/healthz` and `/readyz` answer 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_metrics_pass_promtool_and_count_what_happened() {
+    let origin = Origin::start().await;
+    let port = gateway::free_port();
+    let gw = gateway::new(origin.addr.to_string())
+        .section(&format!("[admin]\naddress = \"127.0.0.1:{port}\""))
+        .policy(
+            "[redaction.profiles.p]\n\n[[policy.rules]]\nid = \"chat\"\nrequire_region = false\npaths = [\"/echo\"]\nredaction = \"p\"\naction = \"allow\"\n\n[[policy.rules]]\nid = \"root\"\nrequire_region = false\npaths = [\"/\"]\naction = \"allow\"\n",
+        )
+        .run();
+    let http = crate::client::http(&gw.ca);
+    let ok = http
+        .get(crate::client::url(gw.addr, "/"))
+        .send()
+        .await
+        .expect("GET /");
+    assert_eq!(ok.status(), 200);
+    let masked = http
+        .post(crate::client::url(gw.addr, "/echo"))
+        .header("content-type", "text/plain")
+        .body("mail jane@example.com")
+        .send()
+        .await
+        .expect("POST /echo");
+    assert_eq!(masked.status(), 200);
+    let denied = http
+        .get(crate::client::url(gw.addr, "/elsewhere"))
+        .send()
+        .await
+        .expect("GET /elsewhere");
+    assert_eq!(denied.status(), 403);
+
+    let admin = crate::client::http(&gw.ca);
+    let get = |path: &str| admin.get(format!("http://127.0.0.1:{port}{path}")).send();
+    assert_eq!(get("/healthz").await.expect("healthz").status(), 200);
+    assert_eq!(get("/readyz").await.expect("readyz").status(), 200);
+    assert_eq!(get("/nope").await.expect("404").status(), 404);
+    let metrics = get("/metrics")
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for want in [
+        r#"moat_requests_total{listener="e2e",protocol="http/1.1",status="200",rule="root"} 1"#,
+        r#"moat_requests_total{listener="e2e",protocol="http/1.1",status="200",rule="chat"} 1"#,
+        r#"moat_refusals_total{listener="e2e",reason="forbidden",status="403"} 1"#,
+        r#"moat_redactions_total{entity="EMAIL_ADDRESS",direction="request"} 1"#,
+        "moat_request_duration_seconds_bucket",
+        "moat_connections_active",
+        "moat_audit_queue_depth",
+        "moat_audit_write_seconds_count",
+    ] {
+        assert!(metrics.contains(want), "{want} missing from:\n{metrics}");
+    }
+    assert!(!metrics.contains("jane@example.com"));
+
+    let promtool = match Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    {
+        Ok(p) => p,
+        Err(e) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "promtool is missing (Debian prometheus): {e}"
+            );
+            eprintln!("skipping the promtool check: promtool not found");
+            return;
+        }
+    };
+    let mut promtool = promtool;
+    {
+        use std::io::Write;
+        let mut stdin = promtool.stdin.take().expect("stdin");
+        stdin.write_all(metrics.as_bytes()).expect("write metrics");
+    }
+    let out = promtool.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
 }
