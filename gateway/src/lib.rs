@@ -35,6 +35,7 @@ pub mod pipeline;
 pub mod policy;
 pub mod protocol;
 pub mod proxy;
+pub mod proxy_protocol;
 pub mod redact;
 pub mod server;
 pub mod systemd;

@@ -39,6 +39,8 @@ pub enum StartError {
 struct Listener {
     socket: TcpListener,
     route: Arc<Route>,
+    /// Sources whose connections start with a PROXY v2 header.
+    proxy_from: Arc<Vec<ipnet::IpNet>>,
     /// TLS, or none for an h2c listener.
     acceptor: Option<TlsAcceptor>,
 }
@@ -146,6 +148,7 @@ impl Gateway {
             listeners.push(Listener {
                 socket,
                 route,
+                proxy_from: Arc::new(l.proxy_protocol_from.clone()),
                 acceptor: (!l.h2c).then(|| TlsAcceptor::from(tls_config)),
             });
         }
@@ -229,17 +232,40 @@ async fn accept_loop(
         let _ = tcp.set_nodelay(true);
         let acceptor = l.acceptor.clone();
         let route = l.route.clone();
+        let proxy_from = l.proxy_from.clone();
         let open = Open::new(&connections);
-        let Some(acceptor) = acceptor else {
-            // h2c: cleartext HTTP/2 with prior knowledge, from this host only.
-            tokio::spawn(async move {
-                let _open = open;
-                crate::h2::serve(tcp, ClientAddr(peer), TlsFacts::default(), None, route).await;
-            });
-            continue;
-        };
         tokio::spawn(async move {
             let _open = open;
+            let mut tcp = tcp;
+            // Behind a load balancer: the PROXY v2 header names the client.
+            let peer =
+                match crate::proxy_protocol::accept(&mut tcp, peer, &proxy_from, handshake_timeout)
+                    .await
+                {
+                    Ok(client) => client,
+                    Err(e) => {
+                        let r = crate::error::Reject {
+                            status: http::StatusCode::BAD_REQUEST,
+                            kind: "proxy_protocol_refused",
+                            message: "PROXY protocol header refused",
+                            side: crate::error::Side::Downstream,
+                        };
+                        crate::pipeline::record_refusal(
+                            &route,
+                            &r,
+                            None,
+                            None,
+                            &e.to_string(),
+                            ClientAddr(peer),
+                        );
+                        return;
+                    }
+                };
+            let Some(acceptor) = acceptor else {
+                // h2c: cleartext HTTP/2 with prior knowledge, from this host only.
+                crate::h2::serve(tcp, ClientAddr(peer), TlsFacts::default(), None, route).await;
+                return;
+            };
             let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {

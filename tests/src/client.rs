@@ -172,6 +172,24 @@ impl Raw {
         })
     }
 
+    /// Connects, writes `preamble` on the bare TCP connection (a PROXY header), then completes
+    /// the TLS handshake; the handshake error, if any, is returned.
+    pub async fn connect_after(
+        addr: SocketAddr,
+        ca: &Path,
+        preamble: &[u8],
+    ) -> std::io::Result<Self> {
+        let connector = TlsConnector::from(Arc::new(tls_config(ca, &[b"http/1.1"])));
+        let mut tcp = TcpStream::connect(addr).await?;
+        tcp.write_all(preamble).await?;
+        let name = ServerName::try_from("localhost").map_err(std::io::Error::other)?;
+        let tls = connector.connect(name, tcp).await?;
+        Ok(Self {
+            tls,
+            buf: Vec::new(),
+        })
+    }
+
     /// Writes bytes as they are.
     pub async fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.tls.write_all(bytes).await?;

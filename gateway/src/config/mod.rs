@@ -107,6 +107,9 @@ pub struct ListenerConfig {
     /// Cleartext HTTP/2 with prior knowledge (`protocol = "h2c"`), for clients on this host;
     /// else TLS with ALPN `h2` and `http/1.1`.
     pub h2c: bool,
+    /// Sources (load balancers) whose connections start with a PROXY v2 header naming the
+    /// client; a header from anyone else is refused.
+    pub proxy_protocol_from: Vec<IpNet>,
 }
 
 /// Lowest TLS version accepted.
@@ -696,7 +699,19 @@ impl Validator<'_> {
                     "an h2c listener has no TLS, so no client certificates (mtls)",
                 ));
             }
+            let mut proxy_protocol_from = Vec::new();
+            for (j, c) in l.proxy_protocol_from.iter().enumerate() {
+                let net = c.parse::<IpNet>().map_err(|_| {
+                    self.invalid(
+                        &format!("{p}.proxy_protocol_from.{j}"),
+                        c,
+                        "expected a CIDR such as 10.0.0.0/24",
+                    )
+                })?;
+                proxy_protocol_from.push(net.trunc());
+            }
             listeners.push(ListenerConfig {
+                proxy_protocol_from,
                 h2c,
                 name: l.name.clone().unwrap_or_else(|| format!("listener{i}")),
                 address,

@@ -65,6 +65,8 @@ pub(crate) struct RawListener {
     pub(crate) client_ca: Option<String>,
     pub(crate) client_cert: Option<String>,
     pub(crate) protocol: Option<String>,
+    #[serde(default)]
+    pub(crate) proxy_protocol_from: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -198,3 +198,89 @@ async fn admin_metrics_pass_promtool_and_count_what_happened() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+fn proxy_header(src: &str, dst: std::net::SocketAddr) -> Vec<u8> {
+    let src: std::net::SocketAddr = src.parse().expect("addr");
+    let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    h.extend_from_slice(&[0x21, 0x11, 0, 12]);
+    for ip in [src.ip(), dst.ip()] {
+        match ip {
+            std::net::IpAddr::V4(v4) => h.extend_from_slice(&v4.octets()),
+            std::net::IpAddr::V6(_) => panic!("IPv4 only here"),
+        }
+    }
+    h.extend_from_slice(&src.port().to_be_bytes());
+    h.extend_from_slice(&dst.port().to_be_bytes());
+    h
+}
+
+/// PROXY v2 from a trusted source sets the client address in the audit record; from an
+/// untrusted one the connection is refused and the refusal audited; a trusted source that sends
+/// no header is refused too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_protocol_v2_from_trusted_sources_only() {
+    let origin = Origin::start().await;
+    let trusted = gateway::new(origin.addr.to_string())
+        .listener("proxy_protocol_from = [\"127.0.0.0/8\"]")
+        .run();
+    let mut c = crate::client::Raw::connect_after(
+        trusted.addr,
+        &trusted.ca,
+        &proxy_header("203.0.113.7:5555", trusted.addr),
+    )
+    .await
+    .expect("TLS after the PROXY header");
+    c.send(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .expect("send");
+    let r = c.read_response(false).await.expect("response");
+    assert_eq!(r.status, 200);
+    let rec = trusted
+        .audit_record(r.header("x-request-id").expect("id"))
+        .await;
+    assert_eq!(rec["client"], "203.0.113.7:5555", "{rec}");
+    // A trusted source must send the header.
+    assert!(
+        crate::client::Raw::try_connect(trusted.addr, &trusted.ca, None)
+            .await
+            .is_err(),
+        "a trusted source without a header was served"
+    );
+
+    let untrusted = gateway::new(origin.addr.to_string())
+        .listener("proxy_protocol_from = [\"10.0.0.0/8\"]")
+        .run();
+    let refused = crate::client::Raw::connect_after(
+        untrusted.addr,
+        &untrusted.ca,
+        &proxy_header("203.0.113.7:5555", untrusted.addr),
+    )
+    .await;
+    assert!(
+        refused.is_err(),
+        "a PROXY header from an untrusted source was accepted"
+    );
+    // Without a header, the same client is served as usual.
+    let (r, _) = crate::client::raw_exchange(
+        untrusted.addr,
+        &untrusted.ca,
+        b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    )
+    .await;
+    assert_eq!(r.expect("response").status, 200);
+    let mut rejected = false;
+    for _ in 0..50 {
+        rejected = untrusted.audit_records().iter().any(|r| {
+            r["kind"] == "reject"
+                && r["reason"] == "proxy_protocol_refused"
+                && r["client"]
+                    .as_str()
+                    .is_some_and(|c| c.starts_with("127.0.0.1:"))
+        });
+        if rejected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(rejected, "no reject record for the untrusted PROXY header");
+}
