@@ -7,10 +7,13 @@
 //! - `bench`: load tests against a fast upstream, directly, through moat and through nginx.
 //! - `bench-guard`: what the egress guard costs a fenced process (connect latency, loopback
 //!   throughput, ns per program run), with and without the guard, in a child cgroup; needs root.
+//! - `install`: builds moat with the guard and installs the binary, the systemd unit, an example
+//!   configuration (never over an existing one) and the docs; `--uninstall` reverses it.
 
 mod bench;
 mod bench_guard;
 mod ebpf;
+mod install;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -24,10 +27,12 @@ fn main() -> Result<()> {
         Some("bench") => bench::run(&args[1..]),
         Some("bench-guard") => bench_guard::run(&args[1..]),
         Some("build-ebpf") => ebpf::build().map(|_| ()),
+        Some("install") => install::run(&args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask <test | build-ebpf | bench [--duration SECS] [--connections N] \
-                 | bench-guard [--connects N] [--seconds S] [--rounds N]>"
+                 | bench-guard [--connects N] [--seconds S] [--rounds N] \
+                 | install [--prefix P] [--destdir D] [--uninstall]>"
             );
             std::process::exit(2);
         }
