@@ -55,6 +55,7 @@ pub async fn serve<S>(
     tls: TlsFacts,
     peer_cert: Option<PeerCert>,
     route: Arc<Route>,
+    mut updates: tokio::sync::watch::Receiver<Arc<Route>>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -78,7 +79,7 @@ pub async fn serve<S>(
         }
         Err(_) => return,
     };
-    let ctx = Arc::new(Ctx {
+    let mut ctx = Arc::new(Ctx {
         client,
         tls,
         peer_cert,
@@ -142,6 +143,15 @@ pub async fn serve<S>(
         match next {
             None => break,
             Some(Ok((req, respond))) => {
+                // A reload applies to streams opened after it.
+                if updates.has_changed().unwrap_or(false) {
+                    ctx = Arc::new(Ctx {
+                        client,
+                        tls: ctx.tls.clone(),
+                        peer_cert: ctx.peer_cert.clone(),
+                        route: updates.borrow_and_update().clone(),
+                    });
+                }
                 let ctx = ctx.clone();
                 let active = active.clone();
                 active.fetch_add(1, Ordering::Relaxed);

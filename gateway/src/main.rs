@@ -169,13 +169,13 @@ fn main() -> ExitCode {
             },
             Err(e) => invalid(&e),
         },
-        Command::Run { config } => {
-            let config = match Config::load(&config) {
+        Command::Run { config: path } => {
+            let config = match Config::load(&path) {
                 Ok(c) => c,
                 Err(e) => return invalid(&e),
             };
             moat::telemetry::init(config.log.format, &config.log.level);
-            run_runtime(config.worker_threads, run(config))
+            run_runtime(config.worker_threads, run(config, path))
         }
         Command::Cert {
             command: CertCommand::Init { dir, hosts },
@@ -416,7 +416,11 @@ fn lifecycle(
 }
 
 /// Runs the gateway until SIGINT/SIGTERM. `on_listening` is called once the listeners are bound.
-async fn run_with(config: Config, on_listening: impl FnOnce()) -> anyhow::Result<()> {
+async fn run_with(
+    config: Config,
+    path: PathBuf,
+    on_listening: impl FnOnce(),
+) -> anyhow::Result<()> {
     use moat::audit::record::{GuardFacts, Record};
     // The audit trail opens first: no trail, no service.
     let (audit, writer) = moat::audit::Auditor::start(
@@ -468,7 +472,7 @@ async fn run_with(config: Config, on_listening: impl FnOnce()) -> anyhow::Result
         tracing::warn!("configuration: {w}");
     }
     let identifier = std::sync::Arc::new(identifier(&config)?);
-    spawn_jwks_reload(identifier.clone());
+    let jwks_poll = spawn_jwks_reload(identifier.clone());
     let guard_mode = guard.mode.clone();
     let gateway =
         moat::server::Gateway::bind(&config, audit.clone(), guard, identifier.clone()).await?;
@@ -491,6 +495,7 @@ async fn run_with(config: Config, on_listening: impl FnOnce()) -> anyhow::Result
     }
     on_listening();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let reloader = gateway.reloader();
     let serving = tokio::spawn(gateway.run(stop_rx));
     // systemd: ready once the trail, the guard and the listeners are up.
     let notifier = std::sync::Arc::new(moat::systemd::Notifier::from_env());
@@ -505,7 +510,15 @@ async fn run_with(config: Config, on_listening: impl FnOnce()) -> anyhow::Result
     );
     notifier.ready(&status);
     spawn_watchdog(notifier.clone(), audit.clone(), status.clone());
-    spawn_reload(notifier.clone(), identifier, status);
+    spawn_reload(Reload {
+        notifier: notifier.clone(),
+        reloader,
+        audit: audit.clone(),
+        path,
+        running: config.clone(),
+        status,
+        jwks_poll,
+    });
     shutdown_signal().await;
     notifier.stopping();
     tracing::info!("shutting down");
@@ -517,8 +530,8 @@ async fn run_with(config: Config, on_listening: impl FnOnce()) -> anyhow::Result
     Ok(())
 }
 
-async fn run(config: Config) -> anyhow::Result<()> {
-    run_with(config, || {}).await
+async fn run(config: Config, path: PathBuf) -> anyhow::Result<()> {
+    run_with(config, path, || {}).await
 }
 
 /// Builds the identity stage from the configuration (the JWKS file is read here).
@@ -535,11 +548,11 @@ fn identifier(config: &Config) -> anyhow::Result<moat::identity::Identifier> {
 
 /// Re-reads the JWKS file when it changes (checked every 2 s); a file that does not load keeps
 /// the keys in use.
-fn spawn_jwks_reload(identifier: std::sync::Arc<moat::identity::Identifier>) {
-    if identifier.jwt.is_none() {
-        return;
-    }
-    tokio::spawn(async move {
+fn spawn_jwks_reload(
+    identifier: std::sync::Arc<moat::identity::Identifier>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    identifier.jwt.as_ref()?;
+    Some(tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
         loop {
             tick.tick().await;
@@ -554,34 +567,93 @@ fn spawn_jwks_reload(identifier: std::sync::Arc<moat::identity::Identifier>) {
                 None => {}
             }
         }
-    });
+    }))
 }
 
-/// SIGHUP: reloads what can change while serving (the JWKS), between `RELOADING=1` and
-/// `READY=1`.
-fn spawn_reload(
+/// What a reload needs.
+struct Reload {
     notifier: std::sync::Arc<moat::systemd::Notifier>,
-    identifier: std::sync::Arc<moat::identity::Identifier>,
+    reloader: moat::server::Reloader,
+    audit: moat::audit::Auditor,
+    path: PathBuf,
+    running: Config,
     status: String,
-) {
+    /// The JWKS file watcher of the identity stage in use.
+    jwks_poll: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// SIGHUP: re-reads the configuration file, validates all of it and loads what it names
+/// (certificates, keys, JWKS, API keys, policy, redaction profiles) before anything changes, then
+/// swaps it into every listener at once; connections in flight keep what they started with. A
+/// file that does not validate or load changes nothing: the error is logged and audited, and the
+/// running configuration keeps serving. Between `RELOADING=1` and `READY=1` for systemd.
+fn spawn_reload(mut r: Reload) {
     tokio::spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
         let Ok(mut hup) = signal(SignalKind::hangup()) else {
             return;
         };
         while hup.recv().await.is_some() {
-            notifier.reloading();
-            if let Some(jwt) = identifier.jwt.as_ref() {
-                match jwt.reload() {
-                    Ok(n) => tracing::info!(keys = n, "JWKS reloaded"),
-                    Err(e) => {
-                        tracing::error!(error = %e, "JWKS reload failed; keeping the keys in use")
-                    }
+            r.notifier.reloading();
+            let result = reload_once(&r);
+            let record = match &result {
+                Ok((config, _)) => {
+                    tracing::info!(config = %r.path.display(), sha256 = %config.sha256, "configuration reloaded");
+                    lifecycle(
+                        "reload_accepted",
+                        Some(&config.sha256),
+                        restart_only(&r.running, config),
+                    )
                 }
+                Err(e) => {
+                    tracing::error!(config = %r.path.display(), error = %e, "reload refused; the running configuration stays");
+                    lifecycle("reload_refused", Some(&r.running.sha256), Some(e.clone()))
+                }
+            };
+            let _ = r
+                .audit
+                .record(moat::audit::record::Record::Lifecycle(record));
+            if let Ok((config, identifier)) = result {
+                r.running = config;
+                if let Some(old) = r.jwks_poll.take() {
+                    old.abort();
+                }
+                r.jwks_poll = spawn_jwks_reload(identifier);
             }
-            notifier.ready(&status);
+            r.notifier.ready(&r.status);
         }
     });
+}
+
+/// Loads, validates and applies the configuration file once.
+fn reload_once(r: &Reload) -> Result<(Config, std::sync::Arc<moat::identity::Identifier>), String> {
+    let config = Config::load(&r.path).map_err(|e| e.to_string())?;
+    let identifier = std::sync::Arc::new(identifier(&config).map_err(|e| e.to_string())?);
+    r.reloader.apply(&config, identifier.clone())?;
+    Ok((config, identifier))
+}
+
+/// What changed in sections a reload does not apply (they need a restart), for the record.
+fn restart_only(old: &Config, new: &Config) -> Option<String> {
+    let mut changed = Vec::new();
+    if format!("{:?}", old.audit) != format!("{:?}", new.audit) {
+        changed.push("audit");
+    }
+    if format!("{:?}", old.guard) != format!("{:?}", new.guard) {
+        changed.push("guard");
+    }
+    if old.worker_threads != new.worker_threads {
+        changed.push("runtime");
+    }
+    if old.admin != new.admin {
+        changed.push("admin");
+    }
+    if changed.is_empty() {
+        return None;
+    }
+    let note = format!("takes effect on restart: [{}]", changed.join(", "));
+    tracing::warn!("configuration reloaded; {note}");
+    Some(note)
 }
 
 /// `WATCHDOG=1` at half systemd's watchdog interval, from the runtime that serves requests: a
@@ -668,7 +740,7 @@ async fn demo(port: u16) -> anyhow::Result<()> {
         println!("Try:\n{}", moat::demo::curl_commands(&setup, gateway_addr));
         println!("Ctrl-C stops the gateway and the demo model.");
     };
-    run_with(config, banner).await?;
+    run_with(config, setup.config_file.clone(), banner).await?;
     let _ = std::fs::remove_dir_all(&setup.dir);
     Ok(())
 }

@@ -126,9 +126,11 @@ pub async fn serve<S>(
     tls: TlsFacts,
     peer_cert: Option<PeerCert>,
     route: Arc<Route>,
+    mut updates: tokio::sync::watch::Receiver<Arc<Route>>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let mut route = route;
     let limits = route.limits();
     let mut down = Reader::new(io);
     let mut first = true;
@@ -153,6 +155,10 @@ pub async fn serve<S>(
             }
         }
         first = false;
+        // A reload applies from the next request on: the one in flight kept its configuration.
+        if updates.has_changed().unwrap_or(false) {
+            route = updates.borrow_and_update().clone();
+        }
         let started = Instant::now();
         let head = match timeout(route.http.header_timeout, down.read_head(&limits)).await {
             Ok(Ok(Some(h))) => h,

@@ -38,11 +38,125 @@ pub enum StartError {
 /// A bound listener with everything its connections need.
 struct Listener {
     socket: TcpListener,
+    /// What new connections are served with; replaced whole by a reload.
+    served: watch::Receiver<Arc<Served>>,
+    /// The route alone, which open connections pick up for their next request.
+    routes: watch::Receiver<Arc<Route>>,
+}
+
+/// What a listener serves new connections with. A connection keeps the one it started with,
+/// so a reload never changes a request in flight.
+struct Served {
     route: Arc<Route>,
-    /// Sources whose connections start with a PROXY v2 header.
-    proxy_from: Arc<Vec<ipnet::IpNet>>,
     /// TLS, or none for an h2c listener.
     acceptor: Option<TlsAcceptor>,
+    /// Sources whose connections start with a PROXY v2 header.
+    proxy_from: Arc<Vec<ipnet::IpNet>>,
+}
+
+/// Builds what each configured listener serves with: routes (upstream pools, policy, redaction
+/// profiles, identity), TLS acceptors with their certificates, PROXY sources.
+fn build(
+    config: &Config,
+    audit: &Auditor,
+    guard: &GuardFacts,
+    identifier: Arc<Identifier>,
+    drain: &watch::Receiver<bool>,
+) -> Result<Vec<(std::net::SocketAddr, Served)>, StartError> {
+    let upstreams: Arc<HashMap<String, Arc<Upstream>>> = Arc::new(
+        config
+            .upstreams
+            .iter()
+            .map(|(name, u)| (name.clone(), Upstream::new(name.clone(), u.clone())))
+            .collect(),
+    );
+    let policy = Arc::new(config.policy.clone());
+    let profiles = Arc::new(config.redaction.clone());
+    let plain = tls::server_config(&config.tls)?;
+    let mut out = Vec::new();
+    for l in &config.listeners {
+        let tls_config = match &l.client_ca {
+            None => plain.clone(),
+            Some(ca) => tls::server_config_with(
+                &config.tls,
+                Some(&tls::ClientAuth {
+                    ca_file: ca.clone(),
+                    required: l.client_cert_required,
+                }),
+            )?,
+        };
+        let route = Arc::new(Route {
+            listener: l.name.clone(),
+            http: config.http.clone(),
+            http2: config.http2.clone(),
+            drain: drain.clone(),
+            default_upstream: l.upstream.clone(),
+            upstreams: upstreams.clone(),
+            audit: audit.clone(),
+            audit_waits: config.audit.fsync == crate::audit::FsyncMode::Always,
+            guard: guard.clone(),
+            identity_sources: l.identity.clone(),
+            identifier: identifier.clone(),
+            forward_identity: config.identity.forward_headers,
+            policy: policy.clone(),
+            profiles: profiles.clone(),
+        });
+        out.push((
+            l.address,
+            Served {
+                route,
+                acceptor: (!l.h2c).then(|| TlsAcceptor::from(tls_config)),
+                proxy_from: Arc::new(l.proxy_protocol_from.clone()),
+            },
+        ));
+    }
+    Ok(out)
+}
+
+/// A running listener's address and where its new configuration goes.
+type ListenerHandles = (
+    std::net::SocketAddr,
+    watch::Sender<Arc<Served>>,
+    watch::Sender<Arc<Route>>,
+);
+
+/// Swaps a new configuration into running listeners.
+#[derive(Clone)]
+pub struct Reloader {
+    senders: Arc<Vec<ListenerHandles>>,
+    audit: Auditor,
+    guard: GuardFacts,
+    drain: watch::Receiver<bool>,
+}
+
+impl std::fmt::Debug for Reloader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reloader").finish_non_exhaustive()
+    }
+}
+
+impl Reloader {
+    /// Builds everything `config` needs (certificates and keys loaded, policy and profiles
+    /// compiled) and only then swaps it in, every listener at once; connections in flight keep
+    /// what they started with. Listener addresses cannot change without a restart: a config
+    /// that changes them is refused, like one that does not build, and the running one stays.
+    pub fn apply(&self, config: &Config, identifier: Arc<Identifier>) -> Result<(), String> {
+        let built = build(config, &self.audit, &self.guard, identifier, &self.drain)
+            .map_err(|e| e.to_string())?;
+        let running: Vec<_> = self.senders.iter().map(|(a, ..)| *a).collect();
+        let wanted: Vec<_> = built.iter().map(|(a, _)| *a).collect();
+        if running != wanted {
+            return Err(format!(
+                "listener addresses {wanted:?} differ from the running {running:?}; they change \
+                 with a restart"
+            ));
+        }
+        for ((_, served_tx, routes_tx), (_, served)) in self.senders.iter().zip(built) {
+            routes_tx.send_replace(served.route.clone());
+            served_tx.send_replace(Arc::new(served));
+        }
+        Ok(())
+    }
 }
 
 /// A gateway whose listeners are bound; [`Gateway::run`] serves until shutdown.
@@ -52,6 +166,7 @@ pub struct Gateway {
     drain_timeout: std::time::Duration,
     drain: watch::Sender<bool>,
     connections: Arc<Connections>,
+    reloader: Reloader,
 }
 
 /// Open client connections, counted so a shutdown can wait for them.
@@ -100,57 +215,22 @@ impl Gateway {
         guard: GuardFacts,
         identifier: Arc<Identifier>,
     ) -> Result<Self, StartError> {
-        let upstreams: Arc<HashMap<String, Arc<Upstream>>> = Arc::new(
-            config
-                .upstreams
-                .iter()
-                .map(|(name, u)| (name.clone(), Upstream::new(name.clone(), u.clone())))
-                .collect(),
-        );
-        let policy = Arc::new(config.policy.clone());
-        let profiles = Arc::new(config.redaction.clone());
-        let plain = tls::server_config(&config.tls)?;
         let (drain, drain_rx) = watch::channel(false);
+        let built = build(config, &audit, &guard, identifier, &drain_rx)?;
         let mut listeners = Vec::new();
-        for l in &config.listeners {
-            let tls_config = match &l.client_ca {
-                None => plain.clone(),
-                Some(ca) => tls::server_config_with(
-                    &config.tls,
-                    Some(&tls::ClientAuth {
-                        ca_file: ca.clone(),
-                        required: l.client_cert_required,
-                    }),
-                )?,
-            };
-            let socket = TcpListener::bind(l.address)
+        let mut senders = Vec::new();
+        for (addr, served) in built {
+            let socket = TcpListener::bind(addr)
                 .await
-                .map_err(|source| StartError::Bind {
-                    addr: l.address,
-                    source,
-                })?;
-            let route = Arc::new(Route {
-                listener: l.name.clone(),
-                http: config.http.clone(),
-                http2: config.http2.clone(),
-                drain: drain_rx.clone(),
-                default_upstream: l.upstream.clone(),
-                upstreams: upstreams.clone(),
-                audit: audit.clone(),
-                audit_waits: config.audit.fsync == crate::audit::FsyncMode::Always,
-                guard: guard.clone(),
-                identity_sources: l.identity.clone(),
-                identifier: identifier.clone(),
-                forward_identity: config.identity.forward_headers,
-                policy: policy.clone(),
-                profiles: profiles.clone(),
-            });
+                .map_err(|source| StartError::Bind { addr, source })?;
+            let (routes_tx, routes) = watch::channel(served.route.clone());
+            let (tx, rx) = watch::channel(Arc::new(served));
             listeners.push(Listener {
                 socket,
-                route,
-                proxy_from: Arc::new(l.proxy_protocol_from.clone()),
-                acceptor: (!l.h2c).then(|| TlsAcceptor::from(tls_config)),
+                served: rx,
+                routes,
             });
+            senders.push((addr, tx, routes_tx));
         }
         Ok(Self {
             listeners,
@@ -158,15 +238,26 @@ impl Gateway {
             drain_timeout: config.http.drain_timeout,
             drain,
             connections: Arc::default(),
+            reloader: Reloader {
+                senders: Arc::new(senders),
+                audit,
+                guard,
+                drain: drain_rx,
+            },
         })
     }
 
-    /// The bound addresses, in configuration order.
     /// Becomes true when the gateway starts draining (for readiness).
     pub fn draining(&self) -> watch::Receiver<bool> {
         self.drain.subscribe()
     }
 
+    /// A handle that swaps in a new configuration (see [`Reloader::apply`]).
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
+    }
+
+    /// The bound addresses, in configuration order.
     pub fn local_addrs(&self) -> Vec<std::net::SocketAddr> {
         self.listeners
             .iter()
@@ -230,9 +321,12 @@ async fn accept_loop(
             }
         };
         let _ = tcp.set_nodelay(true);
-        let acceptor = l.acceptor.clone();
-        let route = l.route.clone();
-        let proxy_from = l.proxy_from.clone();
+        let served = l.served.borrow().clone();
+        let acceptor = served.acceptor.clone();
+        let route = served.route.clone();
+        let proxy_from = served.proxy_from.clone();
+        let mut updates = l.routes.clone();
+        updates.mark_unchanged();
         let open = Open::new(&connections);
         tokio::spawn(async move {
             let _open = open;
@@ -263,7 +357,15 @@ async fn accept_loop(
                 };
             let Some(acceptor) = acceptor else {
                 // h2c: cleartext HTTP/2 with prior knowledge, from this host only.
-                crate::h2::serve(tcp, ClientAddr(peer), TlsFacts::default(), None, route).await;
+                crate::h2::serve(
+                    tcp,
+                    ClientAddr(peer),
+                    TlsFacts::default(),
+                    None,
+                    route,
+                    updates,
+                )
+                .await;
                 return;
             };
             let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
@@ -288,9 +390,9 @@ async fn accept_loop(
                     der: c.as_ref().to_vec(),
                 });
             if conn.alpn_protocol() == Some(b"h2") {
-                crate::h2::serve(tls, ClientAddr(peer), facts, peer_cert, route).await;
+                crate::h2::serve(tls, ClientAddr(peer), facts, peer_cert, route, updates).await;
             } else {
-                proxy::serve(tls, ClientAddr(peer), facts, peer_cert, route).await;
+                proxy::serve(tls, ClientAddr(peer), facts, peer_cert, route, updates).await;
             }
         });
     }

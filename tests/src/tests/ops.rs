@@ -284,3 +284,118 @@ async fn proxy_protocol_v2_from_trusted_sources_only() {
     }
     assert!(rejected, "no reject record for the untrusted PROXY header");
 }
+
+const ROOT_ONLY: &str = "[[policy.rules]]\nid = \"root\"\nrequire_region = false\npaths = [\"/\"]\naction = \"allow\"\n";
+const ROOT_AND_HEADERS: &str = "[[policy.rules]]\nid = \"root\"\nrequire_region = false\npaths = [\"/\", \"/headers\"]\naction = \"allow\"\n";
+
+/// SIGHUP under load: no request fails, the new policy takes effect; a broken file is refused,
+/// the running configuration keeps serving, and both reloads are audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_under_load_swaps_atomically_and_refuses_a_broken_file() {
+    let origin = Origin::start().await;
+    let gw = gateway::new(origin.addr.to_string())
+        .policy(ROOT_ONLY)
+        .run();
+    let http = crate::client::http(&gw.ca);
+    let status = |path: &'static str| {
+        let http = http.clone();
+        let url = crate::client::url(gw.addr, path);
+        async move { http.get(url).send().await.map(|r| r.status().as_u16()) }
+    };
+    assert_eq!(status("/headers").await.expect("before"), 403);
+
+    // Load: four clients asking for / until told to stop.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = Vec::new();
+    for _ in 0..4 {
+        let (stop, http, url) = (
+            stop.clone(),
+            crate::client::http(&gw.ca),
+            crate::client::url(gw.addr, "/"),
+        );
+        load.push(tokio::spawn(async move {
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match http.get(&url).send().await {
+                    Ok(r) if r.status() == 200 => ok += 1,
+                    Ok(r) => failed.push(r.status().to_string()),
+                    Err(e) => failed.push(e.to_string()),
+                }
+            }
+            (ok, failed)
+        }));
+    }
+    // A keep-alive connection opened before the reload.
+    let mut kept = crate::client::Raw::connect(gw.addr, &gw.ca).await;
+    kept.send(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .expect("send");
+    assert_eq!(
+        kept.read_response(false).await.expect("response").status,
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let text = std::fs::read_to_string(gw.config_file()).expect("config");
+    std::fs::write(gw.config_file(), text.replace(ROOT_ONLY, ROOT_AND_HEADERS)).expect("write");
+    gw.signal("HUP");
+    let mut took_effect = false;
+    for _ in 0..50 {
+        if status("/headers").await.ok() == Some(200) {
+            took_effect = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(took_effect, "the reloaded policy did not take effect");
+    // The connection opened before it gets the new policy for its next request.
+    kept.send(b"GET /headers HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .expect("send");
+    assert_eq!(
+        kept.read_response(false).await.expect("response").status,
+        200,
+        "an open connection kept the old policy for a new request"
+    );
+
+    // A broken file: refused, the running configuration stays.
+    std::fs::write(gw.config_file(), "[[listener]\nthis is not TOML").expect("write");
+    gw.signal("HUP");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut ok, mut failed) = (0, Vec::new());
+    for l in load {
+        let (o, f) = l.await.expect("load task");
+        ok += o;
+        failed.extend(f);
+    }
+    assert!(
+        failed.is_empty(),
+        "requests failed during the reloads: {failed:?}"
+    );
+    assert!(ok > 20, "only {ok} requests ran under load");
+    assert_eq!(
+        status("/headers").await.expect("after"),
+        200,
+        "the old config stopped serving"
+    );
+
+    let mut events = Vec::new();
+    for _ in 0..50 {
+        events = gw
+            .audit_records()
+            .iter()
+            .filter(|r| r["kind"] == "lifecycle")
+            .filter_map(|r| r["event"].as_str().map(str::to_owned))
+            .collect();
+        if events.iter().any(|e| e == "reload_refused") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let accepted = events.iter().position(|e| e == "reload_accepted");
+    let refused = events.iter().position(|e| e == "reload_refused");
+    assert!(
+        matches!((accepted, refused), (Some(a), Some(r)) if a < r),
+        "{events:?}"
+    );
+}
