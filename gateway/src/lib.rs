@@ -33,6 +33,7 @@ pub mod identity;
 pub mod metrics;
 pub mod pipeline;
 pub mod policy;
+pub mod privileges;
 pub mod protocol;
 pub mod proxy;
 pub mod proxy_protocol;

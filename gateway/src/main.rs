@@ -493,6 +493,14 @@ async fn run_with(
             },
         ));
     }
+    // Everything that needs root is done: become runtime.user.
+    if let Some(user) = &config.user {
+        match moat::privileges::drop_to(user, &[&config.audit.dir, &config.audit.key_dir]) {
+            Ok(true) => tracing::info!(user = %user, "dropped root"),
+            Ok(false) => {}
+            Err(e) => return Err(anyhow::anyhow!("{e}")),
+        }
+    }
     on_listening();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let reloader = gateway.reloader();

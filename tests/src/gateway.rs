@@ -37,6 +37,7 @@ pub struct Builder {
     upstream_extra: String,
     sections: String,
     env: Vec<(String, String)>,
+    runtime: String,
 }
 
 /// The policy of a test gateway unless [`Builder::policy`] replaces it: everyone may do
@@ -56,6 +57,7 @@ pub fn new(upstream: impl Into<String>) -> Builder {
         upstream_extra: String::new(),
         sections: String::new(),
         env: Vec::new(),
+        runtime: String::new(),
     }
 }
 
@@ -108,6 +110,13 @@ impl Builder {
         self
     }
 
+    /// Appends raw TOML to the `[runtime]` table (e.g. `user = "nobody"`).
+    pub fn runtime(mut self, toml: &str) -> Self {
+        self.runtime.push_str(toml);
+        self.runtime.push('\n');
+        self
+    }
+
     /// Sets an environment variable for `moat run`.
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.to_owned(), value.to_owned()));
@@ -137,6 +146,7 @@ impl Builder {
         let config = format!(
             r#"[runtime]
 worker_threads = 2
+{runtime}
 [log]
 format = "json"
 level = "info"
@@ -169,6 +179,7 @@ key_dir = "state"
             policy = self.policy,
             listener = self.listener,
             upstream_extra = self.upstream_extra,
+            runtime = self.runtime,
         );
         let config_file = dir.path().join("moat.toml");
         std::fs::write(&config_file, config).expect("write config");

@@ -35,6 +35,9 @@ use crate::redact::{Detectors, Entity, Operator, Profile, Redactor};
 pub struct Config {
     /// Tokio worker threads; `0` means one per core.
     pub worker_threads: usize,
+    /// Started as root, moat drops to this user (and its primary group) once its listeners are
+    /// bound and the guard is attached.
+    pub user: Option<String>,
     /// Log output settings.
     pub log: LogConfig,
     /// Addresses moat accepts TLS connections on.
@@ -948,6 +951,18 @@ impl Validator<'_> {
 
         Ok(Config {
             worker_threads: raw.runtime.worker_threads.unwrap_or(0),
+            user: match &raw.runtime.user {
+                Some(u) if u.is_empty() => {
+                    return Err(self.invalid("runtime.user", u, "must name a user"))
+                }
+                Some(u) => {
+                    if nix::unistd::User::from_name(u).ok().flatten().is_none() {
+                        return Err(self.invalid("runtime.user", u, "no such user on this host"));
+                    }
+                    Some(u.clone())
+                }
+                None => None,
+            },
             log,
             listeners,
             tls: TlsConfig {

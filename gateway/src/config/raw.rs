@@ -45,6 +45,7 @@ pub(crate) struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawRuntime {
     pub(crate) worker_threads: Option<usize>,
+    pub(crate) user: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

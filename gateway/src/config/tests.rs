@@ -375,3 +375,24 @@ fn admin_endpoint_is_loopback_only() {
     assert_eq!(c.admin.map(|a| a.port()), Some(9901));
     assert_eq!(fx.parse(MINIMAL).expect("minimal").admin, None);
 }
+
+#[test]
+fn runtime_user_must_exist() {
+    let fx = Fixture::new();
+    let text = MINIMAL.replacen(
+        "[[listener]]",
+        "[runtime]\nuser = \"no-such-user-here\"\n\n[[listener]]",
+        1,
+    );
+    let e = fx.parse(&text).expect_err("unknown user").to_string();
+    assert!(e.contains("runtime.user"), "{e}");
+    let text = MINIMAL.replacen(
+        "[[listener]]",
+        "[runtime]\nuser = \"root\"\n\n[[listener]]",
+        1,
+    );
+    assert_eq!(
+        fx.parse(&text).expect("root exists").user.as_deref(),
+        Some("root")
+    );
+}

@@ -399,3 +399,75 @@ async fn reload_under_load_swaps_atomically_and_refuses_a_broken_file() {
         "{events:?}"
     );
 }
+
+/// Started as root with `runtime.user`, moat serves as that user with no capabilities left,
+/// and its audit trail goes on being written and verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn started_as_root_moat_drops_to_the_runtime_user() {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
+    if !root {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "this test needs root under CI"
+        );
+        eprintln!("skipping: needs root");
+        return;
+    }
+    let origin = Origin::start().await;
+    // An audit directory the dropped user can reach (the test's own tempdir is root's alone).
+    let base = std::env::temp_dir().join(format!("moat-drop-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base).expect("base");
+    std::fs::set_permissions(&base, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let mut gw = gateway::new(origin.addr.to_string())
+        .runtime("user = \"nobody\"")
+        .audit_dir(&base.join("audit"))
+        .run();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", gw.pid())).expect("status");
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .map(|l| {
+                l[name.len()..]
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(field("Uid:"), "65534 65534 65534 65534", "{status}");
+    assert_eq!(field("Gid:"), "65534 65534 65534 65534", "{status}");
+    assert_eq!(field("CapEff:"), "0000000000000000", "{status}");
+    assert_eq!(field("CapPrm:"), "0000000000000000", "{status}");
+    let (r, _) = crate::client::raw_exchange(
+        gw.addr,
+        &gw.ca,
+        b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    )
+    .await;
+    let r = r.expect("response");
+    assert_eq!(r.status, 200);
+    let rec = gw.audit_record(r.header("x-request-id").expect("id")).await;
+    assert_eq!(rec["status"], 200);
+    gw.terminate();
+    assert!(gw
+        .wait_exit(Duration::from_secs(10))
+        .is_some_and(|s| s.success()));
+    let out = Command::new(gateway::binary())
+        .args(["audit", "verify"])
+        .arg(base.join("audit"))
+        .output()
+        .expect("verify");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&base);
+}
