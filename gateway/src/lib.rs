@@ -42,4 +42,5 @@ pub mod server;
 pub mod systemd;
 pub mod telemetry;
 pub mod tls;
+pub mod transparent;
 pub mod upstream;

@@ -38,7 +38,7 @@ use crate::upstream::{trailer_lines, Conn, Stream, UpBody, UpFrame, Upstream, Up
 pub struct ClientAddr(pub SocketAddr);
 
 /// What a listener's connections share.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Route {
     /// Listener name, for logs.
     pub listener: String,

@@ -48,6 +48,8 @@ struct Listener {
 /// so a reload never changes a request in flight.
 struct Served {
     route: Arc<Route>,
+    /// Redirected connections: forwarded by their original destination.
+    transparent: bool,
     /// TLS, or none for an h2c listener.
     acceptor: Option<TlsAcceptor>,
     /// Sources whose connections start with a PROXY v2 header.
@@ -105,6 +107,7 @@ fn build(
             l.address,
             Served {
                 route,
+                transparent: l.transparent,
                 acceptor: (!l.h2c).then(|| TlsAcceptor::from(tls_config)),
                 proxy_from: Arc::new(l.proxy_protocol_from.clone()),
             },
@@ -325,6 +328,7 @@ async fn accept_loop(
         let acceptor = served.acceptor.clone();
         let route = served.route.clone();
         let proxy_from = served.proxy_from.clone();
+        let transparent = served.transparent;
         let mut updates = l.routes.clone();
         updates.mark_unchanged();
         let open = Open::new(&connections);
@@ -355,6 +359,10 @@ async fn accept_loop(
                         return;
                     }
                 };
+            if transparent {
+                crate::transparent::serve(tcp, ClientAddr(peer), acceptor, route, updates).await;
+                return;
+            }
             let Some(acceptor) = acceptor else {
                 // h2c: cleartext HTTP/2 with prior knowledge, from this host only.
                 crate::h2::serve(

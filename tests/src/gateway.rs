@@ -38,6 +38,7 @@ pub struct Builder {
     sections: String,
     env: Vec<(String, String)>,
     runtime: String,
+    netns: Option<String>,
 }
 
 /// The policy of a test gateway unless [`Builder::policy`] replaces it: everyone may do
@@ -58,6 +59,7 @@ pub fn new(upstream: impl Into<String>) -> Builder {
         sections: String::new(),
         env: Vec::new(),
         runtime: String::new(),
+        netns: None,
     }
 }
 
@@ -114,6 +116,12 @@ impl Builder {
     pub fn runtime(mut self, toml: &str) -> Self {
         self.runtime.push_str(toml);
         self.runtime.push('\n');
+        self
+    }
+
+    /// Runs moat inside a network namespace the test created.
+    pub fn netns(mut self, ns: &crate::netns::NetNs) -> Self {
+        self.netns = Some(ns.name.clone());
         self
     }
 
@@ -185,7 +193,15 @@ key_dir = "state"
         std::fs::write(&config_file, config).expect("write config");
         let log_file = dir.path().join("moat.log");
         let log = std::fs::File::create(&log_file).expect("log file");
-        let child = Command::new(binary())
+        let mut command = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(binary());
+                c
+            }
+            None => Command::new(binary()),
+        };
+        let child = command
             .arg("run")
             .arg("--config")
             .arg(&config_file)
@@ -201,6 +217,7 @@ key_dir = "state"
             log_file,
             config_file,
             audit_dir,
+            netns: self.netns,
             _dir: dir,
         };
         gw.wait_ready();
@@ -219,6 +236,7 @@ pub struct Gateway {
     log_file: PathBuf,
     config_file: PathBuf,
     audit_dir: PathBuf,
+    netns: Option<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -228,8 +246,16 @@ impl Gateway {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("moat exited with {status}: {}", self.log());
             }
-            if std::net::TcpStream::connect_timeout(&self.addr, Duration::from_millis(100)).is_ok()
-            {
+            let addr = self.addr;
+            let up = match &self.netns {
+                None => {
+                    std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok()
+                }
+                Some(ns) => crate::netns::NetNs::enter(ns, move || {
+                    std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok()
+                }),
+            };
+            if up {
                 return;
             }
             std::thread::sleep(Duration::from_millis(25));

@@ -113,6 +113,9 @@ pub struct ListenerConfig {
     /// Sources (load balancers) whose connections start with a PROXY v2 header naming the
     /// client; a header from anyone else is refused.
     pub proxy_protocol_from: Vec<IpNet>,
+    /// `mode = "transparent"`: connections redirected here (nftables `redirect`, TPROXY) are
+    /// forwarded to the upstream whose address they were meant for, if one is configured.
+    pub transparent: bool,
 }
 
 /// Lowest TLS version accepted.
@@ -181,6 +184,9 @@ pub struct UpstreamConfig {
     pub credential: Option<Credential>,
     /// The protocol moat speaks to it.
     pub protocol: UpstreamProtocol,
+    /// The address clients use for it when their connections are redirected to a transparent
+    /// listener (e.g. the model's service address, while it listens on loopback).
+    pub transparent_address: Option<SocketAddr>,
 }
 
 /// How moat talks to an upstream.
@@ -713,7 +719,19 @@ impl Validator<'_> {
                 })?;
                 proxy_protocol_from.push(net.trunc());
             }
+            let transparent = match l.mode.as_deref() {
+                None | Some("proxy") => false,
+                Some("transparent") => true,
+                Some(v) => {
+                    return Err(self.invalid(
+                        &format!("{p}.mode"),
+                        v,
+                        "expected \"proxy\" or \"transparent\"",
+                    ))
+                }
+            };
             listeners.push(ListenerConfig {
+                transparent,
                 proxy_protocol_from,
                 h2c,
                 name: l.name.clone().unwrap_or_else(|| format!("listener{i}")),
@@ -1559,7 +1577,18 @@ impl Validator<'_> {
                 ))
             }
         };
+        let transparent_address = match &u.transparent_address {
+            None => None,
+            Some(a) => Some(a.parse::<SocketAddr>().map_err(|_| {
+                self.invalid(
+                    &format!("{p}.transparent_address"),
+                    a,
+                    "expected IP:port such as 10.0.0.5:8000",
+                )
+            })?),
+        };
         Ok(UpstreamConfig {
+            transparent_address,
             protocol,
             address,
             connect_timeout: self.duration(

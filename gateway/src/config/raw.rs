@@ -68,6 +68,7 @@ pub(crate) struct RawListener {
     pub(crate) protocol: Option<String>,
     #[serde(default)]
     pub(crate) proxy_protocol_from: Vec<String>,
+    pub(crate) mode: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -98,6 +99,7 @@ pub(crate) struct RawUpstream {
     pub(crate) credential_file: Option<String>,
     pub(crate) credential_header: Option<String>,
     pub(crate) protocol: Option<String>,
+    pub(crate) transparent_address: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

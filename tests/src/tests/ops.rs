@@ -471,3 +471,115 @@ async fn started_as_root_moat_drops_to_the_runtime_user() {
     );
     let _ = std::fs::remove_dir_all(&base);
 }
+
+/// Transparent mode, in a network namespace the test creates: nftables redirects connections
+/// for the model's address (10.99.0.5:8000) and for another one (10.99.0.6:8000) to moat. A
+/// client that thinks it talks to the model is served through moat, in plain HTTP and in TLS;
+/// the other destination is refused and audited.
+#[test]
+fn transparent_mode_serves_redirected_clients_and_refuses_other_destinations() {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
+    let nft = Command::new("nft").arg("--version").output().is_ok();
+    if !root || !nft {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "this test needs root and nft (Debian nftables) under CI"
+        );
+        eprintln!("skipping: needs root and nft");
+        return;
+    }
+    let ns = crate::netns::NetNs::new("tp", &["10.99.0.5/32", "10.99.0.6/32"]);
+    // The model server, inside the namespace, on loopback.
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let origin = crate::netns::NetNs::spawn_in(&ns.name, move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let o = Origin::start().await;
+            addr_tx.send(o.addr).expect("send addr");
+            let _ = stop_rx.await;
+        });
+    });
+    let origin_addr = addr_rx.recv().expect("origin address");
+    let gw = gateway::new(origin_addr.to_string())
+        .netns(&ns)
+        .listener("mode = \"transparent\"")
+        .upstream("transparent_address = \"10.99.0.5:8000\"")
+        .run();
+    ns.nft(&format!(
+        "table ip moat_test {{\n  chain output {{\n    type nat hook output priority -100; policy accept;\n    ip daddr {{ 10.99.0.5, 10.99.0.6 }} tcp dport 8000 redirect to :{}\n  }}\n}}\n",
+        gw.addr.port()
+    ));
+    let ca = gw.ca.clone();
+    let (plain, tls, other) = ns.run(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let exchange = |to: &'static str| async move {
+                let mut s = tokio::net::TcpStream::connect(to).await.expect("connect");
+                s.write_all(b"GET / HTTP/1.1\r\nHost: model\r\nConnection: close\r\n\r\n")
+                    .await
+                    .expect("send");
+                let mut out = Vec::new();
+                let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+                String::from_utf8_lossy(&out).into_owned()
+            };
+            let plain = exchange("10.99.0.5:8000").await;
+            let other = exchange("10.99.0.6:8000").await;
+            let tls = match crate::client::Raw::try_connect(
+                "10.99.0.5:8000".parse().expect("addr"),
+                &ca,
+                None,
+            )
+            .await
+            {
+                Ok(mut c) => {
+                    c.send(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                        .await
+                        .expect("send");
+                    c.read_response(false).await.map(|r| r.status)
+                }
+                Err(e) => panic!("TLS to the model's address: {e}"),
+            };
+            (plain, tls, other)
+        })
+    });
+    let _ = stop_tx.send(());
+    let _ = origin.join();
+    assert!(plain.starts_with("HTTP/1.1 200"), "plain HTTP: {plain}");
+    assert_eq!(tls, Some(200), "TLS terminated by moat");
+    assert!(
+        !other.contains("200"),
+        "an unknown destination was served: {other}"
+    );
+    let mut records = Vec::new();
+    for _ in 0..50 {
+        records = gw.audit_records();
+        let served = records
+            .iter()
+            .filter(|r| r["kind"] == "request" && r["status"] == 200)
+            .count();
+        let refused = records.iter().any(|r| {
+            r["kind"] == "reject"
+                && r["reason"] == "transparent_destination_refused"
+                && r["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("10.99.0.6:8000"))
+        });
+        if served >= 2 && refused {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("expected two served requests and one refused destination: {records:#?}");
+}
