@@ -49,7 +49,7 @@ struct Listener {
 struct Served {
     route: Arc<Route>,
     /// Redirected connections: forwarded by their original destination.
-    transparent: bool,
+    transparent: Option<crate::transparent::Options>,
     /// TLS, or none for an h2c listener.
     acceptor: Option<TlsAcceptor>,
     /// Sources whose connections start with a PROXY v2 header.
@@ -75,6 +75,7 @@ fn build(
     let policy = Arc::new(config.policy.clone());
     let profiles = Arc::new(config.redaction.clone());
     let plain = tls::server_config(&config.tls)?;
+    let names = Arc::new(tls::server_names(&config.tls));
     let mut out = Vec::new();
     for l in &config.listeners {
         let tls_config = match &l.client_ca {
@@ -107,7 +108,10 @@ fn build(
             l.address,
             Served {
                 route,
-                transparent: l.transparent,
+                transparent: l.transparent.then(|| crate::transparent::Options {
+                    names: names.clone(),
+                    passthrough: l.passthrough,
+                }),
                 acceptor: (!l.h2c).then(|| TlsAcceptor::from(tls_config)),
                 proxy_from: Arc::new(l.proxy_protocol_from.clone()),
             },
@@ -328,7 +332,7 @@ async fn accept_loop(
         let acceptor = served.acceptor.clone();
         let route = served.route.clone();
         let proxy_from = served.proxy_from.clone();
-        let transparent = served.transparent;
+        let transparent = served.transparent.clone();
         let mut updates = l.routes.clone();
         updates.mark_unchanged();
         let open = Open::new(&connections);
@@ -359,8 +363,16 @@ async fn accept_loop(
                         return;
                     }
                 };
-            if transparent {
-                crate::transparent::serve(tcp, ClientAddr(peer), acceptor, route, updates).await;
+            if let Some(options) = transparent {
+                crate::transparent::serve(
+                    tcp,
+                    ClientAddr(peer),
+                    acceptor,
+                    &options,
+                    route,
+                    updates,
+                )
+                .await;
                 return;
             }
             let Some(acceptor) = acceptor else {

@@ -108,6 +108,36 @@ pub fn server_config_with(
     Ok(Arc::new(config))
 }
 
+/// Every server name moat holds a certificate for (exact names and `*.` wildcards, lower-case),
+/// as the SNI resolver matches them.
+pub fn server_names(cfg: &TlsConfig) -> Vec<String> {
+    let mut out = Vec::new();
+    for c in &cfg.certificates {
+        match &c.server_names {
+            Some(n) => out.extend(n.iter().map(|n| n.to_ascii_lowercase())),
+            None => {
+                let leaf = CertificateDer::pem_file_iter(&c.cert_file)
+                    .ok()
+                    .and_then(|mut it| it.next())
+                    .and_then(Result::ok);
+                if let Some(names) = leaf.and_then(|l| dns_names(&l).ok()) {
+                    out.extend(names.iter().map(|n| n.to_ascii_lowercase()));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Whether `sni` is one of `names` (exact, or under a `*.` wildcard one label deep).
+pub fn holds_name(names: &[String], sni: &str) -> bool {
+    let sni = sni.to_ascii_lowercase();
+    names.iter().any(|n| match n.strip_prefix("*.") {
+        Some(suffix) => sni.split_once('.').is_some_and(|(_, rest)| rest == suffix),
+        None => *n == sni,
+    })
+}
+
 /// Chooses a certificate by SNI: exact names first, then `*.` wildcards, then the first
 /// certificate as the default (clients without SNI, or with an unknown name).
 #[derive(Debug)]

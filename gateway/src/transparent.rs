@@ -6,7 +6,9 @@
 //! is an upstream moat knows: its `address` or its `transparent_address`. Anything else is
 //! refused and audited. What the client sends decides how it is served, through the same
 //! pipeline as any listener: a TLS handshake is terminated with moat's certificates; plain
-//! HTTP/1.1 (or HTTP/2 with prior knowledge) is served as it comes. Other protocols are refused.
+//! HTTP/1.1 (or HTTP/2 with prior knowledge) is served as it comes. TLS for a name moat holds
+//! no certificate for, and other protocols, are passed through as bytes to that upstream with one
+//! audit record per connection when the listener says `passthrough = true`, else refused.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsFd;
@@ -20,6 +22,15 @@ use crate::audit::record::TlsFacts;
 use crate::error::{Reject, Side};
 use crate::identity::PeerCert;
 use crate::proxy::{ClientAddr, Route};
+
+/// What a transparent listener needs besides its route.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Server names moat holds certificates for.
+    pub names: Arc<Vec<String>>,
+    /// Pass other connections through instead of refusing them.
+    pub passthrough: bool,
+}
 
 /// Where a redirected connection was going.
 pub fn original_destination(tcp: &TcpStream) -> Option<SocketAddr> {
@@ -62,6 +73,7 @@ pub async fn serve(
     tcp: TcpStream,
     client: ClientAddr,
     acceptor: Option<TlsAcceptor>,
+    options: &Options,
     route: Arc<Route>,
     updates: watch::Receiver<Arc<Route>>,
 ) {
@@ -93,6 +105,23 @@ pub async fn serve(
     };
     let head = &first[..n];
     if head[0] == 0x16 {
+        let hello = peek_record(&tcp, route.http.header_timeout).await;
+        let sni = client_hello_sni(&hello);
+        // Without SNI (clients addressing an IP) moat's default certificate answers.
+        let ours = sni
+            .as_deref()
+            .is_none_or(|s| crate::tls::holds_name(&options.names, s));
+        if !ours {
+            if options.passthrough {
+                return pass(tcp, client, dst, &route, "tls", sni).await;
+            }
+            return refuse(
+                &route,
+                client,
+                "transparent_passthrough_refused",
+                format!("TLS for {sni:?} to {dst}: no certificate for it, and passthrough is off"),
+            );
+        }
         let Some(acceptor) = acceptor else {
             return refuse(
                 &route,
@@ -142,12 +171,121 @@ pub async fn serve(
         crate::proxy::serve(tcp, client, TlsFacts::default(), None, route, updates).await;
         return;
     }
+    if options.passthrough {
+        return pass(tcp, client, dst, &route, "tcp", None).await;
+    }
     refuse(
         &route,
         client,
         "transparent_protocol_refused",
-        format!("not TLS or HTTP, to {dst}"),
+        format!("not TLS or HTTP, to {dst}, and passthrough is off"),
     );
+}
+
+/// The first TLS record, peeked (not consumed): the ClientHello.
+async fn peek_record(tcp: &TcpStream, within: std::time::Duration) -> Vec<u8> {
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut have = 0;
+    let _ = tokio::time::timeout(within, async {
+        loop {
+            let Ok(n) = tcp.peek(&mut buf).await else {
+                return;
+            };
+            have = n;
+            let want = buf
+                .get(3..5)
+                .filter(|_| n >= 5)
+                .map_or(5, |l| 5 + usize::from(u16::from_be_bytes([l[0], l[1]])));
+            if n == 0 || n >= want.min(buf.len()) {
+                return;
+            }
+            // Part of the record so far: wait for the rest.
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+    })
+    .await;
+    buf.truncate(have);
+    buf
+}
+
+/// The server name a ClientHello asks for, if it names one.
+pub fn client_hello_sni(b: &[u8]) -> Option<String> {
+    // TLS record header, then the handshake header of a ClientHello.
+    if b.first() != Some(&22) {
+        return None;
+    }
+    let rec = b.get(5..)?;
+    if rec.first() != Some(&1) {
+        return None;
+    }
+    let u16_at = |p: usize| -> Option<usize> {
+        Some(usize::from(u16::from_be_bytes([
+            *rec.get(p)?,
+            *rec.get(p + 1)?,
+        ])))
+    };
+    let mut p = 4 + 2 + 32; // handshake header, version, random
+    p += 1 + usize::from(*rec.get(p)?); // session id
+    p += 2 + u16_at(p)?; // cipher suites
+    p += 1 + usize::from(*rec.get(p)?); // compression methods
+    let end = (p + 2 + u16_at(p)?).min(rec.len());
+    p += 2;
+    while p + 4 <= end {
+        let (ty, len) = (u16_at(p)?, u16_at(p + 2)?);
+        p += 4;
+        if ty == 0 {
+            // server_name: list length, then entries of type, length, name.
+            let list = rec.get(p..p + len)?;
+            if list.get(2) != Some(&0) {
+                return None;
+            }
+            let n = usize::from(u16::from_be_bytes([*list.get(3)?, *list.get(4)?]));
+            let name = list.get(5..5 + n)?;
+            return std::str::from_utf8(name).ok().map(str::to_ascii_lowercase);
+        }
+        p += len;
+    }
+    None
+}
+
+/// Passes a connection through to its upstream as bytes, and records it when it ends.
+async fn pass(
+    mut tcp: TcpStream,
+    client: ClientAddr,
+    dst: SocketAddr,
+    route: &Route,
+    protocol: &str,
+    sni: Option<String>,
+) {
+    let started = tokio::time::Instant::now();
+    let Some(upstream) = route.upstreams.get(&route.default_upstream) else {
+        return;
+    };
+    let (bytes_in, bytes_out, failed) = match upstream.connect().await {
+        Ok(conn) => {
+            let mut up = conn.reader.io;
+            match tokio::io::copy_bidirectional(&mut tcp, &mut up).await {
+                Ok((i, o)) => (i, o, None),
+                Err(e) => (0, 0, Some(e.to_string())),
+            }
+        }
+        Err(e) => (0, 0, Some(e.to_string())),
+    };
+    let record = crate::audit::record::ConnectionRecord {
+        listener: route.listener.clone(),
+        client: client.0.to_string(),
+        destination: dst.to_string(),
+        upstream: format!("{}@{}", upstream.name, upstream.config().address),
+        protocol: protocol.to_owned(),
+        sni,
+        bytes_in,
+        bytes_out,
+        duration_ms: crate::proxy::millis(started),
+        failed,
+    };
+    let _ = route
+        .audit
+        .record(crate::audit::Record::Connection(Box::new(record)));
 }
 
 /// An HTTP/1 request line's start: a method token and a space.
@@ -158,7 +296,29 @@ fn looks_like_http1(head: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::looks_like_http1;
+    use super::{client_hello_sni, looks_like_http1};
+
+    /// A real ClientHello (from rustls) names its server.
+    #[test]
+    fn finds_the_sni_of_a_client_hello() {
+        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        let name = rustls::pki_types::ServerName::try_from("Model.Example").expect("name");
+        let mut conn =
+            rustls::ClientConnection::new(std::sync::Arc::new(config), name).expect("client");
+        let mut hello = Vec::new();
+        conn.write_tls(&mut hello).expect("hello");
+        assert_eq!(client_hello_sni(&hello).as_deref(), Some("model.example"));
+        for cut in 0..hello.len() {
+            // Never panics on a cut record; a cut before the name finds none.
+            let _ = client_hello_sni(&hello[..cut]);
+        }
+        assert_eq!(client_hello_sni(b"GET / HTTP/1.1"), None);
+    }
 
     #[test]
     fn sniffs_http1() {

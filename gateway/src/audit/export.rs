@@ -331,6 +331,22 @@ pub fn ocsf(env: &Envelope, t: time::OffsetDateTime) -> Option<Value> {
                 "unmapped": {"hook": g.hook, "cgroup_id": g.cgroup_id, "verdict": g.verdict},
             })
         }
+        Record::Connection(c) => json!({
+            "class_uid": 4001, "class_name": "Network Activity",
+            "category_uid": 4, "category_name": "Network Activity",
+            "activity_id": 2, "activity_name": "Close",
+            "type_uid": 4001 * 100 + 2,
+            "severity_id": 1,
+            "status_id": if c.failed.is_some() { 2 } else { 1 },
+            "time": time_ms,
+            "metadata": metadata(env),
+            "src_endpoint": endpoint(&c.client),
+            "dst_endpoint": endpoint(&c.destination),
+            "connection_info": {"protocol_name": "tcp", "direction_id": 1, "direction": "Inbound"},
+            "traffic": {"bytes_in": c.bytes_in, "bytes_out": c.bytes_out},
+            "disposition_id": 1, "disposition": "Allowed",
+            "unmapped": {"listener": c.listener, "upstream": c.upstream, "protocol": c.protocol, "sni": c.sni, "duration_ms": c.duration_ms, "failed": c.failed},
+        }),
         Record::Lifecycle(l) => {
             let (activity_id, activity_name) = match l.event.as_str() {
                 "start" => (3, "Start"),

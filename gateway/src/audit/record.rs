@@ -16,6 +16,8 @@ pub enum Record {
     Reject(Box<RejectRecord>),
     /// Egress the guard refused (or, in monitor mode, would have).
     Guard(GuardRecord),
+    /// A connection passed through without being parsed (transparent mode).
+    Connection(Box<ConnectionRecord>),
     /// Something happened to moat itself.
     Lifecycle(LifecycleRecord),
     /// A signed statement of the chain head.
@@ -120,6 +122,32 @@ pub struct RejectRecord {
     pub principal_kind: Option<String>,
     /// The policy rule that decided (`default-deny` when none matched).
     pub rule: Option<String>,
+}
+
+/// A connection moat passed through as bytes (transparent mode: TLS it holds no certificate
+/// for, or a protocol other than HTTP), recorded when it ends.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConnectionRecord {
+    /// Listener name.
+    pub listener: String,
+    /// Client address and port.
+    pub client: String,
+    /// Where the client meant to connect (the original destination).
+    pub destination: String,
+    /// `name@address` of the upstream it was passed to.
+    pub upstream: String,
+    /// `tls` (with the SNI it named) or `tcp`.
+    pub protocol: String,
+    /// SNI of a passed-through TLS connection.
+    pub sni: Option<String>,
+    /// Bytes from the client.
+    pub bytes_in: u64,
+    /// Bytes to the client.
+    pub bytes_out: u64,
+    /// Connection lifetime in ms.
+    pub duration_ms: f64,
+    /// Why it ended badly, if it did.
+    pub failed: Option<String>,
 }
 
 /// An egress refusal from the guard (coalesced: `repeats` more of the same followed).

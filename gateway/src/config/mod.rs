@@ -116,6 +116,9 @@ pub struct ListenerConfig {
     /// `mode = "transparent"`: connections redirected here (nftables `redirect`, TPROXY) are
     /// forwarded to the upstream whose address they were meant for, if one is configured.
     pub transparent: bool,
+    /// Transparent listeners: pass TLS moat holds no certificate for, and protocols other than
+    /// HTTP, through as bytes (audited per connection) instead of refusing them.
+    pub passthrough: bool,
 }
 
 /// Lowest TLS version accepted.
@@ -730,7 +733,15 @@ impl Validator<'_> {
                     ))
                 }
             };
+            if l.passthrough.is_some() && !transparent {
+                return Err(self.invalid(
+                    &format!("{p}.passthrough"),
+                    "set",
+                    "only a transparent listener (mode = \"transparent\") passes connections through",
+                ));
+            }
             listeners.push(ListenerConfig {
+                passthrough: l.passthrough.unwrap_or(false),
                 transparent,
                 proxy_protocol_from,
                 h2c,

@@ -69,6 +69,7 @@ pub(crate) struct RawListener {
     #[serde(default)]
     pub(crate) proxy_protocol_from: Vec<String>,
     pub(crate) mode: Option<String>,
+    pub(crate) passthrough: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -583,3 +583,136 @@ fn transparent_mode_serves_redirected_clients_and_refuses_other_destinations() {
     }
     panic!("expected two served requests and one refused destination: {records:#?}");
 }
+
+/// With `passthrough = true`, a redirected connection that is not HTTP, or TLS for a name moat
+/// holds no certificate for, goes through to its upstream byte for byte, and each is audited as
+/// one connection record.
+#[test]
+fn transparent_passthrough_carries_other_protocols_and_records_each_connection() {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
+    let nft = Command::new("nft").arg("--version").output().is_ok();
+    if !root || !nft {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "this test needs root and nft (Debian nftables) under CI"
+        );
+        eprintln!("skipping: needs root and nft");
+        return;
+    }
+    let ns = crate::netns::NetNs::new("pt", &["10.99.0.7/32"]);
+    // A TCP echo server, inside the namespace, on loopback.
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let echo = crate::netns::NetNs::spawn_in(&ns.name, move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            addr_tx.send(l.local_addr().expect("addr")).expect("send");
+            let serve = async {
+                loop {
+                    let Ok((mut s, _)) = l.accept().await else {
+                        return;
+                    };
+                    tokio::spawn(async move {
+                        let (mut r, mut w) = s.split();
+                        let _ = tokio::io::copy(&mut r, &mut w).await;
+                    });
+                }
+            };
+            tokio::select! {
+                () = serve => {}
+                _ = stop_rx => {}
+            }
+        });
+    });
+    let echo_addr = addr_rx.recv().expect("echo address");
+    let gw = gateway::new(echo_addr.to_string())
+        .netns(&ns)
+        .listener("mode = \"transparent\"\npassthrough = true")
+        .upstream("transparent_address = \"10.99.0.7:9000\"")
+        .run();
+    ns.nft(&format!(
+        "table ip moat_test {{\n  chain output {{\n    type nat hook output priority -100; policy accept;\n    ip daddr 10.99.0.7 tcp dport 9000 redirect to :{}\n  }}\n}}\n",
+        gw.addr.port()
+    ));
+    // A ClientHello for a name moat has no certificate for.
+    let hello = {
+        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        let name = rustls::pki_types::ServerName::try_from("other.example").expect("name");
+        let mut conn =
+            rustls::ClientConnection::new(std::sync::Arc::new(config), name).expect("client");
+        let mut hello = Vec::new();
+        conn.write_tls(&mut hello).expect("hello");
+        hello
+    };
+    let binary = b"\x00\x01 not http at all\n".to_vec();
+    let sent = (binary.clone(), hello.clone());
+    let got = ns.run(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut out = Vec::new();
+            for payload in [sent.0, sent.1] {
+                let mut s = tokio::net::TcpStream::connect("10.99.0.7:9000")
+                    .await
+                    .expect("connect");
+                s.write_all(&payload).await.expect("send");
+                s.shutdown().await.expect("shutdown");
+                let mut back = Vec::new();
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut back)).await;
+                out.push(back);
+            }
+            out
+        })
+    });
+    let _ = stop_tx.send(());
+    let _ = echo.join();
+    assert_eq!(got[0], binary, "non-HTTP bytes came back changed");
+    assert_eq!(
+        got[1], hello,
+        "the TLS ClientHello was not passed through as it was"
+    );
+    let mut records = Vec::new();
+    for _ in 0..50 {
+        records = gw
+            .audit_records()
+            .into_iter()
+            .filter(|r| r["kind"] == "connection")
+            .collect();
+        if records.len() >= 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(records.len(), 2, "{records:#?}");
+    let tcp = records
+        .iter()
+        .find(|r| r["protocol"] == "tcp")
+        .expect("tcp record");
+    assert_eq!(tcp["destination"], "10.99.0.7:9000");
+    assert_eq!(tcp["bytes_in"], binary.len());
+    assert_eq!(tcp["bytes_out"], binary.len());
+    let tls = records
+        .iter()
+        .find(|r| r["protocol"] == "tls")
+        .expect("tls record");
+    assert_eq!(tls["sni"], "other.example");
+    assert_eq!(tls["bytes_in"], hello.len());
+}
