@@ -56,6 +56,28 @@ struct Served {
     proxy_from: Arc<Vec<ipnet::IpNet>>,
 }
 
+/// Binds a listening socket; `tproxy` sets `IP_TRANSPARENT` first (needs `CAP_NET_ADMIN`), so
+/// TPROXY can hand it connections for addresses that are not the host's.
+async fn listen(addr: std::net::SocketAddr, tproxy: bool) -> std::io::Result<TcpListener> {
+    if !tproxy {
+        return TcpListener::bind(addr).await;
+    }
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    {
+        use std::os::fd::AsFd;
+        let fd = socket.as_fd();
+        nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::IpTransparent, &true)
+            .map_err(std::io::Error::from)?;
+    }
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
 /// Builds what each configured listener serves with: routes (upstream pools, policy, redaction
 /// profiles, identity), TLS acceptors with their certificates, PROXY sources.
 fn build(
@@ -226,8 +248,8 @@ impl Gateway {
         let built = build(config, &audit, &guard, identifier, &drain_rx)?;
         let mut listeners = Vec::new();
         let mut senders = Vec::new();
-        for (addr, served) in built {
-            let socket = TcpListener::bind(addr)
+        for ((addr, served), l) in built.into_iter().zip(&config.listeners) {
+            let socket = listen(addr, l.tproxy)
                 .await
                 .map_err(|source| StartError::Bind { addr, source })?;
             let (routes_tx, routes) = watch::channel(served.route.clone());

@@ -34,6 +34,13 @@ impl NetNs {
         ns
     }
 
+    /// Runs `ip -n <namespace> <args>` (routes, rules).
+    pub fn ip(&self, args: &[&str]) {
+        let mut all = vec!["-n", self.name.as_str()];
+        all.extend_from_slice(args);
+        ip(&all);
+    }
+
     /// A command that runs `program` inside the namespace.
     pub fn command(&self, program: &std::path::Path) -> Command {
         let mut c = Command::new("ip");

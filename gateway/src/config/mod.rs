@@ -119,6 +119,9 @@ pub struct ListenerConfig {
     /// Transparent listeners: pass TLS moat holds no certificate for, and protocols other than
     /// HTTP, through as bytes (audited per connection) instead of refusing them.
     pub passthrough: bool,
+    /// Transparent listeners fed by TPROXY: the socket is bound with `IP_TRANSPARENT`, so it
+    /// accepts connections for addresses that are not the host's.
+    pub tproxy: bool,
 }
 
 /// Lowest TLS version accepted.
@@ -740,7 +743,15 @@ impl Validator<'_> {
                     "only a transparent listener (mode = \"transparent\") passes connections through",
                 ));
             }
+            if l.tproxy.is_some() && !transparent {
+                return Err(self.invalid(
+                    &format!("{p}.tproxy"),
+                    "set",
+                    "only a transparent listener (mode = \"transparent\") takes TPROXY connections",
+                ));
+            }
             listeners.push(ListenerConfig {
+                tproxy: l.tproxy.unwrap_or(false),
                 passthrough: l.passthrough.unwrap_or(false),
                 transparent,
                 proxy_protocol_from,

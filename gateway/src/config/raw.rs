@@ -70,6 +70,7 @@ pub(crate) struct RawListener {
     pub(crate) proxy_protocol_from: Vec<String>,
     pub(crate) mode: Option<String>,
     pub(crate) passthrough: Option<bool>,
+    pub(crate) tproxy: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -716,3 +716,87 @@ fn transparent_passthrough_carries_other_protocols_and_records_each_connection()
     assert_eq!(tls["sni"], "other.example");
     assert_eq!(tls["bytes_in"], hello.len());
 }
+
+/// TPROXY instead of NAT: the listener is bound with `IP_TRANSPARENT` (`tproxy = true`), the
+/// original destination is the connection's own local address, and the client is served.
+#[test]
+fn transparent_mode_with_tproxy() {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
+    let nft = Command::new("nft").arg("--version").output().is_ok();
+    if !root || !nft {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "this test needs root and nft (Debian nftables) under CI"
+        );
+        eprintln!("skipping: needs root and nft");
+        return;
+    }
+    // Locally generated connections to 10.99.0.9 (not an address of the namespace) loop through
+    // lo, where prerouting hands them to the TPROXY listener.
+    let ns = crate::netns::NetNs::new("tpx", &["10.99.0.1/32"]);
+    ns.ip(&[
+        "route",
+        "add",
+        "10.99.0.0/24",
+        "dev",
+        "lo",
+        "src",
+        "10.99.0.1",
+    ]);
+    ns.ip(&["rule", "add", "fwmark", "1", "lookup", "100"]);
+    ns.ip(&[
+        "route",
+        "add",
+        "local",
+        "0.0.0.0/0",
+        "dev",
+        "lo",
+        "table",
+        "100",
+    ]);
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let origin = crate::netns::NetNs::spawn_in(&ns.name, move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let o = Origin::start().await;
+            addr_tx.send(o.addr).expect("send addr");
+            let _ = stop_rx.await;
+        });
+    });
+    let origin_addr = addr_rx.recv().expect("origin address");
+    let gw = gateway::new(origin_addr.to_string())
+        .netns(&ns)
+        .listener("mode = \"transparent\"\ntproxy = true")
+        .upstream("transparent_address = \"10.99.0.9:8000\"")
+        .run();
+    ns.nft(&format!(
+        "table ip moat_test {{\n  chain pre {{\n    type filter hook prerouting priority mangle; policy accept;\n    ip daddr 10.99.0.9 tcp dport 8000 tproxy to 127.0.0.1:{} meta mark set 1 accept\n  }}\n}}\n",
+        gw.addr.port()
+    ));
+    let reply = ns.run(|| {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect_timeout(
+            &"10.99.0.9:8000".parse().expect("addr"),
+            Duration::from_secs(3),
+        )
+        .expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        s.write_all(b"GET / HTTP/1.1\r\nHost: model\r\nConnection: close\r\n\r\n")
+            .expect("send");
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    });
+    let _ = stop_tx.send(());
+    let _ = origin.join();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+}
