@@ -191,8 +191,8 @@ async fn monitor_lets_through_and_still_reports() {
     drop(gw);
 }
 
-/// The fence outlives moat: after `kill -9` it still refuses, a new moat takes it over with no
-/// moment of open egress, and only `moat guard detach` takes it down.
+/// The fence outlives moat: after a graceful stop and after `kill -9` it still refuses, a new moat
+/// takes it over with no moment of open egress, and only `moat guard detach` takes it down.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fence_survives_kill_and_restart_until_detached() {
     if !can_run() {
@@ -208,6 +208,23 @@ async fn fence_survives_kill_and_restart_until_detached() {
         &["127.0.0.1/32"],
         &[],
     ));
+    let gw = builder.clone().run();
+    assert_eq!(probe(&cgroup.path, &[Action::Tcp(other)]), ["EPERM"]);
+
+    // A graceful stop (SIGTERM, as systemd stops moat) leaves the fence up too.
+    let mut gw = gw;
+    gw.terminate();
+    assert!(
+        gw.wait_exit(Duration::from_secs(15))
+            .is_some_and(|s| s.success()),
+        "moat did not stop cleanly: {}",
+        gw.log()
+    );
+    assert_eq!(
+        probe(&cgroup.path, &[Action::Tcp(other)]),
+        ["EPERM"],
+        "the fence went down with a graceful stop"
+    );
     let mut gw = builder.clone().run();
     assert_eq!(probe(&cgroup.path, &[Action::Tcp(other)]), ["EPERM"]);
 
