@@ -450,7 +450,7 @@ fn handshake_failed(route: &Route) {
 }
 
 /// What the audit trail records of a TLS session.
-fn tls_facts(conn: &rustls::ServerConnection) -> TlsFacts {
+pub(crate) fn tls_facts(conn: &rustls::ServerConnection) -> TlsFacts {
     TlsFacts {
         version: conn.protocol_version().map(|v| format!("{v:?}")),
         cipher: conn

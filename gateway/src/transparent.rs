@@ -136,20 +136,7 @@ pub async fn serve(
             return;
         };
         let conn = tls.get_ref().1;
-        let facts = TlsFacts {
-            version: conn.protocol_version().map(|v| format!("{v:?}")),
-            cipher: conn
-                .negotiated_cipher_suite()
-                .map(|c| format!("{:?}", c.suite())),
-            sni: conn.server_name().map(str::to_owned),
-            alpn: conn
-                .alpn_protocol()
-                .map(|p| String::from_utf8_lossy(p).into_owned()),
-            client_cert_sha256: conn
-                .peer_certificates()
-                .and_then(|c| c.first())
-                .map(|c| crate::audit::sha256_hex(c.as_ref())),
-        };
+        let facts = crate::server::tls_facts(conn);
         let peer_cert = conn
             .peer_certificates()
             .and_then(|c| c.first())

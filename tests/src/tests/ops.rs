@@ -472,12 +472,9 @@ async fn started_as_root_moat_drops_to_the_runtime_user() {
     let _ = std::fs::remove_dir_all(&base);
 }
 
-/// Transparent mode, in a network namespace the test creates: nftables redirects connections
-/// for the model's address (10.99.0.5:8000) and for another one (10.99.0.6:8000) to moat. A
-/// client that thinks it talks to the model is served through moat, in plain HTTP and in TLS;
-/// the other destination is refused and audited.
-#[test]
-fn transparent_mode_serves_redirected_clients_and_refuses_other_destinations() {
+/// Whether this process may create namespaces and nftables rules (root, `nft` present); under
+/// CI it must.
+fn root_and_nft() -> bool {
     let root = std::fs::read_to_string("/proc/self/status")
         .unwrap_or_default()
         .lines()
@@ -489,13 +486,22 @@ fn transparent_mode_serves_redirected_clients_and_refuses_other_destinations() {
             "this test needs root and nft (Debian nftables) under CI"
         );
         eprintln!("skipping: needs root and nft");
-        return;
     }
-    let ns = crate::netns::NetNs::new("tp", &["10.99.0.5/32", "10.99.0.6/32"]);
-    // The model server, inside the namespace, on loopback.
+    root && nft
+}
+
+/// The test origin, started inside `ns` on its own thread: its address, the sender that stops
+/// it, and the thread.
+fn origin_in(
+    ns: &crate::netns::NetNs,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    std::thread::JoinHandle<()>,
+) {
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let origin = crate::netns::NetNs::spawn_in(&ns.name, move || {
+    let thread = crate::netns::NetNs::spawn_in(&ns.name, move || {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -507,7 +513,21 @@ fn transparent_mode_serves_redirected_clients_and_refuses_other_destinations() {
             let _ = stop_rx.await;
         });
     });
-    let origin_addr = addr_rx.recv().expect("origin address");
+    (addr_rx.recv().expect("origin address"), stop_tx, thread)
+}
+
+/// Transparent mode, in a network namespace the test creates: nftables redirects connections
+/// for the model's address (10.99.0.5:8000) and for another one (10.99.0.6:8000) to moat. A
+/// client that thinks it talks to the model is served through moat, in plain HTTP and in TLS;
+/// the other destination is refused and audited.
+#[test]
+fn transparent_mode_serves_redirected_clients_and_refuses_other_destinations() {
+    if !root_and_nft() {
+        return;
+    }
+    let ns = crate::netns::NetNs::new("tp", &["10.99.0.5/32", "10.99.0.6/32"]);
+    // The model server, inside the namespace, on loopback.
+    let (origin_addr, stop_tx, origin) = origin_in(&ns);
     let gw = gateway::new(origin_addr.to_string())
         .netns(&ns)
         .listener("mode = \"transparent\"")
@@ -589,17 +609,7 @@ fn transparent_mode_serves_redirected_clients_and_refuses_other_destinations() {
 /// one connection record.
 #[test]
 fn transparent_passthrough_carries_other_protocols_and_records_each_connection() {
-    let root = std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
-    let nft = Command::new("nft").arg("--version").output().is_ok();
-    if !root || !nft {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "this test needs root and nft (Debian nftables) under CI"
-        );
-        eprintln!("skipping: needs root and nft");
+    if !root_and_nft() {
         return;
     }
     let ns = crate::netns::NetNs::new("pt", &["10.99.0.7/32"]);
@@ -721,17 +731,7 @@ fn transparent_passthrough_carries_other_protocols_and_records_each_connection()
 /// original destination is the connection's own local address, and the client is served.
 #[test]
 fn transparent_mode_with_tproxy() {
-    let root = std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
-    let nft = Command::new("nft").arg("--version").output().is_ok();
-    if !root || !nft {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "this test needs root and nft (Debian nftables) under CI"
-        );
-        eprintln!("skipping: needs root and nft");
+    if !root_and_nft() {
         return;
     }
     // Locally generated connections to 10.99.0.9 (not an address of the namespace) loop through
@@ -757,21 +757,7 @@ fn transparent_mode_with_tproxy() {
         "table",
         "100",
     ]);
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let origin = crate::netns::NetNs::spawn_in(&ns.name, move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            let o = Origin::start().await;
-            addr_tx.send(o.addr).expect("send addr");
-            let _ = stop_rx.await;
-        });
-    });
-    let origin_addr = addr_rx.recv().expect("origin address");
+    let (origin_addr, stop_tx, origin) = origin_in(&ns);
     let gw = gateway::new(origin_addr.to_string())
         .netns(&ns)
         .listener("mode = \"transparent\"\ntproxy = true")
