@@ -197,7 +197,7 @@ fn connection_error(route: &Route, client: ClientAddr, e: &h2::Error) {
 
 /// Turns the head of a stream into the request every stage sees.
 fn request_head(
-    parts: &http::request::Parts,
+    parts: &mut http::request::Parts,
     end_stream: bool,
     route: &Route,
 ) -> Result<RequestHead, H1Error> {
@@ -231,10 +231,8 @@ fn request_head(
         (None, Some(h)) => Bytes::copy_from_slice(h),
         (None, None) => return Err(malformed("no :authority or host")),
     };
-    let mut headers = parts.headers.clone();
     let host_value =
         http::HeaderValue::from_maybe_shared(host.clone()).map_err(|_| malformed("bad host"))?;
-    headers.insert(header::HOST, host_value);
     let body = if end_stream {
         BodyKind::Empty
     } else {
@@ -259,6 +257,9 @@ fn request_head(
             (Some(_), Some(_)) => return Err(malformed("more than one content-length")),
         }
     };
+    // Valid: the header map moves into the request (method and path stay for the log).
+    let mut headers = std::mem::take(&mut parts.headers);
+    headers.insert(header::HOST, host_value);
     Ok(RequestHead {
         method: parts.method.clone(),
         target: Bytes::copy_from_slice(target.as_bytes()),
@@ -348,8 +349,8 @@ async fn handle(req: http::Request<RecvStream>, mut respond: SendResponse<Bytes>
     let route = &*ctx.route;
     let client = ctx.client;
     let started = Instant::now();
-    let (parts, recv) = req.into_parts();
-    let req = match request_head(&parts, recv.is_end_stream(), route) {
+    let (mut parts, recv) = req.into_parts();
+    let req = match request_head(&mut parts, recv.is_end_stream(), route) {
         Ok(r) => r,
         Err(e) => {
             let r = Reject::from(&e);
@@ -900,29 +901,29 @@ impl Exchange<'_> {
     async fn buffered(
         &mut self,
         respond: &mut SendResponse<Bytes>,
-        mut up: UpBody,
+        up: UpBody,
         resp: ResponseHead,
         p: &crate::redact::Profile,
         idle: Duration,
     ) -> Option<SendStream<Bytes>> {
-        let redacted = match pipeline::read_and_redact(&mut up, &resp, p, idle).await {
-            Ok(r) => r,
-            Err(pipeline::NotRedacted::Upstream(e)) => return self.upstream_failed(respond, e),
-            Err(pipeline::NotRedacted::Refused(why)) => {
-                let r = Reject::REDACTION_FAILED;
-                self.status = Some(r.status);
-                self.error = Some((Side::Internal, why));
-                send_reject(respond, &r, Some(self.request_id));
-                return None;
-            }
-        };
+        let redacted =
+            match pipeline::read_and_redact(up, &self.auth.upstream, &resp, p, idle).await {
+                Ok(r) => r,
+                Err(pipeline::NotRedacted::Upstream(e)) => return self.upstream_failed(respond, e),
+                Err(pipeline::NotRedacted::Refused(why)) => {
+                    let r = Reject::REDACTION_FAILED;
+                    self.status = Some(r.status);
+                    self.error = Some((Side::Internal, why));
+                    send_reject(respond, &r, Some(self.request_id));
+                    return None;
+                }
+            };
         if let Some(note) = redacted.note {
             self.error = Some((Side::Internal, note));
         }
         self.response_redactions = redacted.counts;
         let redacted = redacted.body;
         self.bytes_out = redacted.len() as u64;
-        up.done(&self.auth.upstream);
         let head = self.response_head(&resp, Some(redacted.len() as u64));
         let mut s = match respond.send_response(head, false) {
             Ok(s) => s,

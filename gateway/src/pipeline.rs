@@ -197,9 +197,11 @@ pub(crate) enum NotRedacted {
     Refused(String),
 }
 
-/// Reads a response body whole (at most [`MAX_BUFFERED_RESPONSE`]) and redacts it under `p`.
+/// Reads a response body whole (at most [`MAX_BUFFERED_RESPONSE`]), hands its connection back
+/// to `upstream`'s pool, and redacts it under `p`.
 pub(crate) async fn read_and_redact(
-    up: &mut crate::upstream::UpBody,
+    mut up: crate::upstream::UpBody,
+    upstream: &Upstream,
     resp: &ResponseHead,
     p: &Profile,
     idle: std::time::Duration,
@@ -224,6 +226,7 @@ pub(crate) async fn read_and_redact(
             reason: format!("response body: {why}"),
         }));
     }
+    up.done(upstream);
     let mut st = crate::redact::State::default();
     match redact_body(p, &resp.headers, &body, &mut st) {
         Ok(b) => Ok(Redacted {

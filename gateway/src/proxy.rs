@@ -441,7 +441,7 @@ async fn deny<S: AsyncWrite + Unpin>(
     reason = "one call site, the exchange's own state"
 )]
 async fn buffered_response(
-    mut up: UpBody,
+    up: UpBody,
     mut resp: ResponseHead,
     p: &Arc<crate::redact::Profile>,
     req: &RequestHead,
@@ -450,7 +450,7 @@ async fn buffered_response(
     upstream: &Arc<Upstream>,
     idle: Duration,
 ) -> Outcome {
-    let redacted = match pipeline::read_and_redact(&mut up, &resp, p, idle).await {
+    let redacted = match pipeline::read_and_redact(up, upstream, &resp, p, idle).await {
         Ok(r) => r,
         Err(NotRedacted::Upstream(e)) => return upstream_failure(e, request_id, outcome).await,
         Err(NotRedacted::Refused(why)) => {
@@ -467,7 +467,6 @@ async fn buffered_response(
     outcome.response_redactions = redacted.counts;
     let redacted = redacted.body;
     outcome.bytes_out = redacted.len() as u64;
-    up.done(upstream);
     resp.headers.remove(header::TRANSFER_ENCODING);
     resp.headers.insert(
         header::CONTENT_LENGTH,
