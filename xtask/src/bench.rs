@@ -82,18 +82,13 @@ impl Options {
         };
         let mut it = args.iter();
         while let Some(a) = it.next() {
-            let mut value = |name: &str| {
-                it.next()
-                    .with_context(|| format!("{name} needs a value"))
-                    .cloned()
-            };
             match a.as_str() {
-                "--duration" => o.duration = number(&value(a)?, a)?,
-                "--warmup" => o.warmup = number(&value(a)?, a)?,
-                "--connections" => o.connections = number(&value(a)?, a)?,
-                "--rounds" => o.rounds = number(&value(a)?, a)?,
+                "--duration" => o.duration = crate::flag_number(&mut it, a)?,
+                "--warmup" => o.warmup = crate::flag_number(&mut it, a)?,
+                "--connections" => o.connections = crate::flag_number(&mut it, a)?,
+                "--rounds" => o.rounds = crate::flag_number(&mut it, a)?,
                 "--fsync" => {
-                    let mode = value(a)?;
+                    let mode = crate::flag_value(&mut it, a)?;
                     ensure!(
                         ["always", "batch", "never"].contains(&mode.as_str()),
                         "--fsync: expected always, batch or never, not {mode:?}"
@@ -113,12 +108,6 @@ impl Options {
         ensure!(o.rounds > 0, "--rounds must be at least 1");
         Ok(o)
     }
-}
-
-fn number<T: std::str::FromStr>(s: &str, flag: &str) -> Result<T> {
-    s.parse()
-        .ok()
-        .with_context(|| format!("{flag}: not a number: {s:?}"))
 }
 
 pub(crate) fn run(args: &[String]) -> Result<()> {

@@ -132,15 +132,10 @@ impl Options {
         };
         let mut it = args.iter();
         while let Some(a) = it.next() {
-            let mut value = |name: &str| {
-                it.next()
-                    .with_context(|| format!("{name} needs a value"))
-                    .cloned()
-            };
             match a.as_str() {
-                "--connects" => o.connects = number(&value(a)?, a)?,
-                "--seconds" => o.seconds = number(&value(a)?, a)?,
-                "--rounds" => o.rounds = number(&value(a)?, a)?,
+                "--connects" => o.connects = crate::flag_number(&mut it, a)?,
+                "--seconds" => o.seconds = crate::flag_number(&mut it, a)?,
+                "--rounds" => o.rounds = crate::flag_number(&mut it, a)?,
                 "--keep" => o.keep = true,
                 _ => bail!(
                     "bench-guard: unknown argument {a:?}; flags: --connects N, --seconds S, \
@@ -153,12 +148,6 @@ impl Options {
         ensure!(o.rounds > 0, "--rounds must be at least 1");
         Ok(o)
     }
-}
-
-fn number<T: std::str::FromStr>(s: &str, flag: &str) -> Result<T> {
-    s.parse()
-        .ok()
-        .with_context(|| format!("{flag}: not a number: {s:?}"))
 }
 
 pub(crate) fn run(args: &[String]) -> Result<()> {
@@ -937,7 +926,9 @@ fn field(line: &str, key: &str) -> Result<String> {
 /// The connect loop: (mean, p50, p99) in µs.
 fn connect_run(env: &Env, tools: &Tools, servers: &Servers, n: u64) -> Result<(f64, f64, f64)> {
     let line = run_probe(env, tools, "connect", servers.accept_addr, n)?;
-    let us = |key: &str| -> Result<f64> { Ok(number::<f64>(&field(&line, key)?, key)? / 1000.0) };
+    let us = |key: &str| -> Result<f64> {
+        Ok(crate::parse_as::<f64>(&field(&line, key)?, key)? / 1000.0)
+    };
     Ok((us("mean_ns")?, us("p50_ns")?, us("p99_ns")?))
 }
 
@@ -950,7 +941,7 @@ fn stream_run(env: &Env, tools: &Tools, servers: &Servers, seconds: u64) -> Resu
         .sink_results
         .recv_timeout(IO_TIMEOUT)
         .context("the sink reported nothing")??;
-    let sent: u64 = number(&field(&line, "bytes")?, "bytes")?;
+    let sent: u64 = crate::parse_as(&field(&line, "bytes")?, "bytes")?;
     ensure!(
         bytes == sent,
         "the probe sent {sent} bytes but the sink read {bytes}"
@@ -1334,8 +1325,8 @@ fn probe(args: &[String]) -> Result<()> {
     };
     let cgroup = Path::new(cgroup);
     join_cgroup(cgroup)?;
-    let addr: SocketAddr = number(addr, "ADDR")?;
-    let arg: u64 = number(arg, "N")?;
+    let addr: SocketAddr = crate::parse_as(addr, "ADDR")?;
+    let arg: u64 = crate::parse_as(arg, "N")?;
     let line = match kind.as_str() {
         "connect" => probe_connect(addr, arg)?,
         "stream" => probe_stream(addr, arg)?,

@@ -37,14 +37,9 @@ impl Options {
         };
         let mut it = args.iter();
         while let Some(a) = it.next() {
-            let mut value = |name: &str| {
-                it.next()
-                    .with_context(|| format!("{name} needs a value"))
-                    .cloned()
-            };
             match a.as_str() {
-                "--prefix" => o.prefix = PathBuf::from(value(a)?),
-                "--destdir" => o.destdir = PathBuf::from(value(a)?),
+                "--prefix" => o.prefix = PathBuf::from(crate::flag_value(&mut it, a)?),
+                "--destdir" => o.destdir = PathBuf::from(crate::flag_value(&mut it, a)?),
                 "--uninstall" => o.uninstall = true,
                 _ => bail!(
                     "install: unknown argument {a:?}; flags: --prefix P, --destdir D, --uninstall"

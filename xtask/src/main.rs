@@ -39,6 +39,31 @@ fn main() -> Result<()> {
     }
 }
 
+/// The value that follows `flag` on the command line.
+pub(crate) fn flag_value<'a>(
+    it: &mut impl Iterator<Item = &'a String>,
+    flag: &str,
+) -> Result<String> {
+    it.next()
+        .cloned()
+        .with_context(|| format!("{flag} needs a value"))
+}
+
+/// The number that follows `flag` on the command line.
+pub(crate) fn flag_number<'a, T: std::str::FromStr>(
+    it: &mut impl Iterator<Item = &'a String>,
+    flag: &str,
+) -> Result<T> {
+    parse_as(&flag_value(it, flag)?, flag)
+}
+
+/// `s` parsed as a `T`; the error names `what`.
+pub(crate) fn parse_as<T: std::str::FromStr>(s: &str, what: &str) -> Result<T> {
+    s.parse()
+        .ok()
+        .with_context(|| format!("{what}: cannot read {s:?}"))
+}
+
 /// The workspace root (the parent of this crate's directory).
 pub(crate) fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
