@@ -330,7 +330,7 @@ pub(crate) struct Exchanged<'a> {
 
 /// Counts a forwarded request in the metrics: status and rule, duration, redactions.
 fn count_request(route: &Route, tls: &TlsFacts, auth: &Authorized, done: &Exchanged<'_>) {
-    use crate::metrics::{ListenerLabels, RedactionLabels, RequestLabels, METRICS};
+    use crate::metrics::{RedactionLabels, RequestLabels, METRICS};
     let protocol = if tls.alpn.as_deref() == Some("h2") || tls.version.is_none() {
         "h2"
     } else {
@@ -345,12 +345,7 @@ fn count_request(route: &Route, tls: &TlsFacts, auth: &Authorized, done: &Exchan
             rule: auth.rule.clone(),
         })
         .inc();
-    METRICS
-        .request_seconds
-        .get_or_create(&ListenerLabels {
-            listener: route.listener.clone(),
-        })
-        .observe(done.duration_ms / 1000.0);
+    route.request_seconds.observe(done.duration_ms / 1000.0);
     for (counts, direction) in [
         (done.request_redactions, "request"),
         (done.response_redactions, "response"),

@@ -68,6 +68,8 @@ pub struct Route {
     pub policy: Arc<Policy>,
     /// Redaction profiles by name.
     pub profiles: Arc<std::collections::BTreeMap<String, Arc<crate::redact::Profile>>>,
+    /// This listener's request-duration histogram (looked up once, not per request).
+    pub request_seconds: prometheus_client::metrics::histogram::Histogram,
 }
 
 /// What the identity, policy and redaction stages hand to the exchange.

@@ -125,6 +125,12 @@ fn build(
             forward_identity: config.identity.forward_headers,
             policy: policy.clone(),
             profiles: profiles.clone(),
+            request_seconds: crate::metrics::METRICS
+                .request_seconds
+                .get_or_create(&crate::metrics::ListenerLabels {
+                    listener: l.name.clone(),
+                })
+                .clone(),
         });
         out.push((
             l.address,
