@@ -138,8 +138,9 @@ async fn starts_with_signature(tcp: &TcpStream) -> std::io::Result<bool> {
     }
 }
 
-/// A PROXY v2 header for `src` → `dst` (tests and tools).
-pub fn header(src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
+/// A PROXY v2 header for `src` → `dst`.
+#[cfg(test)]
+fn header(src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
     let mut h = SIGNATURE.to_vec();
     h.push(0x21);
     match (src, dst) {

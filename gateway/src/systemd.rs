@@ -39,11 +39,6 @@ impl Notifier {
         Self { target }
     }
 
-    /// Whether systemd is listening.
-    pub fn enabled(&self) -> bool {
-        self.target.is_some()
-    }
-
     /// Sends one notification (`KEY=value` lines). Failures are logged, never fatal.
     pub fn notify(&self, state: &str) {
         let Some((sock, target)) = &self.target else {

@@ -8,7 +8,7 @@
 
 use serde_json::Value;
 
-use super::{Blocked, Operator, Redactor, State};
+use super::{Blocked, Redactor, State};
 
 /// One step of a field path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,11 +82,6 @@ pub struct Paths {
 /// The replacement of an `always` path.
 pub const REDACTED: &str = "<REDACTED>";
 
-/// Redacts every string in `v` in place.
-pub fn redact_value(r: &Redactor, v: &mut Value, st: &mut State) -> Result<(), Blocked> {
-    redact_at(r, v, st, &Paths::default(), &mut Vec::new())
-}
-
 /// Redacts `v` in place under field-path rules.
 pub fn redact_with_paths(
     r: &Redactor,
@@ -94,37 +89,43 @@ pub fn redact_with_paths(
     st: &mut State,
     paths: &Paths,
 ) -> Result<(), Blocked> {
-    redact_at(r, v, st, paths, &mut Vec::new())
+    redact_at(r, v, st, paths, &mut Vec::new(), false).map(|_| ())
 }
 
+/// Redacts `v` (at field path `at`). `member`: `v` is an object member's value; returns true
+/// when it is a string holding a value whose operator is `drop`, and the member must go.
 fn redact_at(
     r: &Redactor,
     v: &mut Value,
     st: &mut State,
     paths: &Paths,
     at: &mut Vec<Step>,
-) -> Result<(), Blocked> {
+    member: bool,
+) -> Result<bool, Blocked> {
     if paths.never.iter().any(|p| p.matches(at)) {
-        return Ok(());
+        return Ok(false);
     }
     if paths.always.iter().any(|p| p.matches(at)) {
         if !v.is_null() {
             *v = Value::String(REDACTED.into());
             *st.counts.entry("FIELD").or_default() += 1;
         }
-        return Ok(());
+        return Ok(false);
     }
     match v {
         Value::String(s) => {
-            let out = r.redact(s, st)?;
-            if out != *s {
+            let (out, dropped) = r.redact_cow(s, st)?;
+            if dropped && member {
+                return Ok(true);
+            }
+            if let std::borrow::Cow::Owned(out) = out {
                 *s = out;
             }
         }
         Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
                 at.push(Step::Index(i));
-                let res = redact_at(r, item, st, paths, at);
+                let res = redact_at(r, item, st, paths, at, false);
                 at.pop();
                 res?;
             }
@@ -133,19 +134,11 @@ fn redact_at(
             let mut dropped = Vec::new();
             for (k, item) in map.iter_mut() {
                 at.push(Step::Key(k.clone()));
-                let protected = paths.never.iter().any(|p| p.matches(at));
-                if !protected {
-                    if let Value::String(s) = item {
-                        if r.would_drop(s) {
-                            dropped.push(k.clone());
-                            at.pop();
-                            continue;
-                        }
-                    }
-                }
-                let res = redact_at(r, item, st, paths, at);
+                let res = redact_at(r, item, st, paths, at, true);
                 at.pop();
-                res?;
+                if res? {
+                    dropped.push(k.clone());
+                }
             }
             for k in dropped {
                 map.remove(&k);
@@ -153,18 +146,7 @@ fn redact_at(
         }
         _ => {}
     }
-    Ok(())
-}
-
-impl Redactor {
-    /// Whether a string holds a value whose operator is `drop`.
-    pub fn would_drop(&self, s: &str) -> bool {
-        let folded = super::normalize::fold(s);
-        self.detectors()
-            .find(&folded.text)
-            .iter()
-            .any(|f| matches!(self.operator(f.entity), Operator::Drop))
-    }
+    Ok(false)
 }
 
 #[cfg(test)]
@@ -174,7 +156,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::redact::{Detectors, Entity};
+    use crate::redact::{Detectors, Entity, Operator};
 
     #[test]
     fn field_paths() {
