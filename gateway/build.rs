@@ -14,13 +14,18 @@ fn main() {
     let object = std::env::var_os("MOAT_GUARD_OBJECT")
         .map(PathBuf::from)
         .unwrap_or_else(|| manifest.join("../target/ebpf/moat-guard.o"));
-    // Watch the directory too, so the first build of the object is noticed.
+    // Watch the directory, created empty when missing, so the first build of the object is
+    // noticed; a watched path that does not exist would make every build rerun this script and
+    // recompile the crate.
     if let Some(dir) = object.parent() {
+        let _ = std::fs::create_dir_all(dir);
         if dir.exists() {
             println!("cargo::rerun-if-changed={}", dir.display());
         }
     }
-    println!("cargo::rerun-if-changed={}", object.display());
+    if object.exists() {
+        println!("cargo::rerun-if-changed={}", object.display());
+    }
     let out = PathBuf::from(std::env::var_os("OUT_DIR").unwrap_or_default()).join("moat-guard.o");
     if object.is_file() && std::fs::copy(&object, &out).is_ok() {
         println!("cargo::rustc-cfg=moat_guard");

@@ -1,7 +1,8 @@
 //! Project tasks, run as `cargo xtask <task>`:
 //!
-//! - `test`: everything CI checks — format, clippy with warnings denied, the `moat` binary build,
-//!   and every workspace test (unit tests and the end-to-end crate, which starts the binary).
+//! - `test`: everything CI checks — format, clippy with warnings denied, the `moat` binary build
+//!   (debug, and release for the README's `cargo run --release -- demo`), and every workspace
+//!   test (unit tests and the end-to-end crate, which starts the binary).
 //! - `build-ebpf`: the guard's kernel object, with nightly, rust-src and bpf-linker set up
 //!   when missing.
 //! - `bench`: load tests against a fast upstream, directly, through moat and through nginx.
@@ -106,6 +107,10 @@ fn test() -> Result<()> {
     ]))?;
     // The end-to-end tests start this binary; build it first so they test the current code.
     run(cargo().args(["build", "-p", "moat", "--bin", "moat"]))?;
+    // The README test runs `cargo run --release -- demo` as written; the same selection built
+    // here first (default members, binary `moat`) leaves it nothing to compile while the other
+    // tests run.
+    run(cargo().args(["build", "--release", "--bin", "moat"]))?;
     let mut tests = cargo();
     tests
         .args(["test", "--workspace"])

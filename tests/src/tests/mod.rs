@@ -8,4 +8,5 @@ mod http2;
 mod identity;
 mod ops;
 mod proxy;
+mod readme;
 mod redaction;
