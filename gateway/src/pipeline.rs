@@ -167,6 +167,10 @@ pub(crate) fn response_redaction(
     let ct = content_type(&resp.headers);
     if ct.starts_with("text/event-stream") {
         ResponseRedaction::Stream(Box::new(crate::redact::sse::SseRedactor::new(p.clone())))
+    } else if is_ndjson(&ct) {
+        ResponseRedaction::Stream(Box::new(crate::redact::ndjson::NdjsonRedactor::new(
+            p.clone(),
+        )))
     } else if ct.starts_with("text/")
         && matches!(resp.body, BodyKind::Chunked | BodyKind::CloseDelimited)
     {
@@ -424,6 +428,18 @@ pub(crate) fn content_type(headers: &http::HeaderMap) -> String {
         .to_ascii_lowercase()
 }
 
+/// Newline-delimited JSON (Ollama's streams, JSON Lines), by media type.
+fn is_ndjson(mime: &str) -> bool {
+    matches!(
+        mime.split(';').next().unwrap_or("").trim(),
+        "application/x-ndjson"
+            | "application/ndjson"
+            | "application/jsonl"
+            | "application/x-jsonlines"
+            | "application/jsonlines"
+    )
+}
+
 /// Why a request body could not be redacted.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum BodyRedaction {
@@ -456,6 +472,15 @@ pub(crate) fn redact_body(
             Ok(None) => Ok(Bytes::copy_from_slice(body)),
             Err(RewriteError::Blocked(b)) => Err(b.into()),
             Err(RewriteError::Invalid(..)) => Err(BodyRedaction::Unredactable("invalid JSON")),
+        };
+    }
+    if is_ndjson(mime) {
+        use crate::redact::rewrite::RewriteError;
+        return match crate::redact::ndjson::redact_lines(&p.redactor, body, st, &p.paths) {
+            Ok(Some(out)) => Ok(Bytes::from(out)),
+            Ok(None) => Ok(Bytes::copy_from_slice(body)),
+            Err(RewriteError::Blocked(b)) => Err(b.into()),
+            Err(RewriteError::Invalid(..)) => Err(BodyRedaction::Unredactable("invalid NDJSON")),
         };
     }
     if mime.starts_with("text/") || mime.is_empty() {

@@ -10,7 +10,7 @@
 //! - `GET /chunked/N` → N bytes streamed without a length (chunked on the wire);
 //! - `GET /sse` → one event, then waits for [`Origin::release`], then two more events and ends;
 //! - `GET /sse-pii` → OpenAI chat chunks with an email split across events (the second waits
-//!   for [`Origin::release`]); `GET /sse-bad` → an event stream whose data is not JSON;
+//!   for [`Origin::release`]); `GET /sse-bad` → an event stream whose data is not UTF-8;
 //! - `GET /slow` → never answers.
 
 use std::collections::BTreeMap;
@@ -282,7 +282,9 @@ async fn handle(
             r
         }
         ("GET", "/sse-bad") => {
-            let mut r = Response::new(full("data: this is not json\n\ndata: jane@example.com\n\n"));
+            let mut r = Response::new(full(
+                &b"data: this is not \xff UTF-8\n\ndata: jane@example.com\n\n"[..],
+            ));
             r.headers_mut().insert(
                 "content-type",
                 "text/event-stream".parse().expect("static value"),

@@ -82,71 +82,15 @@ pub struct Paths {
 /// The replacement of an `always` path.
 pub const REDACTED: &str = "<REDACTED>";
 
-/// Redacts `v` in place under field-path rules.
+/// Redacts `v` in place under field-path rules: every string whole (a document, not a
+/// stream; see [`super::events`], which walks it).
 pub fn redact_with_paths(
     r: &Redactor,
     v: &mut Value,
     st: &mut State,
     paths: &Paths,
 ) -> Result<(), Blocked> {
-    redact_at(r, v, st, paths, &mut Vec::new(), false).map(|_| ())
-}
-
-/// Redacts `v` (at field path `at`). `member`: `v` is an object member's value; returns true
-/// when it is a string holding a value whose operator is `drop`, and the member must go.
-fn redact_at(
-    r: &Redactor,
-    v: &mut Value,
-    st: &mut State,
-    paths: &Paths,
-    at: &mut Vec<Step>,
-    member: bool,
-) -> Result<bool, Blocked> {
-    if paths.never.iter().any(|p| p.matches(at)) {
-        return Ok(false);
-    }
-    if paths.always.iter().any(|p| p.matches(at)) {
-        if !v.is_null() {
-            *v = Value::String(REDACTED.into());
-            *st.counts.entry("FIELD").or_default() += 1;
-        }
-        return Ok(false);
-    }
-    match v {
-        Value::String(s) => {
-            let (out, dropped) = r.redact_cow(s, st)?;
-            if dropped && member {
-                return Ok(true);
-            }
-            if let std::borrow::Cow::Owned(out) = out {
-                *s = out;
-            }
-        }
-        Value::Array(items) => {
-            for (i, item) in items.iter_mut().enumerate() {
-                at.push(Step::Index(i));
-                let res = redact_at(r, item, st, paths, at, false);
-                at.pop();
-                res?;
-            }
-        }
-        Value::Object(map) => {
-            let mut dropped = Vec::new();
-            for (k, item) in map.iter_mut() {
-                at.push(Step::Key(k.clone()));
-                let res = redact_at(r, item, st, paths, at, true);
-                at.pop();
-                if res? {
-                    dropped.push(k.clone());
-                }
-            }
-            for k in dropped {
-                map.remove(&k);
-            }
-        }
-        _ => {}
-    }
-    Ok(false)
+    super::events::redact_document(r, v, st, paths)
 }
 
 #[cfg(test)]

@@ -3,20 +3,26 @@
 //! - [`detect`]: the detectors (regex candidates, validated by checksums and ranges);
 //! - [`normalize`]: folding so zero-width characters and full-width forms cannot hide a value;
 //! - [`Redactor`]: applies a profile's operators (mask, replace, hash, drop, block) to text;
-//! - [`stream`]: the hold-back that redacts streamed text (SSE model output, token by token)
-//!   without buffering the stream: only text that could still be the start of a match waits.
+//! - [`stream`]: the hold-back that redacts streamed text (model output, token by token)
+//!   without buffering the stream: only text that could still be the start of a match waits;
+//! - [`events`]: streams of JSON events, every string inspected, streamed fields held back by
+//!   stream position; framed as server-sent events by [`sse`] and as NDJSON by [`ndjson`].
 //!
 //! Values never leave this module except replaced; counts per entity type go to the audit
 //! record.
 
 pub mod detect;
+pub mod events;
 pub mod json;
+pub mod ndjson;
 pub mod normalize;
 pub mod rewrite;
 pub mod sse;
 pub mod stream;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_events;
 
 use std::collections::{BTreeMap, HashMap};
 

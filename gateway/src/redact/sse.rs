@@ -1,50 +1,75 @@
 //! Redacting server-sent event streams of model output, event by event, without buffering the
 //! stream.
 //!
-//! Text deltas are redacted through a per-choice [`HoldBack`]: OpenAI chat completion chunks
-//! (`choices[i].delta.content`), OpenAI Responses (`response.output_text.delta`) and Anthropic
-//! messages (`content_block_delta` with `text_delta`). Each event is re-serialized with the text
-//! that is safe now; held text is flushed into the choice's last event (`finish_reason`), or into
-//! a delta event synthesized before `content_block_stop`, `response.output_text.done` or
-//! `[DONE]`. Any other JSON event has all its strings redacted whole. If an event cannot be
-//! redacted (not JSON, hold-back bound exceeded, a `block` operator) the stream ends with an
-//! error event: unmasked text is never passed on.
+//! The stream is parsed as the SSE specification reads it: lines end in CRLF, LF or CR, an
+//! empty line dispatches an event, a leading BOM is ignored, `data` lines are joined with `\n`.
+//! Every line kind is handled, so no byte passes unread:
+//!
+//! - `data`: JSON goes through [`Events`] (every string inspected, streamed fields held back by
+//!   stream position); `[DONE]` first releases every open field; other text is one stream per
+//!   event name, through a hold-back;
+//! - comments (`: …`): kept as empty comments (keep-alives still flow), their text dropped;
+//! - `event` and `id` values: redacted whole as text;
+//! - `retry`: kept when it is digits, as the specification requires, else dropped; fields the
+//!   specification does not define are dropped (clients ignore them).
+//!
+//! Events are written back with LF line endings. If an event cannot be redacted (not UTF-8, the
+//! hold-back bound exceeded, a `block` operator) the stream ends with an error event: unmasked
+//! text is never passed on.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
+use super::events::{guarded, Event, Events, Framed};
 use super::stream::HoldBack;
-use super::{Profile, State};
+use super::Profile;
 
 /// The event that ends a stream that could not be redacted.
 pub const ERROR_EVENT: &[u8] =
     b"event: error\ndata: {\"error\":{\"type\":\"redaction_failed\",\"message\":\"the response could not be redacted\"}}\n\n";
 
+/// Room for one event's lines beyond the hold-back bound.
+const EVENT_SLACK: usize = 64 * 1024;
+
 /// Redaction state of one SSE response.
 #[derive(Debug)]
 pub struct SseRedactor {
-    profile: Arc<Profile>,
-    /// Counts of what was redacted (for the audit record).
-    pub state: State,
+    events: Events,
+    /// Bytes not yet ending a line.
     partial: Vec<u8>,
-    holds: BTreeMap<String, HoldBack>,
-    /// The last OpenAI chunk seen, as a template for a synthesized flush.
-    last_chunk: Option<Value>,
+    /// Lines of the event being read.
+    lines: Vec<String>,
+    lines_len: usize,
+    /// Nothing read yet (a BOM may come).
+    at_start: bool,
+    /// Plain-text `data` streams, by event name.
+    text: BTreeMap<String, HoldBack>,
     /// Why the stream was ended, if it was.
     pub failure: Option<String>,
+}
+
+/// One parsed event.
+#[derive(Debug, Default)]
+struct Fields {
+    comments: usize,
+    name: Option<String>,
+    id: Option<String>,
+    retry: Option<String>,
+    data: Option<String>,
 }
 
 impl SseRedactor {
     /// A redactor for one response under `profile`.
     pub fn new(profile: Arc<Profile>) -> Self {
         Self {
-            profile,
-            state: State::default(),
+            events: Events::new(profile),
             partial: Vec::new(),
-            holds: BTreeMap::new(),
-            last_chunk: None,
+            lines: Vec::new(),
+            lines_len: 0,
+            at_start: true,
+            text: BTreeMap::new(),
             failure: None,
         }
     }
@@ -52,214 +77,161 @@ impl SseRedactor {
     /// Takes raw body bytes; returns the bytes to send now. After a failure the error event has
     /// been returned and everything else is swallowed.
     pub fn push(&mut self, data: &[u8]) -> Vec<u8> {
-        if self.failure.is_some() {
-            return Vec::new();
-        }
-        self.partial.extend_from_slice(data);
-        let mut out = Vec::new();
-        while let Some((end, sep)) = event_end(&self.partial) {
-            let event: Vec<u8> = self.partial.drain(..end + sep).collect();
-            match self.event(&event[..end]) {
-                Ok(bytes) => out.extend_from_slice(&bytes),
-                Err(why) => {
-                    self.failure = Some(why);
-                    out.extend_from_slice(ERROR_EVENT);
-                    self.partial.clear();
-                    return out;
-                }
-            }
-        }
-        if self.partial.len() > self.profile.max_hold_back + 64 * 1024 {
-            self.failure = Some("event larger than the hold-back bound".into());
-            self.partial.clear();
-            out.extend_from_slice(ERROR_EVENT);
-        }
-        out
+        guarded(self, |r, out| {
+            r.partial.extend_from_slice(data);
+            r.lines_out(out)
+        })
     }
 
-    /// End of the body: whatever is still held is flushed (an incomplete last event is dropped
-    /// rather than passed unredacted).
+    /// End of the body: whatever is still held is released (an incomplete last event is
+    /// dropped, as a client would drop it).
     pub fn finish(&mut self) -> Vec<u8> {
-        if self.failure.is_some() {
-            return Vec::new();
-        }
-        match self.flush_all() {
-            Ok(bytes) => bytes,
-            Err(why) => {
-                self.failure = Some(why);
-                ERROR_EVENT.to_vec()
-            }
-        }
+        guarded(self, Self::release_all)
     }
 
-    fn event(&mut self, raw: &[u8]) -> Result<Vec<u8>, String> {
-        let text = std::str::from_utf8(raw).map_err(|_| "event is not UTF-8".to_owned())?;
-        let mut data = String::new();
-        let mut others = Vec::new();
-        let mut has_data = false;
-        for line in text.split('\n') {
-            let line = line.strip_suffix('\r').unwrap_or(line);
-            if let Some(d) = line.strip_prefix("data:") {
-                if has_data {
-                    data.push('\n');
+    /// Splits complete lines off `partial`, dispatching each event an empty line ends.
+    fn lines_out(&mut self, out: &mut Vec<u8>) -> Result<(), String> {
+        let mut start = 0;
+        while let Some(i) = memchr::memchr2(b'\r', b'\n', &self.partial[start..]) {
+            let i = start + i;
+            let eol = if self.partial[i] == b'\r' {
+                match self.partial.get(i + 1) {
+                    // A CR at the end of what came so far may be the first half of a CRLF.
+                    None => break,
+                    Some(b'\n') => 2,
+                    Some(_) => 1,
                 }
-                data.push_str(d.strip_prefix(' ').unwrap_or(d));
-                has_data = true;
             } else {
-                others.push(line);
+                1
+            };
+            let line = std::str::from_utf8(&self.partial[start..i])
+                .map_err(|_| "event is not UTF-8".to_owned())?;
+            let line = if self.at_start {
+                self.at_start = false;
+                line.strip_prefix('\u{feff}').unwrap_or(line)
+            } else {
+                line
+            };
+            if line.is_empty() {
+                let lines = std::mem::take(&mut self.lines);
+                self.lines_len = 0;
+                self.dispatch(&lines, out)?;
+            } else {
+                self.lines_len += line.len();
+                self.lines.push(line.to_owned());
             }
+            start = i + eol;
         }
-        if !has_data {
-            return Ok(with_sep(raw));
+        self.partial.drain(..start);
+        if self.partial.len() + self.lines_len > self.events.max_hold_back() + EVENT_SLACK {
+            return Err("event larger than the hold-back bound".into());
         }
-        if data.trim() == "[DONE]" {
-            let mut out = self.flush_all()?;
-            out.extend_from_slice(&with_sep(raw));
-            return Ok(out);
-        }
-        let mut v: Value =
-            serde_json::from_str(&data).map_err(|_| "event data is not JSON".to_owned())?;
-        let mut prefix = Vec::new();
-        self.rewrite(&mut v, &mut prefix)?;
-        let mut out = prefix;
-        for o in others.iter().filter(|l| !l.is_empty()) {
-            out.extend_from_slice(o.as_bytes());
-            out.push(b'\n');
-        }
-        out.extend_from_slice(b"data: ");
-        out.extend_from_slice(v.to_string().as_bytes());
-        out.extend_from_slice(b"\n\n");
-        Ok(out)
+        Ok(())
     }
 
-    fn push_text(&mut self, key: String, text: &str) -> Result<String, String> {
-        let max = self.profile.max_hold_back;
-        let hold = self.holds.entry(key).or_default();
-        hold.push(text, &self.profile.redactor, &mut self.state, max)
+    /// Redacts and writes one event.
+    fn dispatch(&mut self, lines: &[String], out: &mut Vec<u8>) -> Result<(), String> {
+        let f = parse(lines);
+        // Comments keep their place (a comment-only event is a keep-alive) but not their text:
+        // clients ignore it, and a value split across comments could not be held back.
+        let head = b":\n".repeat(f.comments);
+        let name = f.name.as_deref().map(|n| self.whole(n)).transpose()?;
+        let id = f.id.as_deref().map(|n| self.whole(n)).transpose()?;
+        let mut fields = Vec::new();
+        if let Some(n) = &name {
+            field(&mut fields, "event", n);
+        }
+        if let Some(i) = &id {
+            field(&mut fields, "id", i);
+        }
+        if let Some(r) = &f.retry {
+            field(&mut fields, "retry", r);
+        }
+        let Some(data) = f.data else {
+            out.extend_from_slice(&head);
+            out.extend_from_slice(&fields);
+            if !head.is_empty() || !fields.is_empty() {
+                out.push(b'\n');
+            }
+            return Ok(());
+        };
+        if data.trim() == "[DONE]" {
+            self.release_all(out)?;
+            out.extend_from_slice(&head);
+            out.extend_from_slice(&fields);
+            field(out, "data", &data);
+            out.push(b'\n');
+            return Ok(());
+        }
+        let body = match serde_json::from_str::<Value>(&data) {
+            Ok(v) => {
+                let mut ev = Event { name, data: v };
+                for before in self.events.event(&mut ev).map_err(|e| e.to_string())? {
+                    write_event(out, &before);
+                }
+                ev.data.to_string()
+            }
+            Err(_) => self.text_stream(name.unwrap_or_default(), &data)?,
+        };
+        out.extend_from_slice(&head);
+        out.extend_from_slice(&fields);
+        field(out, "data", &body);
+        out.push(b'\n');
+        Ok(())
+    }
+
+    /// Text redacted whole.
+    fn whole(&mut self, text: &str) -> Result<String, String> {
+        let (profile, state) = self.events.parts();
+        profile
+            .redactor
+            .redact(text, state)
             .map_err(|e| e.to_string())
     }
 
-    fn flush(&mut self, key: &str) -> Result<String, String> {
-        match self.holds.get_mut(key) {
-            Some(h) => h
-                .finish(&self.profile.redactor, &mut self.state)
-                .map_err(|e| e.to_string()),
-            None => Ok(String::new()),
+    /// Plain-text data, one stream per event name.
+    fn text_stream(&mut self, name: String, data: &str) -> Result<String, String> {
+        if !self.text.contains_key(&name) && self.text.len() >= super::events::MAX_STREAMS {
+            return Err("too many text streams".into());
         }
+        let hold = self.text.entry(name).or_default();
+        let (profile, state) = self.events.parts();
+        hold.push(data, &profile.redactor, state, profile.max_hold_back)
+            .map_err(|e| e.to_string())
     }
 
-    /// Rewrites one event's JSON in place; `prefix` receives events to send before it.
-    fn rewrite(&mut self, v: &mut Value, prefix: &mut Vec<u8>) -> Result<(), String> {
-        // OpenAI chat completion chunk.
-        if let Some(choices) = v.get("choices").and_then(Value::as_array).cloned() {
-            if choices.iter().any(|c| c.get("delta").is_some()) {
-                self.last_chunk = Some(v.clone());
-                let mut new_choices = Vec::new();
-                for mut c in choices {
-                    let key = format!("choice:{}", c["index"].as_u64().unwrap_or(0));
-                    let mut text = match c["delta"]["content"].as_str() {
-                        Some(t) => self.push_text(key.clone(), t)?,
-                        None => String::new(),
-                    };
-                    if !c["finish_reason"].is_null() {
-                        text.push_str(&self.flush(&key)?);
-                    }
-                    if c["delta"]["content"].is_string() || !text.is_empty() {
-                        c["delta"]["content"] = Value::String(text);
-                    }
-                    new_choices.push(c);
+    /// Releases every open stream as synthesized events.
+    fn release_all(&mut self, out: &mut Vec<u8>) -> Result<(), String> {
+        for ev in self.events.finish().map_err(|e| e.to_string())? {
+            write_event(out, &ev);
+        }
+        for (name, mut hold) in std::mem::take(&mut self.text) {
+            let (profile, state) = self.events.parts();
+            let held = hold
+                .finish(&profile.redactor, state)
+                .map_err(|e| e.to_string())?;
+            if !held.is_empty() {
+                if !name.is_empty() {
+                    field(out, "event", &name);
                 }
-                v["choices"] = Value::Array(new_choices);
-                return Ok(());
+                field(out, "data", &held);
+                out.push(b'\n');
             }
         }
-        match v.get("type").and_then(Value::as_str) {
-            // Anthropic messages.
-            Some("content_block_delta") if v["delta"]["type"] == "text_delta" => {
-                let key = format!("block:{}", v["index"].as_u64().unwrap_or(0));
-                let t = v["delta"]["text"].as_str().unwrap_or("").to_owned();
-                v["delta"]["text"] = Value::String(self.push_text(key, &t)?);
-                Ok(())
-            }
-            Some("content_block_stop") => {
-                let idx = v["index"].as_u64().unwrap_or(0);
-                let held = self.flush(&format!("block:{idx}"))?;
-                if !held.is_empty() {
-                    let e = json!({"type": "content_block_delta", "index": idx, "delta": {"type": "text_delta", "text": held}});
-                    prefix.extend_from_slice(
-                        format!("event: content_block_delta\ndata: {e}\n\n").as_bytes(),
-                    );
-                }
-                Ok(())
-            }
-            // OpenAI Responses.
-            Some("response.output_text.delta") => {
-                let key = format!(
-                    "output:{}:{}",
-                    v["output_index"].as_u64().unwrap_or(0),
-                    v["content_index"].as_u64().unwrap_or(0)
-                );
-                let t = v["delta"].as_str().unwrap_or("").to_owned();
-                v["delta"] = Value::String(self.push_text(key, &t)?);
-                Ok(())
-            }
-            Some("response.output_text.done") => {
-                let (o, c) = (
-                    v["output_index"].as_u64().unwrap_or(0),
-                    v["content_index"].as_u64().unwrap_or(0),
-                );
-                let held = self.flush(&format!("output:{o}:{c}"))?;
-                if !held.is_empty() {
-                    let e = json!({"type": "response.output_text.delta", "output_index": o, "content_index": c, "delta": held});
-                    prefix.extend_from_slice(
-                        format!("event: response.output_text.delta\ndata: {e}\n\n").as_bytes(),
-                    );
-                }
-                super::json::redact_with_paths(
-                    &self.profile.redactor,
-                    v,
-                    &mut self.state,
-                    &self.profile.paths,
-                )
-                .map_err(|e| e.to_string())
-            }
-            // Anything else: every string redacted whole.
-            _ => super::json::redact_with_paths(
-                &self.profile.redactor,
-                v,
-                &mut self.state,
-                &self.profile.paths,
-            )
-            .map_err(|e| e.to_string()),
-        }
+        Ok(())
+    }
+}
+
+impl Framed for SseRedactor {
+    const ERROR: &'static [u8] = ERROR_EVENT;
+
+    fn failure_slot(&mut self) -> &mut Option<String> {
+        &mut self.failure
     }
 
-    /// Flushes every hold-back as synthesized events (OpenAI chunks need a template).
-    fn flush_all(&mut self) -> Result<Vec<u8>, String> {
-        let keys: Vec<String> = self.holds.keys().cloned().collect();
-        let mut out = Vec::new();
-        for key in keys {
-            let held = self.flush(&key)?;
-            if held.is_empty() {
-                continue;
-            }
-            let event = if let Some(i) = key.strip_prefix("choice:") {
-                let mut chunk = self
-                    .last_chunk
-                    .clone()
-                    .unwrap_or_else(|| json!({"object": "chat.completion.chunk"}));
-                chunk["choices"] = json!([{"index": i.parse::<u64>().unwrap_or(0), "delta": {"content": held}, "finish_reason": null}]);
-                format!("data: {chunk}\n\n")
-            } else if let Some(i) = key.strip_prefix("block:") {
-                let e = json!({"type": "content_block_delta", "index": i.parse::<u64>().unwrap_or(0), "delta": {"type": "text_delta", "text": held}});
-                format!("event: content_block_delta\ndata: {e}\n\n")
-            } else {
-                let e = json!({"type": "response.output_text.delta", "delta": held});
-                format!("event: response.output_text.delta\ndata: {e}\n\n")
-            };
-            out.extend_from_slice(event.as_bytes());
-        }
-        Ok(out)
+    fn reset(&mut self) {
+        self.partial.clear();
+        self.lines.clear();
     }
 }
 
@@ -277,22 +249,57 @@ impl super::stream::StreamRedactor for SseRedactor {
     }
 
     fn counts(&self) -> &BTreeMap<&'static str, u64> {
-        &self.state.counts
+        &self.events.state.counts
     }
 }
 
-/// The end of the first complete event in `buf`: (index of the separator, its length).
-fn event_end(buf: &[u8]) -> Option<(usize, usize)> {
-    let lf = memchr::memmem::find(buf, b"\n\n").map(|i| (i, 2));
-    let crlf = memchr::memmem::find(buf, b"\r\n\r\n").map(|i| (i, 4));
-    match (lf, crlf) {
-        (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
-        (a, b) => a.or(b),
+/// The fields of one event's lines, as the specification interprets them.
+fn parse(lines: &[String]) -> Fields {
+    let mut f = Fields::default();
+    for line in lines {
+        if line.starts_with(':') {
+            f.comments += 1;
+            continue;
+        }
+        let (name, value) = match line.split_once(':') {
+            Some((n, v)) => (n, v.strip_prefix(' ').unwrap_or(v)),
+            None => (line.as_str(), ""),
+        };
+        match name {
+            "data" => match &mut f.data {
+                Some(d) => {
+                    d.push('\n');
+                    d.push_str(value);
+                }
+                None => f.data = Some(value.to_owned()),
+            },
+            "event" => f.name = Some(value.to_owned()),
+            // An id holding NUL is ignored by clients.
+            "id" if !value.contains('\0') => f.id = Some(value.to_owned()),
+            "retry" if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => {
+                f.retry = Some(value.to_owned());
+            }
+            _ => {}
+        }
+    }
+    f
+}
+
+/// Writes `name: value`, one line per line of `value` (so `data` with newlines round-trips).
+fn field(out: &mut Vec<u8>, name: &str, value: &str) {
+    for line in value.split('\n') {
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(line.as_bytes());
+        out.push(b'\n');
     }
 }
 
-fn with_sep(raw: &[u8]) -> Vec<u8> {
-    let mut v = raw.to_vec();
-    v.extend_from_slice(b"\n\n");
-    v
+/// Writes a synthesized event.
+fn write_event(out: &mut Vec<u8>, ev: &Event) {
+    if let Some(n) = &ev.name {
+        field(out, "event", n);
+    }
+    field(out, "data", &ev.data.to_string());
+    out.push(b'\n');
 }

@@ -648,7 +648,10 @@ fn sse_releases_safe_text_before_the_stream_ends() {
     assert_eq!(openai_text(&out), "Hello, my email is ");
     let out = r.push(openai_event("ne@example.com.", Some("stop")).as_bytes());
     assert_eq!(openai_text(&out), "<EMAIL_ADDRESS>.");
-    assert_eq!(r.state.counts.get("EMAIL_ADDRESS"), Some(&1));
+    assert_eq!(
+        stream::StreamRedactor::counts(&r).get("EMAIL_ADDRESS"),
+        Some(&1)
+    );
 }
 
 #[test]
@@ -679,7 +682,7 @@ fn sse_anthropic_deltas_are_flushed_before_the_block_stops() {
 #[test]
 fn sse_that_cannot_be_redacted_ends_with_an_error_event() {
     let mut r = sse::SseRedactor::new(profile());
-    let out = r.push(b"data: not json at all\n\n");
+    let out = r.push(b"data: not \xff UTF-8\n\n");
     assert_eq!(out, sse::ERROR_EVENT);
     assert!(r.failure.is_some());
     assert!(

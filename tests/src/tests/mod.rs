@@ -6,6 +6,7 @@ mod guard;
 mod h2_abuse;
 mod http2;
 mod identity;
+mod inspection;
 mod ops;
 mod proxy;
 mod readme;
