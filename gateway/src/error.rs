@@ -44,6 +44,36 @@ pub struct Reject {
     pub side: Side,
 }
 
+/// A compressed request body redaction could not decode.
+impl From<&crate::coding::CodingError> for Reject {
+    fn from(e: &crate::coding::CodingError) -> Self {
+        use crate::coding::CodingError;
+        let (status, kind, message) = match e {
+            CodingError::Unsupported(_) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_content_encoding",
+                "the request body's content encoding is not supported here",
+            ),
+            CodingError::TooLarge(_) | CodingError::Ratio(_) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request_body_too_large",
+                "request body too large once decoded",
+            ),
+            CodingError::Corrupt { .. } | CodingError::Truncated(_) => (
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "the request body does not decode",
+            ),
+        };
+        Self {
+            status,
+            kind,
+            message,
+            side: Side::Downstream,
+        }
+    }
+}
+
 impl From<&H1Error> for Reject {
     fn from(e: &H1Error) -> Self {
         let (status, kind, message) = match e {

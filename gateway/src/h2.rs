@@ -350,7 +350,7 @@ async fn handle(req: http::Request<RecvStream>, mut respond: SendResponse<Bytes>
     let client = ctx.client;
     let started = Instant::now();
     let (mut parts, recv) = req.into_parts();
-    let req = match request_head(&mut parts, recv.is_end_stream(), route) {
+    let mut req = match request_head(&mut parts, recv.is_end_stream(), route) {
         Ok(r) => r,
         Err(e) => {
             let r = Reject::from(&e);
@@ -388,13 +388,13 @@ async fn handle(req: http::Request<RecvStream>, mut respond: SendResponse<Bytes>
         );
         return send_reject(&mut respond, &r, Some(&request_id));
     }
-    let deny = |respond: &mut SendResponse<Bytes>, d: &pipeline::Denied| {
-        pipeline::record_denial(route, d, &req, &request_id, client);
+    let deny = |respond: &mut SendResponse<Bytes>, req: &RequestHead, d: &pipeline::Denied| {
+        pipeline::record_denial(route, d, req, &request_id, client);
         send_reject(respond, &d.reject, Some(&request_id));
     };
     let principal = match pipeline::identify(route, &req, ctx.peer_cert.as_ref()) {
         Ok(p) => p,
-        Err(d) => return deny(&mut respond, &d),
+        Err(d) => return deny(&mut respond, &req, &d),
     };
     let mut body = Body {
         recv,
@@ -439,7 +439,7 @@ async fn handle(req: http::Request<RecvStream>, mut respond: SendResponse<Bytes>
     };
     let auth = match pipeline::authorize(route, &req, client, &principal, model.as_deref()) {
         Ok(a) => a,
-        Err(d) => return deny(&mut respond, &d),
+        Err(d) => return deny(&mut respond, &req, &d),
     };
     let mut redactions = crate::redact::State::default();
     let mut note = None;
@@ -455,12 +455,20 @@ async fn handle(req: http::Request<RecvStream>, mut respond: SendResponse<Bytes>
             Err(e) => return body_fail(&mut respond, e),
         };
         bytes_in = Some(raw.len() as u64);
-        match pipeline::redact_request(p, &req, raw, &mut redactions, &principal, &auth.rule) {
+        match pipeline::redact_request(
+            p,
+            &mut req,
+            raw,
+            &mut redactions,
+            &principal,
+            &auth.rule,
+            &ctx.route.http,
+        ) {
             Ok((b, n)) => {
                 whole = Some(b);
                 note = n;
             }
-            Err(d) => return deny(&mut respond, &d),
+            Err(d) => return deny(&mut respond, &req, &d),
         }
     } else if ended && req.body != BodyKind::Empty {
         bytes_in = Some(prefix.len() as u64);
@@ -608,7 +616,9 @@ impl Exchange<'_> {
         self.status = Some(resp.status);
         self.upstream_ms = Some(millis(sent_at));
         let idle = self.ctx.route.http.body_idle_timeout;
-        match pipeline::response_redaction(self.auth.profile.as_ref(), &resp) {
+        let mut resp = resp;
+        let ratio = self.ctx.route.http.max_decompression_ratio;
+        match pipeline::response_redaction(self.auth.profile.as_ref(), &mut resp, ratio) {
             ResponseRedaction::Buffered(p) => self.buffered(respond, up, resp, &p, idle).await,
             ResponseRedaction::Stream(r) => self.stream(respond, up, resp, Some(r), idle).await,
             ResponseRedaction::None => self.stream(respond, up, resp, None, idle).await,
@@ -902,12 +912,15 @@ impl Exchange<'_> {
         &mut self,
         respond: &mut SendResponse<Bytes>,
         up: UpBody,
-        resp: ResponseHead,
+        mut resp: ResponseHead,
         p: &crate::redact::Profile,
         idle: Duration,
     ) -> Option<SendStream<Bytes>> {
+        let ratio = self.ctx.route.http.max_decompression_ratio;
         let redacted =
-            match pipeline::read_and_redact(up, &self.auth.upstream, &resp, p, idle).await {
+            match pipeline::read_and_redact(up, &self.auth.upstream, &mut resp, p, idle, ratio)
+                .await
+            {
                 Ok(r) => r,
                 Err(pipeline::NotRedacted::Upstream(e)) => return self.upstream_failed(respond, e),
                 Err(pipeline::NotRedacted::Refused(why)) => {

@@ -24,6 +24,7 @@
 pub mod admin;
 pub mod audit;
 pub mod certs;
+pub mod coding;
 pub mod config;
 pub mod demo;
 pub mod error;

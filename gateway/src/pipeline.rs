@@ -119,15 +119,42 @@ pub(crate) fn authorize(
 }
 
 /// A request body redacted under the rule's profile: the body to forward, and the note for the
-/// audit record when the profile failed open.
+/// audit record when the profile failed open. A compressed body is decoded first (bounded by
+/// `http.max_request_body_bytes` and `http.max_decompression_ratio`) and forwarded decoded, its
+/// `Content-Encoding` removed from `req`; an unknown or stacked coding is refused (415).
 pub(crate) fn redact_request(
     p: &Profile,
-    req: &RequestHead,
+    req: &mut RequestHead,
     raw: Bytes,
     st: &mut crate::redact::State,
     principal: &Principal,
     rule: &str,
+    http: &crate::config::HttpConfig,
 ) -> Result<(Bytes, Option<String>), Denied> {
+    use crate::coding::{decode_all, Coding, Limits};
+    let refuse = |reject: Reject, reason: String| Denied {
+        reject,
+        reason,
+        principal: Some(Box::new(principal.clone())),
+        rule: Some(rule.to_owned()),
+    };
+    let raw = match Coding::of(&req.headers) {
+        Ok(None) => raw,
+        Ok(Some(c)) => {
+            let limits = Limits {
+                max_bytes: http.max_request_body_bytes,
+                max_ratio: http.max_decompression_ratio,
+            };
+            match decode_all(c, &raw, limits) {
+                Ok(plain) => {
+                    req.headers.remove(header::CONTENT_ENCODING);
+                    Bytes::from(plain)
+                }
+                Err(e) => return Err(refuse(Reject::from(&e), format!("request body: {e}"))),
+            }
+        }
+        Err(e) => return Err(refuse(Reject::from(&e), format!("request body: {e}"))),
+    };
     match redact_body(p, &req.headers, &raw, st) {
         Ok(b) => Ok((b, None)),
         Err(BodyRedaction::Unredactable(why)) if p.fail_open => Ok((
@@ -156,28 +183,44 @@ pub(crate) enum ResponseRedaction {
     Buffered(Arc<Profile>),
 }
 
-/// Picks the response redaction for a response head.
+/// Picks the response redaction for a response head. A compressed stream is decoded as it
+/// streams (bounded by `max_ratio`) and sent decoded, its `Content-Encoding` removed from
+/// `resp`; an unknown or stacked coding ends it at once unless the profile fails open (then it
+/// passes as it is). Buffered bodies are decoded by [`read_and_redact`].
 pub(crate) fn response_redaction(
     profile: Option<&Arc<Profile>>,
-    resp: &ResponseHead,
+    resp: &mut ResponseHead,
+    max_ratio: u64,
 ) -> ResponseRedaction {
+    use crate::coding::{Coding, Limits};
+    use crate::redact::stream::Decoded;
     let Some(p) = profile.filter(|p| p.responses && resp.body != BodyKind::Empty) else {
         return ResponseRedaction::None;
     };
     let ct = content_type(&resp.headers);
-    if ct.starts_with("text/event-stream") {
-        ResponseRedaction::Stream(Box::new(crate::redact::sse::SseRedactor::new(p.clone())))
+    let stream: Box<dyn StreamRedactor> = if ct.starts_with("text/event-stream") {
+        Box::new(crate::redact::sse::SseRedactor::new(p.clone()))
     } else if is_ndjson(&ct) {
-        ResponseRedaction::Stream(Box::new(crate::redact::ndjson::NdjsonRedactor::new(
-            p.clone(),
-        )))
+        Box::new(crate::redact::ndjson::NdjsonRedactor::new(p.clone()))
     } else if ct.starts_with("text/")
         && matches!(resp.body, BodyKind::Chunked | BodyKind::CloseDelimited)
     {
-        ResponseRedaction::Stream(Box::new(crate::redact::stream::TextStream::new(p.clone())))
+        Box::new(crate::redact::stream::TextStream::new(p.clone()))
     } else {
-        ResponseRedaction::Buffered(p.clone())
-    }
+        return ResponseRedaction::Buffered(p.clone());
+    };
+    let limits = Limits {
+        max_bytes: u64::MAX,
+        max_ratio,
+    };
+    let coding = match Coding::of(&resp.headers) {
+        Ok(None) => return ResponseRedaction::Stream(stream),
+        Err(_) if p.fail_open => return ResponseRedaction::None,
+        Ok(Some(c)) => Ok((c, limits)),
+        Err(e) => Err(e),
+    };
+    resp.headers.remove(header::CONTENT_ENCODING);
+    ResponseRedaction::Stream(Box::new(Decoded::new(coding, stream)))
 }
 
 /// Largest response body read whole for redaction.
@@ -202,13 +245,17 @@ pub(crate) enum NotRedacted {
 }
 
 /// Reads a response body whole (at most [`MAX_BUFFERED_RESPONSE`]), hands its connection back
-/// to `upstream`'s pool, and redacts it under `p`.
+/// to `upstream`'s pool, and redacts it under `p`. A compressed body is decoded first (at most
+/// [`MAX_BUFFERED_RESPONSE`] decoded, `max_ratio` decoded bytes per encoded byte) and sent
+/// decoded, its `Content-Encoding` removed from `resp`; one that cannot be decoded follows the
+/// profile's fail mode (open: sent as it came).
 pub(crate) async fn read_and_redact(
     mut up: crate::upstream::UpBody,
     upstream: &Upstream,
-    resp: &ResponseHead,
+    resp: &mut ResponseHead,
     p: &Profile,
     idle: std::time::Duration,
+    max_ratio: u64,
 ) -> Result<Redacted, NotRedacted> {
     use crate::upstream::{UpFrame, UpstreamError};
     let mut body = BytesMut::new();
@@ -232,6 +279,31 @@ pub(crate) async fn read_and_redact(
     }
     up.done(upstream);
     let mut st = crate::redact::State::default();
+    let limits = crate::coding::Limits {
+        max_bytes: MAX_BUFFERED_RESPONSE,
+        max_ratio,
+    };
+    let decoded = crate::coding::Coding::of(&resp.headers).and_then(|c| match c {
+        None => Ok(None),
+        Some(c) => crate::coding::decode_all(c, &body, limits).map(Some),
+    });
+    let body = match decoded {
+        Ok(None) => body,
+        Ok(Some(plain)) => {
+            resp.headers.remove(header::CONTENT_ENCODING);
+            BytesMut::from(&plain[..])
+        }
+        Err(e) if p.fail_open => {
+            return Ok(Redacted {
+                body: body.freeze(),
+                counts: st.counts,
+                note: Some(format!(
+                    "response redaction failed open (body: {e}): forwarded unredacted"
+                )),
+            })
+        }
+        Err(e) => return Err(NotRedacted::Refused(format!("response body: {e}"))),
+    };
     match redact_body(p, &resp.headers, &body, &mut st) {
         Ok(b) => Ok(Redacted {
             body: b,

@@ -188,7 +188,7 @@ pub async fn serve<S>(
                 .await
             }
         };
-        let req = match h1::parse_request(&head, &limits, route.http.max_request_body_bytes) {
+        let mut req = match h1::parse_request(&head, &limits, route.http.max_request_body_bytes) {
             Ok(r) => r,
             Err(e) => {
                 return refuse(
@@ -296,11 +296,12 @@ pub async fn serve<S>(
                 let n = raw.len() as u64;
                 match pipeline::redact_request(
                     p,
-                    &req,
+                    &mut req,
                     raw,
                     &mut redactions,
                     &principal,
                     &auth.rule,
+                    &route.http,
                 ) {
                     Ok((b, note)) => {
                         fail_open_note = note;
@@ -450,9 +451,10 @@ async fn buffered_response(
     request_id: &str,
     mut outcome: Outcome,
     upstream: &Arc<Upstream>,
-    idle: Duration,
+    http: &HttpConfig,
 ) -> Outcome {
-    let redacted = match pipeline::read_and_redact(up, upstream, &resp, p, idle).await {
+    let (idle, ratio) = (http.body_idle_timeout, http.max_decompression_ratio);
+    let redacted = match pipeline::read_and_redact(up, upstream, &mut resp, p, idle, ratio).await {
         Ok(r) => r,
         Err(NotRedacted::Upstream(e)) => return upstream_failure(e, request_id, outcome).await,
         Err(NotRedacted::Refused(why)) => {
@@ -757,24 +759,15 @@ where
     // Response redaction, when the deciding rule's profile covers responses: streamed bodies
     // are redacted as they stream; other bodies are read whole (bounded), redacted and sent
     // with their new length.
-    let mut sse = match pipeline::response_redaction(fwd.profile, &resp) {
+    let mut resp = resp;
+    let ratio = http.max_decompression_ratio;
+    let mut sse = match pipeline::response_redaction(fwd.profile, &mut resp, ratio) {
         ResponseRedaction::None => None,
         ResponseRedaction::Stream(r) => Some(r),
         ResponseRedaction::Buffered(p) => {
-            return buffered_response(
-                up,
-                resp,
-                &p,
-                req,
-                request_id,
-                outcome,
-                upstream,
-                http.body_idle_timeout,
-            )
-            .await;
+            return buffered_response(up, resp, &p, req, request_id, outcome, upstream, http).await;
         }
     };
-    let mut resp = resp;
     if sse.is_some() {
         // The redacted stream's length differs from the upstream's: always chunked (or
         // close-delimited to an HTTP/1.0 client).

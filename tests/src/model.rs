@@ -1,9 +1,13 @@
 //! A model server streaming the shapes real ones stream, with personal data split across events.
 //!
 //! `GET /case/NAME/SPLIT` answers the stream `NAME` (see [`CASES`]) carrying [`TEXT`], cut into
-//! two pieces at byte `SPLIT`, each event written as its own body frame. `POST /echo` answers
-//! the request body as received, with the request's content type. Every request body is
-//! checked for [`SECRETS`]: [`Model::leaks`] counts the requests that carried one.
+//! two pieces at byte `SPLIT`, each event written as its own body frame;
+//! `GET /case/NAME/SPLIT/CODING` the same compressed (`gzip`, `deflate`, `br`, `zstd`), sent in
+//! small frames. `GET /json/CODING` answers a chat completion carrying [`TEXT`], compressed;
+//! `GET /bomb/TYPE` 64 MiB of zeros gzipped as `json` or `sse`; `GET /corrupt` a gzip event
+//! stream whose deflate data is broken. `POST /echo` answers the request body as received, with
+//! the request's content type and coding. Every request body is checked for [`SECRETS`]:
+//! [`Model::leaks`] counts the requests that carried one.
 //!
 //! It serves HTTP/1.1 or, with [`Model::start_h2c`], HTTP/2 with prior knowledge (an h2c
 //! upstream).
@@ -112,6 +116,7 @@ async fn handle(
 ) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_owned();
     let content_type = req.headers().get("content-type").cloned();
+    let coding = req.headers().get("content-encoding").cloned();
     let body = req
         .into_body()
         .collect()
@@ -131,25 +136,97 @@ async fn handle(
             if let Some(ct) = content_type {
                 r.headers_mut().insert("content-type", ct);
             }
+            if let Some(c) = coding {
+                r.headers_mut().insert("content-encoding", c);
+            }
             r
         }
-        ["case", name, split] => match (stream(name, split.parse().unwrap_or(1)), split) {
-            (Some((ct, frames)), _) => {
-                let frames = frames
-                    .into_iter()
-                    .map(|f| Ok::<_, Infallible>(Frame::data(Bytes::from(f))));
-                let mut r = Response::new(BodyExt::boxed(StreamBody::new(
-                    futures_util::stream::iter(frames),
-                )));
-                r.headers_mut()
-                    .insert("content-type", ct.parse().expect("static value"));
-                r
-            }
-            (None, _) => not_found(),
+        ["case", name, split] => match stream(name, split.parse().unwrap_or(1)) {
+            Some((ct, frames)) => streamed(ct, None, frames.into_iter().map(Bytes::from).collect()),
+            None => not_found(),
         },
+        ["case", name, split, coding] => match stream(name, split.parse().unwrap_or(1)) {
+            Some((ct, frames)) => {
+                let packed = compress(coding, frames.concat().as_bytes());
+                let pieces = packed.chunks(7).map(Bytes::copy_from_slice).collect();
+                streamed(ct, Some(coding), pieces)
+            }
+            None => not_found(),
+        },
+        ["json", coding] => {
+            let doc = json!({"object": "chat.completion", "choices": [{"index": 0,
+                "message": {"role": "assistant", "content": TEXT}, "finish_reason": "stop"}]});
+            let packed = compress(coding, doc.to_string().as_bytes());
+            streamed("application/json", Some(coding), vec![Bytes::from(packed)])
+        }
+        ["bomb", kind] => {
+            let ct = if *kind == "sse" {
+                "text/event-stream"
+            } else {
+                "application/json"
+            };
+            let packed = compress("gzip", &vec![0u8; 64 * 1024 * 1024]);
+            let pieces = packed.chunks(4096).map(Bytes::copy_from_slice).collect();
+            streamed(ct, Some("gzip"), pieces)
+        }
+        ["corrupt"] => {
+            let mut packed = compress(
+                "gzip",
+                sse(None, &chat(json!({"content": TEXT}), None)).as_bytes(),
+            );
+            let mid = packed.len() / 2;
+            for b in &mut packed[mid..] {
+                *b ^= 0xa5;
+            }
+            streamed("text/event-stream", Some("gzip"), vec![Bytes::from(packed)])
+        }
         _ => not_found(),
     };
     Ok(resp)
+}
+
+/// A response streamed as `frames`, with a content type and coding.
+fn streamed(ct: &str, coding: Option<&str>, frames: Vec<Bytes>) -> Response<Body> {
+    let frames = frames
+        .into_iter()
+        .map(|f| Ok::<_, Infallible>(Frame::data(f)));
+    let mut r = Response::new(BodyExt::boxed(StreamBody::new(futures_util::stream::iter(
+        frames,
+    ))));
+    r.headers_mut()
+        .insert("content-type", ct.parse().expect("content type"));
+    if let Some(c) = coding {
+        r.headers_mut()
+            .insert("content-encoding", c.parse().expect("coding"));
+    }
+    r
+}
+
+/// `data` compressed in `coding` (`gzip`, `deflate`, `br`, `zstd`).
+pub fn compress(coding: &str, data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    match coding {
+        "gzip" => {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(data).expect("gzip");
+            e.finish().expect("gzip")
+        }
+        "deflate" => {
+            let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(data).expect("deflate");
+            e.finish().expect("deflate")
+        }
+        "br" => {
+            let mut out = Vec::new();
+            {
+                let mut w = brotli::CompressorWriter::new(&mut out, 4096, 5, 22);
+                w.write_all(data).expect("br");
+            }
+            out
+        }
+        "zstd" => zstd::encode_all(data, 3).expect("zstd"),
+        other => panic!("no coding {other}"),
+    }
 }
 
 fn not_found() -> Response<Body> {

@@ -244,8 +244,11 @@ pub struct HttpConfig {
     pub max_header_bytes: usize,
     /// Most header fields in a request (431 beyond).
     pub max_headers: usize,
-    /// Largest request body (413 beyond).
+    /// Largest request body (413 beyond); also the most a compressed request body may decode to.
     pub max_request_body_bytes: u64,
+    /// Most decoded bytes per encoded byte of a compressed body that redaction decodes (past the
+    /// first MiB): a request beyond it gets 413, a response follows the profile's fail mode.
+    pub max_decompression_ratio: u64,
     /// Time allowed to receive a whole request head once it started (and the TLS handshake).
     pub header_timeout: Duration,
     /// Time an idle keep-alive connection waits for the next request.
@@ -264,6 +267,7 @@ impl Default for HttpConfig {
             max_header_bytes: 32 * 1024,
             max_headers: 100,
             max_request_body_bytes: 32 * 1024 * 1024,
+            max_decompression_ratio: 100,
             header_timeout: Duration::from_secs(10),
             keepalive_timeout: Duration::from_secs(60),
             body_idle_timeout: Duration::from_secs(60),
@@ -818,6 +822,11 @@ impl Validator<'_> {
             )?,
             max_headers: self.positive("http.max_headers", h.max_headers, d.max_headers)?,
             max_request_body_bytes: h.max_request_body_bytes.unwrap_or(d.max_request_body_bytes),
+            max_decompression_ratio: self.positive(
+                "http.max_decompression_ratio",
+                h.max_decompression_ratio,
+                100,
+            )? as u64,
             header_timeout: self.duration(
                 "http.header_timeout",
                 h.header_timeout.as_deref(),

@@ -120,6 +120,7 @@ pub(crate) struct RawHttp {
     pub(crate) max_header_bytes: Option<usize>,
     pub(crate) max_headers: Option<usize>,
     pub(crate) max_request_body_bytes: Option<u64>,
+    pub(crate) max_decompression_ratio: Option<usize>,
     pub(crate) header_timeout: Option<String>,
     pub(crate) keepalive_timeout: Option<String>,
     pub(crate) body_idle_timeout: Option<String>,

@@ -52,6 +52,7 @@ fn example_file_parses_and_shows_the_defaults() {
     assert_eq!(c.http.max_request_line_bytes, d.max_request_line_bytes);
     assert_eq!(c.http.max_headers, d.max_headers);
     assert_eq!(c.http.max_request_body_bytes, d.max_request_body_bytes);
+    assert_eq!(c.http.max_decompression_ratio, d.max_decompression_ratio);
     assert_eq!(c.http.header_timeout, d.header_timeout);
     assert_eq!(c.http.keepalive_timeout, d.keepalive_timeout);
     assert_eq!(c.http.body_idle_timeout, d.body_idle_timeout);
@@ -176,6 +177,10 @@ fn one_error_per_rejected_value() {
             "http.keepalive_timeout",
         ),
         ("[http]\nmax_headers = 0", "http.max_headers"),
+        (
+            "[http]\nmax_decompression_ratio = 0",
+            "http.max_decompression_ratio",
+        ),
         ("[http]\nmax_header_bytes = 0", "http.max_header_bytes"),
         (
             "[http]\nmax_request_line_bytes = 100000",

@@ -176,4 +176,8 @@ impl super::stream::StreamRedactor for NdjsonRedactor {
     fn counts(&self) -> &BTreeMap<&'static str, u64> {
         &self.events.state.counts
     }
+
+    fn error_marker(&self) -> &'static [u8] {
+        ERROR_LINE
+    }
 }

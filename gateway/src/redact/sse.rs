@@ -251,6 +251,10 @@ impl super::stream::StreamRedactor for SseRedactor {
     fn counts(&self) -> &BTreeMap<&'static str, u64> {
         &self.events.state.counts
     }
+
+    fn error_marker(&self) -> &'static [u8] {
+        ERROR_EVENT
+    }
 }
 
 /// The fields of one event's lines, as the specification interprets them.

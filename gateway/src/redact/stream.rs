@@ -127,6 +127,8 @@ pub trait StreamRedactor: Send {
     fn failure(&self) -> Option<&str>;
     /// Values redacted so far, by entity.
     fn counts(&self) -> &std::collections::BTreeMap<&'static str, u64>;
+    /// What ends this framing's stream when it cannot be redacted.
+    fn error_marker(&self) -> &'static [u8];
 }
 
 /// What ends a plain-text stream that could not be redacted.
@@ -205,5 +207,87 @@ impl StreamRedactor for TextStream {
 
     fn counts(&self) -> &std::collections::BTreeMap<&'static str, u64> {
         &self.state.counts
+    }
+
+    fn error_marker(&self) -> &'static [u8] {
+        TEXT_ERROR
+    }
+}
+
+/// A compressed body's stream redactor: decodes as it streams (bounded), then redacts through
+/// `inner`. A body that cannot be decoded (corrupt, a bomb, an unknown coding) ends with the
+/// inner framing's error marker; what `inner` still holds is dropped, never sent unredacted.
+pub struct Decoded {
+    decoder: Result<crate::coding::Decoder, crate::coding::CodingError>,
+    inner: Box<dyn StreamRedactor>,
+    failure: Option<String>,
+}
+
+impl Decoded {
+    /// `coding`: the body's coding and its bounds, or why it cannot be decoded at all.
+    pub fn new(
+        coding: Result<(crate::coding::Coding, crate::coding::Limits), crate::coding::CodingError>,
+        inner: Box<dyn StreamRedactor>,
+    ) -> Self {
+        Self {
+            decoder: coding.and_then(|(c, limits)| crate::coding::Decoder::new(c, limits)),
+            inner,
+            failure: None,
+        }
+    }
+
+    fn fail(&mut self, e: &crate::coding::CodingError) -> Vec<u8> {
+        self.failure = Some(format!("response body: {e}"));
+        self.inner.error_marker().to_vec()
+    }
+}
+
+impl std::fmt::Debug for Decoded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Decoded")
+            .field("failure", &self.failure)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StreamRedactor for Decoded {
+    fn push(&mut self, data: &[u8]) -> Vec<u8> {
+        if self.failure.is_some() {
+            return Vec::new();
+        }
+        let decoded = match &mut self.decoder {
+            Ok(d) => d.push(data),
+            Err(e) => Err(e.clone()),
+        };
+        match decoded {
+            Ok(plain) => self.inner.push(&plain),
+            Err(e) => self.fail(&e),
+        }
+    }
+
+    fn finish(&mut self) -> Vec<u8> {
+        if self.failure.is_some() {
+            return Vec::new();
+        }
+        let ended = match &mut self.decoder {
+            Ok(d) => d.finish(),
+            Err(e) => Err(e.clone()),
+        };
+        match ended {
+            Ok(()) => self.inner.finish(),
+            Err(e) => self.fail(&e),
+        }
+    }
+
+    fn failure(&self) -> Option<&str> {
+        self.failure.as_deref().or_else(|| self.inner.failure())
+    }
+
+    fn counts(&self) -> &std::collections::BTreeMap<&'static str, u64> {
+        self.inner.counts()
+    }
+
+    fn error_marker(&self) -> &'static [u8] {
+        self.inner.error_marker()
     }
 }

@@ -137,3 +137,123 @@ async fn ndjson_request_bodies_are_masked_before_they_leave() {
     }
     assert_eq!(model.leaks(), 0, "personal data reached the model");
 }
+
+/// Compressed bodies are decoded and inspected: streams (SSE and NDJSON) and whole JSON in every
+/// coding, a gzip request body; each reaches the client decoded, with no `Content-Encoding`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compressed_bodies_are_decoded_and_inspected() {
+    for h2c in [false, true] {
+        let model = if h2c {
+            Model::start_h2c().await
+        } else {
+            Model::start().await
+        };
+        let gw = gateway_for(&model, h2c, true);
+        for (proto, http) in clients(&gw) {
+            for coding in ["gzip", "deflate", "br", "zstd"] {
+                let mut paths = vec![format!("/json/{coding}")];
+                for case in ["chat-content", "chat-tool-arguments", "ollama-chat"] {
+                    for split in [1, 9, 20, 40] {
+                        paths.push(format!("/case/{case}/{split}/{coding}"));
+                    }
+                }
+                for path in paths {
+                    let r = http
+                        .get(client::url(gw.addr, &path))
+                        .send()
+                        .await
+                        .expect("GET");
+                    assert_eq!(r.status(), 200, "{proto} {path}");
+                    assert!(
+                        r.headers().get("content-encoding").is_none(),
+                        "{proto} {path}: sent decoded"
+                    );
+                    let text = r.text().await.expect("text");
+                    assert!(text.contains("<EMAIL_ADDRESS>"), "{proto} {path}: {text}");
+                    for s in SECRETS {
+                        assert!(!text.contains(s), "{proto} {path}: {s} passed\n{text}");
+                    }
+                }
+            }
+            let body = serde_json::json!({"messages": [{"content": TEXT}]}).to_string();
+            let r = http
+                .post(client::url(gw.addr, "/echo"))
+                .header("content-type", "application/json")
+                .header("content-encoding", "gzip")
+                .body(model::compress("gzip", body.as_bytes()))
+                .send()
+                .await
+                .expect("POST");
+            assert_eq!(r.status(), 200, "{proto}");
+            let echoed = r.text().await.expect("text");
+            assert!(echoed.contains("<EMAIL_ADDRESS>"), "{proto}: {echoed}");
+        }
+        assert_eq!(model.leaks(), 0, "personal data reached the model");
+    }
+}
+
+/// A request body in an unknown or stacked coding is refused with 415 on a redacting route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_request_codings_are_refused() {
+    let model = Model::start().await;
+    let gw = gateway_for(&model, false, true);
+    for (proto, http) in clients(&gw) {
+        for coding in ["compress", "gzip, br"] {
+            let r = http
+                .post(client::url(gw.addr, "/echo"))
+                .header("content-type", "application/json")
+                .header("content-encoding", coding)
+                .body(model::compress("gzip", b"{}"))
+                .send()
+                .await
+                .expect("POST");
+            assert_eq!(r.status(), 415, "{proto} {coding}");
+        }
+    }
+    assert_eq!(model.leaks(), 0);
+}
+
+/// A decompression bomb is refused within the bound; a corrupt gzip stream ends with the error
+/// event. Both are audited with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bombs_and_corrupt_streams_fail_closed_and_are_audited() {
+    let model = Model::start().await;
+    let gw = gateway_for(&model, false, true);
+    let http = client::http(&gw.ca);
+    let r = http
+        .get(client::url(gw.addr, "/bomb/json"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(r.status(), 502);
+    let id = client::request_id(&r);
+    let rec = gw.audit_record(&id).await;
+    assert!(
+        rec["reason"]
+            .as_str()
+            .is_some_and(|s| s.contains("decoded body")),
+        "{rec}"
+    );
+    for path in ["/bomb/sse", "/corrupt"] {
+        let r = http
+            .get(client::url(gw.addr, path))
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(r.status(), 200, "{path}");
+        let id = client::request_id(&r);
+        let text = r.text().await.expect("text");
+        assert!(text.contains("redaction_failed"), "{path}: {text}");
+        for s in SECRETS {
+            assert!(!text.contains(s), "{path}: {s} passed");
+        }
+        let rec = gw.audit_record(&id).await;
+        assert_eq!(rec["failed"], "internal", "{path}: {rec}");
+        assert!(
+            rec["reason"]
+                .as_str()
+                .is_some_and(|s| s.contains("response body")),
+            "{path}: {rec}"
+        );
+    }
+}
