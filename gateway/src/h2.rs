@@ -153,11 +153,11 @@ pub async fn serve<S>(
                     });
                 }
                 let ctx = ctx.clone();
-                let active = active.clone();
-                active.fetch_add(1, Ordering::Relaxed);
+                let counted = Counted::new(&active);
                 tokio::spawn(async move {
+                    // Dropped when the task ends, panics included.
+                    let _counted = counted;
                     handle(req, respond, &ctx).await;
-                    active.fetch_sub(1, Ordering::Relaxed);
                 });
             }
             Some(Err(e)) => {
@@ -173,6 +173,24 @@ pub async fn serve<S>(
     // their own timeouts) so a drain covers them.
     while active.load(Ordering::Relaxed) > 0 {
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// One running stream task, counted while it lives: the count goes down when the task ends
+/// however it ends (a panic unwinds through the drop), so the connection's drain never waits on
+/// a task that is gone.
+struct Counted(Arc<AtomicUsize>);
+
+impl Counted {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        Self(count.clone())
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -1023,4 +1041,24 @@ pub(crate) async fn send_data(
             .map_err(|e| format!("client stream: {e}"))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    /// A stream task that panics is no longer counted, so the connection's drain ends.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_panicking_stream_task_is_no_longer_counted() {
+        let active = Arc::new(AtomicUsize::new(0));
+        let counted = super::Counted::new(&active);
+        assert_eq!(active.load(Ordering::Acquire), 1);
+        let task = tokio::spawn(async move {
+            let _counted = counted;
+            panic!("a stream task panics");
+        });
+        assert!(task.await.is_err(), "the task panicked");
+        assert_eq!(active.load(Ordering::Acquire), 0);
+    }
 }

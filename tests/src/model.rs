@@ -15,6 +15,7 @@
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
@@ -51,33 +52,43 @@ pub struct Model {
     /// Where it listens.
     pub addr: std::net::SocketAddr,
     leaks: Arc<AtomicU64>,
+    connections: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Model {
     /// Starts an HTTP/1.1 model server on 127.0.0.1.
     pub async fn start() -> Self {
-        Self::start_with(false).await
+        Self::start_with(false, Duration::ZERO).await
     }
 
     /// Starts an h2c (HTTP/2, prior knowledge) model server on 127.0.0.1.
     pub async fn start_h2c() -> Self {
-        Self::start_with(true).await
+        Self::start_with(true, Duration::ZERO).await
     }
 
-    async fn start_with(h2c: bool) -> Self {
+    /// Starts an h2c model server that waits `delay` before answering each new connection's
+    /// handshake (a slow start, so concurrent first requests overlap it).
+    pub async fn start_h2c_slow(delay: Duration) -> Self {
+        Self::start_with(true, delay).await
+    }
+
+    async fn start_with(h2c: bool, delay: Duration) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind model");
         let addr = listener.local_addr().expect("addr");
         let leaks = Arc::new(AtomicU64::new(0));
-        let l = leaks.clone();
+        let connections = Arc::new(AtomicU64::new(0));
+        let (l, c) = (leaks.clone(), connections.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else {
                     continue;
                 };
+                c.fetch_add(1, Ordering::SeqCst);
                 let io = hyper_util::rt::TokioIo::new(tcp);
                 let l = l.clone();
                 tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
                     let service = hyper::service::service_fn(move |req| handle(req, l.clone()));
                     if h2c {
                         let _ = hyper::server::conn::http2::Builder::new(
@@ -93,7 +104,17 @@ impl Model {
                 });
             }
         });
-        Self { addr, leaks, task }
+        Self {
+            addr,
+            leaks,
+            connections,
+            task,
+        }
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::SeqCst)
     }
 
     /// Requests whose body carried personal data.

@@ -257,3 +257,88 @@ async fn bombs_and_corrupt_streams_fail_closed_and_are_audited() {
         );
     }
 }
+
+/// 100 concurrent first requests to a cold h2c upstream share one connection: one request
+/// opens it while the others wait, none holding a lock across the connect. The upstream answers
+/// its handshake slowly, so the requests overlap the opening.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cold_h2c_upstream_gets_one_connection() {
+    let model = Model::start_h2c_slow(std::time::Duration::from_millis(100)).await;
+    let gw = gateway_for(&model, true, false);
+    let http = client::http2(&gw.ca);
+    let requests = (0..100).map(|i| {
+        let http = http.clone();
+        let url = client::url(gw.addr, &format!("/case/chat-content/{}", 1 + i % 40));
+        async move { http.get(url).send().await.map(|r| r.status().as_u16()) }
+    });
+    let statuses = futures_util::future::join_all(requests).await;
+    assert!(
+        statuses.iter().all(|s| matches!(s, Ok(200))),
+        "{statuses:?}"
+    );
+    assert_eq!(model.connections(), 1, "one h2c connection for all");
+}
+
+/// A listening socket whose accept queue is full: connecting to it stalls (the SYN is dropped)
+/// until the connecting side gives up. Returns it, the queued connections and its address.
+fn stalled_listener() -> (
+    std::os::fd::OwnedFd,
+    Vec<std::net::TcpStream>,
+    std::net::SocketAddr,
+) {
+    use nix::sys::socket::{
+        bind, getsockname, listen, socket, AddressFamily, Backlog, SockFlag, SockType, SockaddrIn,
+    };
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::empty(),
+        None,
+    )
+    .expect("socket");
+    bind(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &SockaddrIn::new(127, 0, 0, 1, 0),
+    )
+    .expect("bind");
+    listen(&fd, Backlog::new(0).expect("backlog")).expect("listen");
+    let local: SockaddrIn = getsockname(std::os::fd::AsRawFd::as_raw_fd(&fd)).expect("getsockname");
+    let addr = std::net::SocketAddr::from((local.ip(), local.port()));
+    let mut queued = Vec::new();
+    while let Ok(s) =
+        std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(300))
+    {
+        queued.push(s);
+        assert!(queued.len() < 16, "the accept queue does not fill");
+    }
+    (fd, queued, addr)
+}
+
+/// Requests waiting for an h2c connection that does not come up wait at most `connect_timeout`
+/// each (one request connects; the others wait for it without holding a lock), not one timeout
+/// per request queued before them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_for_a_stalled_h2c_upstream_is_bounded() {
+    let (_listener, _queued, addr) = stalled_listener();
+    // The test gateway's upstreams have `connect_timeout = "1s"`.
+    let gw = gateway::new(addr.to_string())
+        .upstream("protocol = \"h2c\"")
+        .run();
+    let http = client::http2(&gw.ca);
+    let started = tokio::time::Instant::now();
+    let requests = (0..4).map(|_| {
+        let http = http.clone();
+        let url = client::url(gw.addr, "/case/chat-content/5");
+        async move { http.get(url).send().await.map(|r| r.status().as_u16()) }
+    });
+    let statuses = futures_util::future::join_all(requests).await;
+    let took = started.elapsed();
+    assert!(
+        statuses.iter().all(|s| matches!(s, Ok(502 | 504))),
+        "{statuses:?}"
+    );
+    assert!(
+        took < std::time::Duration::from_secs(3),
+        "four waiters took {took:?}: the connect timeout was served one after another"
+    );
+}
