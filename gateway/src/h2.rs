@@ -31,7 +31,7 @@ use crate::audit::record::TlsFacts;
 use crate::config::UpstreamProtocol;
 use crate::error::{Reject, Side};
 use crate::identity::PeerCert;
-use crate::pipeline::{self, model_of, request_id, upstream_head, ResponseRedaction};
+use crate::pipeline::{self, request_id, upstream_head, ResponseRedaction};
 use crate::protocol::h1::{Decoder, Encoder, H1Error};
 use crate::protocol::{BodyKind, Frame, RequestHead, ResponseHead, Version};
 use crate::proxy::{
@@ -438,11 +438,14 @@ async fn handle(req: http::Request<RecvStream>, mut respond: SendResponse<Bytes>
     let mut prefix = BytesMut::new();
     let mut ended = req.body == BodyKind::Empty;
     let model = if route.policy.needs_model() && !ended {
-        while prefix.len() < MODEL_LOOKAHEAD {
+        use crate::lookahead::{Model, ModelScan};
+        let mut scan = ModelScan::new();
+        while prefix.len() < MODEL_LOOKAHEAD && *scan.result() == Model::Pending {
             match body.next().await {
                 Ok(Some(d)) => {
                     prefix.extend_from_slice(&d);
                     body.release(d.len());
+                    scan.push(&d);
                 }
                 Ok(None) => {
                     ended = true;
@@ -451,7 +454,10 @@ async fn handle(req: http::Request<RecvStream>, mut respond: SendResponse<Bytes>
                 Err(e) => return body_fail(&mut respond, e),
             }
         }
-        model_of(&prefix)
+        match scan.result() {
+            Model::Found(m) => Some(m.clone()),
+            _ => None,
+        }
     } else {
         None
     };

@@ -31,6 +31,7 @@ pub mod error;
 pub mod guard;
 pub mod h2;
 pub mod identity;
+pub mod lookahead;
 pub mod metrics;
 pub mod pipeline;
 pub mod policy;

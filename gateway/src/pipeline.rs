@@ -3,7 +3,7 @@
 //! HTTP/1.1 ([`crate::proxy`]) and HTTP/2 ([`crate::h2`]) turn what they receive into one
 //! [`RequestHead`] and run the same stages in the same order: the audit trail must be taking
 //! records, the path must be canonical → [`identify`] → [`authorize`] (policy, with the `model`
-//! read from the start of the body by [`model_of`]) → [`redact_body`] when the deciding rule names
+//! read from the start of the body by [`crate::lookahead::ModelScan`]) → [`redact_body`] when the deciding rule names
 //! a profile for requests → the exchange with the upstream ([`upstream_head`] for an HTTP/1.1
 //! upstream) → [`response_redaction`] → one audit record ([`request_record`]) or refusal record
 //! ([`record_denial`]). Only framing differs between the protocols.
@@ -566,36 +566,6 @@ pub(crate) fn redact_body(
     Ok(Bytes::copy_from_slice(body))
 }
 
-/// The top-level `"model"` string of a JSON object, read from a possibly incomplete prefix.
-pub(crate) fn model_of(prefix: &[u8]) -> Option<String> {
-    use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
-    /// Stops at the `model` key; the parse "fails" right after (the rest of the object is not
-    /// read, and may not even be in the prefix), so the value is handed out through `found`.
-    struct Model<'a> {
-        found: &'a mut Option<String>,
-    }
-    impl<'de> Visitor<'de> for Model<'_> {
-        type Value = ();
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a JSON object")
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                if key == "model" {
-                    *self.found = map.next_value::<String>().ok();
-                    return Ok(());
-                }
-                map.next_value::<IgnoredAny>()?;
-            }
-            Ok(())
-        }
-    }
-    let mut found = None;
-    let mut de = serde_json::Deserializer::from_slice(prefix);
-    let _ = de.deserialize_map(Model { found: &mut found });
-    found
-}
-
 /// The Host value without a port, lower-cased.
 pub(crate) fn host_without_port(host: &[u8]) -> String {
     let h = String::from_utf8_lossy(host).to_ascii_lowercase();
@@ -768,32 +738,4 @@ pub(crate) fn put_header(out: &mut BytesMut, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
-}
-
-#[cfg(test)]
-mod tests {
-    use super::model_of;
-
-    #[test]
-    fn model_is_read_from_a_prefix() {
-        assert_eq!(
-            model_of(br#"{"model":"gpt-x","messages":[]}"#).as_deref(),
-            Some("gpt-x")
-        );
-        assert_eq!(
-            model_of(br#"{"stream":true,"model":"gpt-x","messages":[{"role":"us"#).as_deref(),
-            Some("gpt-x")
-        );
-        assert_eq!(
-            model_of(br#"{"messages":[{"role":"user","content":"long"#),
-            None,
-            "model after the prefix"
-        );
-        assert_eq!(model_of(br#"{"model":42}"#), None);
-        assert_eq!(model_of(br#"[1,2]"#), None);
-        assert_eq!(
-            model_of(br#"{"nested":{"model":"no"},"model":"yes"}"#).as_deref(),
-            Some("yes")
-        );
-    }
 }

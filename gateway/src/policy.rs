@@ -228,9 +228,13 @@ pub fn canonical_path(path: &str) -> Result<&str, NotCanonical> {
     if path.contains('\\') {
         return Err(NotCanonical("backslash"));
     }
-    let lower = path.to_ascii_lowercase();
-    for enc in ["%2f", "%5c", "%2e", "%00", "%25"] {
-        if lower.contains(enc) {
+    // One pass over each `%`: an encoded separator, dot, NUL or percent sign is refused.
+    let b = path.as_bytes();
+    for i in memchr::memchr_iter(b'%', b) {
+        let code = b
+            .get(i + 1..i + 3)
+            .map(|c| [c[0].to_ascii_lowercase(), c[1].to_ascii_lowercase()]);
+        if matches!(code.as_ref(), Some(b"2f" | b"5c" | b"2e" | b"00" | b"25")) {
             return Err(NotCanonical("encoded separator, dot or NUL"));
         }
     }
@@ -238,8 +242,9 @@ pub fn canonical_path(path: &str) -> Result<&str, NotCanonical> {
     if body.is_empty() {
         return Ok(path);
     }
-    for (i, seg) in body.split('/').enumerate() {
-        let last = i == body.split('/').count() - 1;
+    let mut segments = body.split('/').peekable();
+    while let Some(seg) = segments.next() {
+        let last = segments.peek().is_none();
         if seg == "." || seg == ".." {
             return Err(NotCanonical("dot segment"));
         }
@@ -450,6 +455,9 @@ mod tests {
             "/v1\\x",
             "/a/%00",
             "/v1/%252e",
+            "/v1/%2F",
+            "/v1/%5C",
+            "/v1/%2E%2e/x",
         ] {
             assert!(canonical_path(bad).is_err(), "{bad}");
         }

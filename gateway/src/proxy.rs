@@ -26,7 +26,7 @@ use crate::config::UpstreamProtocol;
 use crate::error::{Reject, Side};
 use crate::identity::{Identifier, PeerCert, Principal, Source};
 use crate::pipeline::{
-    self, model_of, put_header, request_id, upstream_head, NotRedacted, ResponseRedaction,
+    self, put_header, request_id, upstream_head, NotRedacted, ResponseRedaction,
 };
 use crate::policy::Policy;
 use crate::protocol::h1::{self, Decoder, Encoder, H1Error, Limits, Reader};
@@ -515,29 +515,38 @@ pub(crate) const MODEL_LOOKAHEAD: usize = 64 * 1024;
 
 /// Reads (without consuming) up to [`MODEL_LOOKAHEAD`] bytes of the body and returns the
 /// top-level JSON `model` string if it appears in them. The bytes stay in the read buffer and
-/// are forwarded as usual; nothing is buffered beyond the look-ahead.
+/// are forwarded as usual; nothing is buffered beyond the look-ahead. Each byte is decoded and
+/// scanned once, however the body is cut into reads.
 async fn peek_model<S: AsyncRead + Unpin>(
     down: &mut Reader<S>,
     req: &RequestHead,
     idle: Duration,
 ) -> Option<String> {
+    use crate::lookahead::{Model, ModelScan};
     let want = match req.body {
         BodyKind::Length(n) => (n as usize).min(MODEL_LOOKAHEAD),
         _ => MODEL_LOOKAHEAD,
     };
+    let mut dec = Decoder::new(req.body, u64::MAX);
+    let mut scan = ModelScan::new();
+    // Bytes of the read buffer the decoder has consumed, and body bytes scanned.
+    let (mut offset, mut scanned) = (0, 0);
     loop {
-        let mut copy = down.buf.clone();
-        let mut dec = Decoder::new(req.body, u64::MAX);
-        let mut prefix = BytesMut::new();
-        while let Ok(Some(f)) = dec.decode(&mut copy) {
+        let mut rest = BytesMut::from(&down.buf[offset..]);
+        let before = rest.len();
+        while let Ok(Some(f)) = dec.decode(&mut rest) {
             if let Frame::Data(d) = f {
-                prefix.extend_from_slice(&d);
+                scanned += d.len();
+                scan.push(&d);
             }
         }
-        if let Some(m) = model_of(&prefix) {
-            return Some(m);
+        offset += before - rest.len();
+        match scan.result() {
+            Model::Found(m) => return Some(m.clone()),
+            Model::Absent => return None,
+            Model::Pending => {}
         }
-        if prefix.len() >= want || dec.is_done() || down.buf.len() >= MODEL_LOOKAHEAD + 1024 {
+        if scanned >= want || dec.is_done() || down.buf.len() >= MODEL_LOOKAHEAD + 1024 {
             return None;
         }
         match timeout(idle, down.fill()).await {

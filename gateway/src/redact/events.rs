@@ -22,7 +22,8 @@
 //! `content_block_stop`, a Responses `*.done` event of the same stem, Ollama's `done: true`, or
 //! the end of the whole stream.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
@@ -118,7 +119,7 @@ pub(crate) fn guarded<R: Framed>(
 struct Open {
     hold: HoldBack,
     /// The last event that fed it (after redaction), to synthesize a release from.
-    template: Event,
+    template: Arc<Event>,
     /// Where the field sits in `template`.
     path: Vec<Step>,
 }
@@ -130,7 +131,13 @@ pub struct Events {
     /// Counts of what was redacted (for the audit record).
     pub state: State,
     open: BTreeMap<String, Open>,
+    /// Short strings already found to hold nothing (ids, model names, enumerations repeat in
+    /// every event of a stream); bounded by [`CLEAN_CACHE`].
+    clean: HashSet<String>,
 }
+
+/// Most strings remembered as clean per stream, and the longest.
+const CLEAN_CACHE: (usize, usize) = (256, 128);
 
 /// Which open streams an event closes.
 #[derive(Debug, Default)]
@@ -169,6 +176,7 @@ impl Events {
             profile,
             state: State::default(),
             open: BTreeMap::new(),
+            clean: HashSet::new(),
         }
     }
 
@@ -200,16 +208,21 @@ impl Events {
             paths: &self.profile.paths,
             state: &mut self.state,
             streams: Some((&mut self.open, self.profile.max_hold_back)),
+            clean: Some(&mut self.clean),
         };
         if redacting.value(&mut ev.data, &mut walk, false)? {
             // A top-level string whose operator is `drop`.
             ev.data = Value::String(String::new());
         }
-        let fed = walk.fed;
-        for (key, path) in &fed {
+        // The event is kept as the template of the fields it left something held in (one copy
+        // for all of them); a field held empty needs no release.
+        let mut template: Option<Arc<Event>> = None;
+        for (key, path) in &walk.fed {
             if let Some(open) = self.open.get_mut(key) {
-                open.template = ev.clone();
-                open.path.clone_from(path);
+                if open.hold.held() > 0 {
+                    open.template = template.get_or_insert_with(|| Arc::new(ev.clone())).clone();
+                    open.path.clone_from(path);
+                }
             }
         }
         let mut before = Vec::new();
@@ -251,6 +264,8 @@ struct Redacting<'a> {
     state: &'a mut State,
     /// Open streamed fields and the hold-back bound; `None` redacts every string whole.
     streams: Option<(&'a mut BTreeMap<String, Open>, usize)>,
+    /// Strings known to hold nothing, when the caller keeps them.
+    clean: Option<&'a mut HashSet<String>>,
 }
 
 impl Redacting<'_> {
@@ -275,12 +290,22 @@ impl Redacting<'_> {
                     w.fed.push((key, w.steps.clone()));
                     return Ok(false);
                 }
+                if self.clean.as_ref().is_some_and(|c| c.contains(s.as_str())) {
+                    return Ok(false);
+                }
                 let (out, dropped) = self.redactor.redact_cow(s, self.state)?;
                 if dropped && member {
                     return Ok(true);
                 }
-                if let std::borrow::Cow::Owned(out) = out {
-                    *s = out;
+                match out {
+                    std::borrow::Cow::Owned(out) => *s = out,
+                    std::borrow::Cow::Borrowed(_) => {
+                        if let Some(c) = self.clean.as_mut() {
+                            if c.len() < CLEAN_CACHE.0 && s.len() <= CLEAN_CACHE.1 {
+                                c.insert(s.clone());
+                            }
+                        }
+                    }
                 }
             }
             Value::Array(items) => {
@@ -290,10 +315,11 @@ impl Redacting<'_> {
                         _ => None,
                     };
                     let saved = w.key.len();
-                    match id {
-                        Some(n) => w.key.push_str(&format!("[i{n}]")),
-                        None => w.key.push_str(&format!("[{i}]")),
-                    }
+                    // Writing to a String cannot fail.
+                    let _ = match id {
+                        Some(n) => write!(w.key, "[i{n}]"),
+                        None => write!(w.key, "[{i}]"),
+                    };
                     w.steps.push(Step::Index(i));
                     let res = self.value(item, w, false);
                     w.steps.pop();
@@ -337,10 +363,10 @@ impl Redacting<'_> {
         }
         let open = open.entry(key.to_owned()).or_insert_with(|| Open {
             hold: HoldBack::default(),
-            template: Event {
+            template: Arc::new(Event {
                 name: None,
                 data: Value::Null,
-            },
+            }),
             path: Vec::new(),
         });
         let mut out = open.hold.push(text, self.redactor, self.state, *max)?;
@@ -372,6 +398,7 @@ pub fn redact_document(
         paths,
         state,
         streams: None,
+        clean: None,
     };
     match redacting.value(v, &mut walk, false) {
         Ok(true) => *v = Value::String(String::new()),
