@@ -342,3 +342,107 @@ async fn waiting_for_a_stalled_h2c_upstream_is_bounded() {
         "four waiters took {took:?}: the connect timeout was served one after another"
     );
 }
+
+/// HTTP/1.1 and HTTP/2 decide the same and record the same for a table of inspection and
+/// upstream cases: status, deciding rule, what failed and why, and the redaction counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_protocols_decide_and_record_the_same() {
+    let model = Model::start().await;
+    let gw = gateway_for(&model, false, true);
+    let down = gateway::new(format!("127.0.0.1:{}", crate::gateway::free_port()))
+        .policy(BOTH)
+        .run();
+    let pii = serde_json::json!({"messages": [{"content": TEXT}]}).to_string();
+    let gz = model::compress("gzip", pii.as_bytes());
+    // (gateway, method, path, content type, content encoding, body)
+    let cases: Vec<(&Gateway, &str, &str, &str, Option<&str>, Vec<u8>)> = vec![
+        (
+            &gw,
+            "POST",
+            "/echo",
+            "application/json",
+            None,
+            pii.clone().into_bytes(),
+        ),
+        (
+            &gw,
+            "POST",
+            "/echo",
+            "application/json",
+            Some("gzip"),
+            gz.clone(),
+        ),
+        (
+            &gw,
+            "POST",
+            "/echo",
+            "application/json",
+            Some("compress"),
+            gz.clone(),
+        ),
+        (
+            &gw,
+            "POST",
+            "/echo",
+            "application/json",
+            None,
+            b"{not json".to_vec(),
+        ),
+        (&gw, "GET", "/json/br", "", None, Vec::new()),
+        (
+            &gw,
+            "GET",
+            "/case/chat-tool-arguments/9",
+            "",
+            None,
+            Vec::new(),
+        ),
+        (
+            &gw,
+            "GET",
+            "/case/ollama-chat/13/zstd",
+            "",
+            None,
+            Vec::new(),
+        ),
+        (&gw, "GET", "/bomb/json", "", None, Vec::new()),
+        (&gw, "GET", "/corrupt", "", None, Vec::new()),
+        (&gw, "GET", "/nothing-here", "", None, Vec::new()),
+        (&down, "GET", "/json/gzip", "", None, Vec::new()),
+    ];
+    let fields = ["status", "rule", "failed", "reason", "redactions"];
+    for (g, method, path, ct, coding, body) in cases {
+        let mut records = Vec::new();
+        for (proto, http) in clients(g) {
+            let mut req = http.request(method.parse().expect("method"), client::url(g.addr, path));
+            if !ct.is_empty() {
+                req = req.header("content-type", ct);
+            }
+            if let Some(c) = coding {
+                req = req.header("content-encoding", c);
+            }
+            if method == "POST" {
+                req = req.body(body.clone());
+            }
+            let r = req.send().await.expect("request");
+            let status = r.status().as_u16();
+            let id = client::request_id(&r);
+            let _ = r.bytes().await;
+            records.push((proto, status, g.audit_record(&id).await));
+        }
+        let (a, b) = (&records[0], &records[1]);
+        assert_eq!(
+            a.1, b.1,
+            "{method} {path} {coding:?}: status {} vs {}",
+            a.0, b.0
+        );
+        for f in fields {
+            assert_eq!(
+                a.2[f], b.2[f],
+                "{method} {path} {coding:?}: {f} differs\n{}: {}\n{}: {}",
+                a.0, a.2, b.0, b.2
+            );
+        }
+    }
+    assert_eq!(model.leaks(), 0);
+}
