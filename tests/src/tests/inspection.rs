@@ -343,19 +343,28 @@ async fn waiting_for_a_stalled_h2c_upstream_is_bounded() {
     );
 }
 
+/// One request of the shared table: gateway, method, path, content type, content encoding, body.
+type Case<'a> = (
+    &'a Gateway,
+    &'a str,
+    &'a str,
+    &'a str,
+    Option<&'a str>,
+    Vec<u8>,
+);
+
 /// HTTP/1.1 and HTTP/2 decide the same and record the same for a table of inspection and
 /// upstream cases: status, deciding rule, what failed and why, and the redaction counts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_protocols_decide_and_record_the_same() {
     let model = Model::start().await;
     let gw = gateway_for(&model, false, true);
-    let down = gateway::new(format!("127.0.0.1:{}", crate::gateway::free_port()))
+    let down = gateway::new(format!("127.0.0.1:{}", gateway::free_port()))
         .policy(BOTH)
         .run();
     let pii = serde_json::json!({"messages": [{"content": TEXT}]}).to_string();
     let gz = model::compress("gzip", pii.as_bytes());
-    // (gateway, method, path, content type, content encoding, body)
-    let cases: Vec<(&Gateway, &str, &str, &str, Option<&str>, Vec<u8>)> = vec![
+    let cases: Vec<Case<'_>> = vec![
         (
             &gw,
             "POST",

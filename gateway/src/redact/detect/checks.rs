@@ -1,0 +1,215 @@
+//! Validation of candidates: checksums (Luhn, IBAN mod-97), length tables, ranges and shapes
+//! that keep false positives down.
+
+pub(super) fn digits(s: &str) -> Vec<u8> {
+    s.bytes()
+        .filter(u8::is_ascii_digit)
+        .map(|b| b - b'0')
+        .collect()
+}
+
+pub(super) fn valid_email(s: &str) -> bool {
+    let Some((local, domain)) = s.rsplit_once('@') else {
+        return false;
+    };
+    !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..")
+        && !domain.contains("..")
+        && !domain.starts_with('-')
+}
+
+pub(super) fn valid_phone(s: &str) -> bool {
+    let d = digits(s);
+    if s.starts_with('+') {
+        // E.164: up to 15 digits, at least 8; separators only single and between digits.
+        return (8..=15).contains(&d.len()) && !s.contains("  ") && !s.contains("--");
+    }
+    if d.first() == Some(&0) {
+        // National, with the trunk prefix 0 (`020 7946 0958`, `030 12345678`, `(02) 9876 5432`,
+        // `01 23 45 67 89`, `03-1234-5678`): 9 to 12 digits, written in groups with one kind
+        // of separator (so dates such as `01.12.2025 10` and bare numbers stay out).
+        // `078-05-1120` is the shape of a social security number, not of a phone number.
+        let ssn_shape = s.len() == 11 && s.as_bytes()[3] == b'-' && s.as_bytes()[6] == b'-';
+        if ssn_shape {
+            return false;
+        }
+        let mut seps = s.bytes().filter(|c| b" -./".contains(c));
+        let first = seps.next();
+        return (9..=12).contains(&d.len())
+            && first.is_some()
+            && seps.all(|c| Some(c) == first)
+            && s.starts_with('(') == s.contains(')');
+    }
+    // North American: 10 digits, area and exchange codes start 2–9, not N11.
+    d.len() == 10
+        && d[0] >= 2
+        && d[3] >= 2
+        && !(d[1] == 1 && d[2] == 1)
+        && !(d[4] == 1 && d[5] == 1)
+}
+
+/// Luhn checksum over the digits.
+pub fn luhn(d: &[u8]) -> bool {
+    let mut sum = 0u32;
+    for (i, &x) in d.iter().rev().enumerate() {
+        let mut v = u32::from(x);
+        if i % 2 == 1 {
+            v *= 2;
+            if v > 9 {
+                v -= 9;
+            }
+        }
+        sum += v;
+    }
+    sum.is_multiple_of(10)
+}
+
+pub(super) fn valid_card(s: &str) -> bool {
+    // Separators, if any, must be consistent (all spaces or all dashes).
+    if s.contains(' ') && s.contains('-') {
+        return false;
+    }
+    let d = digits(s);
+    let prefix = |n: usize| d.iter().take(n).fold(0u32, |a, &x| a * 10 + u32::from(x));
+    let len = d.len();
+    let issuer_ok = match d.first() {
+        Some(4) => matches!(len, 13 | 16 | 19),
+        Some(5) => (51..=55).contains(&prefix(2)) && len == 16,
+        Some(2) => (2221..=2720).contains(&prefix(4)) && len == 16,
+        Some(3) => {
+            ((prefix(2) == 34 || prefix(2) == 37) && len == 15)
+                || ((3528..=3589).contains(&prefix(4)) && (16..=19).contains(&len))
+                || ((300..=305).contains(&prefix(3)) || prefix(2) == 36 || prefix(2) == 38)
+                    && (14..=19).contains(&len)
+        }
+        Some(6) => {
+            (prefix(4) == 6011
+                || prefix(2) == 65
+                || (644..=649).contains(&prefix(3))
+                || (622_126..=622_925).contains(&prefix(6)))
+                && (16..=19).contains(&len)
+        }
+        _ => false,
+    };
+    issuer_ok && luhn(&d)
+}
+
+/// IBAN lengths by country (ISO 13616 registry, common countries).
+pub(super) fn iban_length(country: &str) -> Option<usize> {
+    Some(match country {
+        "AD" => 24,
+        "AE" => 23,
+        "AT" => 20,
+        "AZ" => 28,
+        "BA" => 20,
+        "BE" => 16,
+        "BG" => 22,
+        "BH" => 22,
+        "BR" => 29,
+        "CH" => 21,
+        "CR" => 22,
+        "CY" => 28,
+        "CZ" => 24,
+        "DE" => 22,
+        "DK" => 18,
+        "DO" => 28,
+        "EE" => 20,
+        "EG" => 29,
+        "ES" => 24,
+        "FI" => 18,
+        "FO" => 18,
+        "FR" => 27,
+        "GB" => 22,
+        "GE" => 22,
+        "GI" => 23,
+        "GL" => 18,
+        "GR" => 27,
+        "GT" => 28,
+        "HR" => 21,
+        "HU" => 28,
+        "IE" => 22,
+        "IL" => 23,
+        "IS" => 26,
+        "IT" => 27,
+        "JO" => 30,
+        "KW" => 30,
+        "KZ" => 20,
+        "LB" => 28,
+        "LI" => 21,
+        "LT" => 20,
+        "LU" => 20,
+        "LV" => 21,
+        "MC" => 27,
+        "MD" => 24,
+        "ME" => 22,
+        "MK" => 19,
+        "MR" => 27,
+        "MT" => 31,
+        "MU" => 30,
+        "NL" => 18,
+        "NO" => 15,
+        "PK" => 24,
+        "PL" => 28,
+        "PS" => 29,
+        "PT" => 25,
+        "QA" => 29,
+        "RO" => 24,
+        "RS" => 22,
+        "SA" => 24,
+        "SE" => 24,
+        "SI" => 19,
+        "SK" => 24,
+        "SM" => 27,
+        "TN" => 24,
+        "TR" => 26,
+        "UA" => 29,
+        "VG" => 24,
+        "XK" => 20,
+        _ => return None,
+    })
+}
+
+pub(super) fn valid_iban(s: &str) -> bool {
+    let compact: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+    let Some(len) = iban_length(&compact[..2]) else {
+        return false;
+    };
+    if compact.len() != len {
+        return false;
+    }
+    let rearranged = format!("{}{}", &compact[4..], &compact[..4]);
+    let mut rem: u32 = 0;
+    for c in rearranged.chars() {
+        let v = match c {
+            '0'..='9' => c as u32 - '0' as u32,
+            'A'..='Z' => c as u32 - 'A' as u32 + 10,
+            _ => return false,
+        };
+        rem = if v >= 10 {
+            (rem * 100 + v) % 97
+        } else {
+            (rem * 10 + v) % 97
+        };
+    }
+    rem == 1
+}
+
+pub(super) fn valid_ssn(s: &str) -> bool {
+    let d = digits(s);
+    let area = u32::from(d[0]) * 100 + u32::from(d[1]) * 10 + u32::from(d[2]);
+    let group = u32::from(d[3]) * 10 + u32::from(d[4]);
+    let serial = d[5..].iter().fold(0u32, |a, &x| a * 10 + u32::from(x));
+    area != 0 && area != 666 && area < 900 && group != 0 && serial != 0
+}
+
+pub(super) fn valid_ip(s: &str) -> bool {
+    if s.contains(':') {
+        return s.parse::<std::net::Ipv6Addr>().is_ok()
+            && s.matches(':').count() >= 2
+            && s.chars().any(|c| c.is_ascii_hexdigit());
+    }
+    // Dotted quads whose octets have no leading zeros; version-like strings ("1.2.3.4" after a
+    // `v`) are excluded by the caller's context check.
+    s.parse::<std::net::Ipv4Addr>().is_ok() && s.split('.').all(|o| o == "0" || !o.starts_with('0'))
+}

@@ -1,0 +1,373 @@
+//! Detectors: each finds candidate spans with a regular expression, then validates them
+//! (checksums, ranges, length tables) to keep false positives down. Entity names follow
+//! Presidio's where one exists, so policies port.
+//!
+//! One cheap pass picks where the built-in regexes need to look: a byte-class scan splits the
+//! text into whitespace-separated words and keeps the words that hold a trigger (a digit, `@`,
+//! `:`) plus two words either side (a card or IBAN written in groups, `GB82 WEST 1234 …`);
+//! secret prefixes (`AKIA`, `ghp_`, `eyJ`, …) are found by one Aho-Corasick pass and PEM blocks
+//! by their `-----BEGIN` line. Each window then runs only the detectors its content can satisfy
+//! (an email needs an `@`, a card 13 digits). Windows start and end at whitespace, so word
+//! boundaries inside them read as they do in the whole text. Prose without triggers costs one
+//! table lookup per byte. Operator-defined regexes and words scan the whole text.
+
+mod checks;
+mod patterns;
+mod scan;
+
+use regex::Regex;
+
+pub use checks::luhn;
+use patterns::{always, Pattern, SECRET_PREFIXES};
+use scan::{is_ws, next_trigger, words_after, words_before, Needs, Summary, AT, COLON, DIGIT};
+
+/// One kind of value that may not leave the region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Entity {
+    /// An email address.
+    EmailAddress,
+    /// A phone number (E.164; North American and national formats with separators).
+    PhoneNumber,
+    /// A payment card number (Luhn and issuer ranges).
+    CreditCard,
+    /// An IBAN (country length and mod-97).
+    IbanCode,
+    /// A US social security number (area/group/serial rules).
+    UsSsn,
+    /// An IPv4 or IPv6 address.
+    IpAddress,
+    /// A cloud access key id (AWS `AKIA…`/`ASIA…`, Google `AIza…`).
+    CloudKey,
+    /// A GitHub, GitLab or Slack token.
+    AccessToken,
+    /// A PEM private key block.
+    PrivateKey,
+    /// A JSON Web Token.
+    Jwt,
+    /// An operator-defined pattern or word list.
+    Custom,
+}
+
+impl Entity {
+    /// The entity's name in configuration, audit records and replacements.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::EmailAddress => "EMAIL_ADDRESS",
+            Self::PhoneNumber => "PHONE_NUMBER",
+            Self::CreditCard => "CREDIT_CARD",
+            Self::IbanCode => "IBAN_CODE",
+            Self::UsSsn => "US_SSN",
+            Self::IpAddress => "IP_ADDRESS",
+            Self::CloudKey => "CLOUD_ACCESS_KEY",
+            Self::AccessToken => "ACCESS_TOKEN",
+            Self::PrivateKey => "PRIVATE_KEY",
+            Self::Jwt => "JWT",
+            Self::Custom => "CUSTOM",
+        }
+    }
+
+    /// Every built-in entity.
+    pub const ALL: [Self; 10] = [
+        Self::EmailAddress,
+        Self::PhoneNumber,
+        Self::CreditCard,
+        Self::IbanCode,
+        Self::UsSsn,
+        Self::IpAddress,
+        Self::CloudKey,
+        Self::AccessToken,
+        Self::PrivateKey,
+        Self::Jwt,
+    ];
+
+    /// Parses a configuration name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|e| e.name() == s)
+    }
+}
+
+/// A validated match: byte range in the scanned text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Found {
+    /// Start (inclusive).
+    pub start: usize,
+    /// End (exclusive).
+    pub end: usize,
+    /// What it is.
+    pub entity: Entity,
+}
+
+/// The compiled detectors of a profile.
+pub struct Detectors {
+    patterns: Vec<Pattern>,
+    /// Secret prefixes of the enabled secret detectors.
+    prefixes: Option<aho_corasick::AhoCorasick>,
+    /// Triggers of the enabled windowed detectors (byte classes).
+    triggers: u8,
+    words: Option<aho_corasick::AhoCorasick>,
+}
+
+impl std::fmt::Debug for Detectors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.patterns.iter().map(|p| p.entity.name()).collect();
+        f.debug_struct("Detectors")
+            .field("entities", &names)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Longest span a streamed match may have before the hold-back gives up (fails closed); a PEM
+/// private key is the longest built-in entity.
+pub const MAX_MATCH: usize = 8 * 1024;
+
+impl Detectors {
+    /// Detectors for `entities`, plus custom regexes and words (matched case-insensitively).
+    pub fn new(
+        entities: &[Entity],
+        custom: &[String],
+        words: &[String],
+    ) -> Result<Self, regex::Error> {
+        let mut patterns = Vec::new();
+        for e in entities {
+            let Some((needs, re, valid)) = patterns::builtin(*e) else {
+                continue;
+            };
+            patterns.push(Pattern {
+                entity: *e,
+                re: Regex::new(re)?,
+                valid,
+                needs,
+            });
+            if *e == Entity::IpAddress {
+                // IPv6 has its own trigger; the same regex and validation.
+                patterns.push(Pattern {
+                    entity: *e,
+                    re: Regex::new(re)?,
+                    valid,
+                    needs: Needs::Colon,
+                });
+            }
+        }
+        for c in custom {
+            patterns.push(Pattern {
+                entity: Entity::Custom,
+                re: Regex::new(c)?,
+                valid: always,
+                needs: Needs::Whole,
+            });
+        }
+        let prefixes: Vec<&str> = SECRET_PREFIXES
+            .iter()
+            .filter(|(e, _)| entities.contains(e))
+            .flat_map(|(_, p)| p.iter().copied())
+            .collect();
+        let prefixes = if prefixes.is_empty() {
+            None
+        } else {
+            Some(
+                // Leftmost semantics let the automaton use its SIMD prefilter.
+                aho_corasick::AhoCorasick::builder()
+                    .match_kind(aho_corasick::MatchKind::LeftmostFirst)
+                    .build(&prefixes)
+                    .map_err(|e| regex::Error::Syntax(e.to_string()))?,
+            )
+        };
+        let triggers = patterns.iter().fold(0, |t, p| {
+            t | match p.needs {
+                Needs::Digits(_) | Needs::Iban | Needs::Ssn | Needs::Ipv4 => DIGIT,
+                Needs::At => AT,
+                Needs::Colon => COLON,
+                Needs::Prefix | Needs::Whole => 0,
+            }
+        });
+        let words = if words.is_empty() {
+            None
+        } else {
+            Some(
+                aho_corasick::AhoCorasick::builder()
+                    .ascii_case_insensitive(true)
+                    .match_kind(aho_corasick::MatchKind::LeftmostLongest)
+                    .build(words)
+                    .map_err(|e| regex::Error::Syntax(e.to_string()))?,
+            )
+        };
+        Ok(Self {
+            patterns,
+            prefixes,
+            triggers,
+            words,
+        })
+    }
+
+    /// Windows of `text` that hold a trigger, with their context words, merged, in order; the
+    /// flag tells whether a window holds a secret prefix.
+    fn windows(&self, text: &str) -> Vec<(usize, usize, bool)> {
+        let b = text.as_bytes();
+        let mut out: Vec<(usize, usize, bool)> = Vec::new();
+        let mut open: Option<(usize, usize, bool)> = None;
+        let mut i = 0;
+        while let Some(p) = next_trigger(b, i, self.triggers) {
+            let start = b[..p].iter().rposition(|&c| is_ws(c)).map_or(0, |w| w + 1);
+            let end = b[p..]
+                .iter()
+                .position(|&c| is_ws(c))
+                .map_or(b.len(), |w| p + w);
+            let (from, to) = (words_before(b, start), words_after(b, end));
+            open = match open {
+                Some((s, e, _)) if from <= e => Some((s, e.max(to), false)),
+                Some(w) => {
+                    out.push(w);
+                    Some((from, to, false))
+                }
+                None => Some((from, to, false)),
+            };
+            i = end;
+        }
+        out.extend(open);
+        // Words holding a secret prefix.
+        if let Some(ac) = &self.prefixes {
+            let mut words: Vec<(usize, usize, bool)> = Vec::new();
+            for m in ac.find_iter(text) {
+                if words.last().is_some_and(|w| m.start() < w.1) {
+                    continue;
+                }
+                let s = b[..m.start()]
+                    .iter()
+                    .rposition(|&c| is_ws(c))
+                    .map_or(0, |p| p + 1);
+                let e = b[m.start()..]
+                    .iter()
+                    .position(|&c| is_ws(c))
+                    .map_or(b.len(), |p| m.start() + p);
+                words.push((s, e, true));
+            }
+            if !words.is_empty() {
+                out.extend(words);
+                out.sort_unstable();
+                let mut merged: Vec<(usize, usize, bool)> = Vec::with_capacity(out.len());
+                for w in out {
+                    match merged.last_mut() {
+                        Some(last) if w.0 <= last.1 => {
+                            last.1 = last.1.max(w.1);
+                            last.2 |= w.2;
+                        }
+                        _ => merged.push(w),
+                    }
+                }
+                out = merged;
+            }
+        }
+        out
+    }
+
+    /// Every validated match in `text`, sorted, overlaps resolved (earliest, then longest).
+    pub fn find(&self, text: &str) -> Vec<Found> {
+        let mut all = Vec::new();
+        let mut push = |p: &Pattern, at: usize, m: regex::Match<'_>| {
+            if (p.valid)(m.as_str()) {
+                all.push(Found {
+                    start: at + m.start(),
+                    end: at + m.end(),
+                    entity: p.entity,
+                });
+            }
+        };
+        for (s, e, prefix) in self.windows(text) {
+            let w = &text[s..e];
+            let summary = Summary::of(w.as_bytes(), prefix);
+            for p in &self.patterns {
+                let run = summary.allows(p.needs);
+                if run {
+                    for m in p.re.find_iter(w) {
+                        push(p, s, m);
+                    }
+                }
+            }
+        }
+        for p in self.patterns.iter().filter(|p| p.needs == Needs::Whole) {
+            if p.entity == Entity::PrivateKey {
+                // From each header only: a block is rare, the text around it long.
+                let mut from = 0;
+                while let Some(h) = memchr::memmem::find(&text.as_bytes()[from..], b"-----BEGIN") {
+                    let at = from + h;
+                    // A block is at most MAX_MATCH bytes: search only that far.
+                    let mut end = (at + MAX_MATCH + 128).min(text.len());
+                    while !text.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    match p.re.find(&text[at..end]) {
+                        Some(m) if m.start() == 0 => {
+                            from = at + m.end();
+                            push(p, at, m);
+                        }
+                        _ => from = at + 1,
+                    }
+                }
+            } else {
+                for m in p.re.find_iter(text) {
+                    push(p, 0, m);
+                }
+            }
+        }
+        self.add_words(text, &mut all);
+        resolve(all)
+    }
+
+    /// What [`Self::find`] finds, by running every detector over the whole text (the windows'
+    /// reference).
+    #[cfg(test)]
+    pub(crate) fn find_everywhere(&self, text: &str) -> Vec<Found> {
+        let mut all = Vec::new();
+        for p in &self.patterns {
+            for m in p.re.find_iter(text) {
+                if (p.valid)(m.as_str()) {
+                    all.push(Found {
+                        start: m.start(),
+                        end: m.end(),
+                        entity: p.entity,
+                    });
+                }
+            }
+        }
+        self.add_words(text, &mut all);
+        resolve(all)
+    }
+
+    fn add_words(&self, text: &str, all: &mut Vec<Found>) {
+        let Some(ac) = &self.words else {
+            return;
+        };
+        for m in ac.find_iter(text) {
+            let word_edge = |i: usize| {
+                text[..i]
+                    .chars()
+                    .next_back()
+                    .is_none_or(|c| !c.is_alphanumeric())
+            };
+            let after = text[m.end()..]
+                .chars()
+                .next()
+                .is_none_or(|c| !c.is_alphanumeric());
+            if word_edge(m.start()) && after {
+                all.push(Found {
+                    start: m.start(),
+                    end: m.end(),
+                    entity: Entity::Custom,
+                });
+            }
+        }
+    }
+}
+
+/// Sorts matches and resolves overlaps: the earliest wins, then the longest.
+fn resolve(mut all: Vec<Found>) -> Vec<Found> {
+    all.sort_by_key(|f| (f.start, std::cmp::Reverse(f.end)));
+    let mut out: Vec<Found> = Vec::with_capacity(all.len());
+    for f in all {
+        match out.last() {
+            Some(last) if f.start < last.end => {}
+            _ => out.push(f),
+        }
+    }
+    out
+}
