@@ -912,11 +912,8 @@ impl Exchange<'_> {
         if let Some(r) = &mut redactor {
             let rest = r.finish();
             self.response_redactions = r.counts().clone();
-            if let Some(why) = r.failure() {
-                self.error = Some((
-                    Side::Internal,
-                    format!("response redaction failed, stream ended: {why}"),
-                ));
+            if let Some(note) = pipeline::stream_note(r.as_ref()) {
+                self.error = Some((Side::Internal, note));
             }
             if let Err(e) = send_data(&mut s, Bytes::from(rest), idle).await {
                 self.error = Some((Side::Downstream, e));

@@ -215,12 +215,25 @@ pub(crate) fn response_redaction(
     };
     let coding = match Coding::of(&resp.headers) {
         Ok(None) => return ResponseRedaction::Stream(stream),
-        Err(_) if p.fail_open => return ResponseRedaction::None,
+        Err(e) if p.fail_open => {
+            return ResponseRedaction::Stream(Box::new(crate::redact::stream::PassThrough::new(
+                format!("response redaction failed open ({e}): forwarded unredacted"),
+            )))
+        }
         Ok(Some(c)) => Ok((c, limits)),
         Err(e) => Err(e),
     };
     resp.headers.remove(header::CONTENT_ENCODING);
     ResponseRedaction::Stream(Box::new(Decoded::new(coding, stream)))
+}
+
+/// What the audit record says of a redacted stream: why it was ended, or the note of a profile
+/// that failed open.
+pub(crate) fn stream_note(r: &dyn StreamRedactor) -> Option<String> {
+    match r.failure() {
+        Some(why) => Some(format!("response redaction failed, stream ended: {why}")),
+        None => r.note().map(str::to_owned),
+    }
 }
 
 /// Largest response body read whole for redaction.

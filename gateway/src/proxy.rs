@@ -810,11 +810,8 @@ where
     .await;
     if let Some(r) = &sse {
         outcome.response_redactions = r.counts().clone();
-        if let Some(why) = r.failure() {
-            outcome.error = Some((
-                Side::Internal,
-                format!("response redaction failed, stream ended: {why}"),
-            ));
+        if let Some(note) = pipeline::stream_note(r.as_ref()) {
+            outcome.error = Some((Side::Internal, note));
         }
     }
     match streamed {

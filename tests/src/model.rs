@@ -5,7 +5,8 @@
 //! `GET /case/NAME/SPLIT/CODING` the same compressed (`gzip`, `deflate`, `br`, `zstd`), sent in
 //! small frames. `GET /json/CODING` answers a chat completion carrying [`TEXT`], compressed;
 //! `GET /bomb/TYPE` 64 MiB of zeros gzipped as `json` or `sse`; `GET /corrupt` a gzip event
-//! stream whose deflate data is broken. `POST /echo` answers the request body as received, with
+//! stream whose deflate data is broken; `GET /labelled/CODING` a plain event stream labelled
+//! with any `Content-Encoding`. `POST /echo` answers the request body as received, with
 //! the request's content type and coding. Every request body is checked for [`SECRETS`]:
 //! [`Model::leaks`] counts the requests that carried one.
 //!
@@ -189,6 +190,10 @@ async fn handle(
             let packed = compress("gzip", &vec![0u8; 64 * 1024 * 1024]);
             let pieces = packed.chunks(4096).map(Bytes::copy_from_slice).collect();
             streamed(ct, Some("gzip"), pieces)
+        }
+        ["labelled", coding] => {
+            let body = sse(None, &chat(json!({"content": TEXT}), Some("stop")));
+            streamed("text/event-stream", Some(coding), vec![Bytes::from(body)])
         }
         ["corrupt"] => {
             let mut packed = compress(

@@ -129,6 +129,55 @@ pub trait StreamRedactor: Send {
     fn counts(&self) -> &std::collections::BTreeMap<&'static str, u64>;
     /// What ends this framing's stream when it cannot be redacted.
     fn error_marker(&self) -> &'static [u8];
+    /// Something the audit record should say although the stream went on (a profile that
+    /// failed open). Default: nothing.
+    fn note(&self) -> Option<&str> {
+        None
+    }
+}
+
+/// A stream passed as it comes under a profile that fails open, because it cannot be read (an
+/// unknown or stacked content coding); the audit record says so.
+#[derive(Debug)]
+pub struct PassThrough {
+    note: String,
+    counts: std::collections::BTreeMap<&'static str, u64>,
+}
+
+impl PassThrough {
+    /// A pass-through whose audit note is `note`.
+    pub fn new(note: String) -> Self {
+        Self {
+            note,
+            counts: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
+impl StreamRedactor for PassThrough {
+    fn push(&mut self, data: &[u8]) -> Vec<u8> {
+        data.to_vec()
+    }
+
+    fn finish(&mut self) -> Vec<u8> {
+        Vec::new()
+    }
+
+    fn failure(&self) -> Option<&str> {
+        None
+    }
+
+    fn counts(&self) -> &std::collections::BTreeMap<&'static str, u64> {
+        &self.counts
+    }
+
+    fn error_marker(&self) -> &'static [u8] {
+        b""
+    }
+
+    fn note(&self) -> Option<&str> {
+        Some(&self.note)
+    }
 }
 
 /// What ends a plain-text stream that could not be redacted.

@@ -455,3 +455,51 @@ async fn both_protocols_decide_and_record_the_same() {
     }
     assert_eq!(model.leaks(), 0);
 }
+
+/// An event stream in a coding moat cannot read: a fail-closed profile ends it with the error
+/// event; a fail-open one passes it as it came, and the audit record says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_coding_follows_the_fail_mode() {
+    let model = Model::start().await;
+    let closed = gateway_for(&model, false, true);
+    let open = gateway::new(model.addr.to_string())
+        .policy(&BOTH.replace(
+            "direction = \"both\"",
+            "direction = \"both\"\nfail = \"open\"",
+        ))
+        .run();
+    for (gw, fail_open) in [(&closed, false), (&open, true)] {
+        let r = client::http(&gw.ca)
+            .get(client::url(gw.addr, "/labelled/compress"))
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(r.status(), 200);
+        let id = client::request_id(&r);
+        let coding = r.headers().get("content-encoding").cloned();
+        let text = r.text().await.expect("text");
+        let rec = gw.audit_record(&id).await;
+        if fail_open {
+            assert_eq!(
+                coding.as_ref().map(|c| c.as_bytes()),
+                Some(&b"compress"[..])
+            );
+            assert!(text.contains(SECRETS[0]), "passed as it came: {text}");
+            assert!(
+                rec["reason"]
+                    .as_str()
+                    .is_some_and(|s| s.contains("failed open")),
+                "{rec}"
+            );
+        } else {
+            assert!(text.contains("redaction_failed"), "{text}");
+            assert!(!text.contains(SECRETS[0]), "{text}");
+            assert!(
+                rec["reason"]
+                    .as_str()
+                    .is_some_and(|s| s.contains("not supported")),
+                "{rec}"
+            );
+        }
+    }
+}
