@@ -68,6 +68,11 @@ impl Model {
         Self::start_with(true, Duration::ZERO).await
     }
 
+    /// Starts an h2c model server when `h2c`, else an HTTP/1.1 one.
+    pub async fn start_as(h2c: bool) -> Self {
+        Self::start_with(h2c, Duration::ZERO).await
+    }
+
     /// Starts an h2c model server that waits `delay` before answering each new connection's
     /// handshake (a slow start, so concurrent first requests overlap it).
     pub async fn start_h2c_slow(delay: Duration) -> Self {

@@ -1,14 +1,9 @@
-//! Redaction inside JSON: detectors run on decoded string values (so `\\u0040` escapes cannot
-//! hide an address), and the output is valid JSON with every other field untouched. A value
-//! whose operator is `drop` removes its whole field.
+//! Field paths for redaction inside JSON (the walks themselves are [`super::rewrite`] for bodies
+//! and [`super::events`] for parsed values).
 //!
 //! Field paths (a small JSONPath subset: `$`, `.name`, `[n]`, `[*]`, `.*`) refine this per
 //! profile: `always` paths are replaced whole (`"<REDACTED>"`) whatever they hold, `never` paths
 //! are left untouched (e.g. `$.model`).
-
-use serde_json::Value;
-
-use super::{Blocked, Redactor, State};
 
 /// One step of a field path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,17 +77,6 @@ pub struct Paths {
 /// The replacement of an `always` path.
 pub const REDACTED: &str = "<REDACTED>";
 
-/// Redacts `v` in place under field-path rules: every string whole (a document, not a
-/// stream; see [`super::events`], which walks it).
-pub fn redact_with_paths(
-    r: &Redactor,
-    v: &mut Value,
-    st: &mut State,
-    paths: &Paths,
-) -> Result<(), Blocked> {
-    super::events::redact_document(r, v, st, paths)
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -100,7 +84,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::redact::{Detectors, Entity, Operator};
+    use crate::redact::{Detectors, Entity, Operator, Redactor, State};
 
     #[test]
     fn field_paths() {
@@ -123,7 +107,7 @@ mod tests {
             "model": "gpt-x",
         });
         let mut st = State::default();
-        redact_with_paths(&r, &mut v, &mut st, &paths).expect("redact");
+        crate::redact::events::redact_document(&r, &mut v, &mut st, &paths).expect("redact");
         assert_eq!(v["user"], REDACTED);
         assert_eq!(v["metadata"], json!({"a": REDACTED, "b": REDACTED}));
         assert_eq!(

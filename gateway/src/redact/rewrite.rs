@@ -414,7 +414,8 @@ mod tests {
     use serde_json::{json, Value};
 
     use super::*;
-    use crate::redact::json::{redact_with_paths, FieldPath};
+    use crate::redact::events::redact_document;
+    use crate::redact::json::FieldPath;
     use crate::redact::{Detectors, Entity, Operator};
 
     fn redactor(ops: &[(Entity, Operator)]) -> Redactor {
@@ -526,7 +527,7 @@ mod tests {
                     let out = rewrite(&r, &body, &p).expect("rewrite");
                     let got: Value = serde_json::from_str(&out).expect("valid JSON");
                     let mut want = doc.clone();
-                    redact_with_paths(&r, &mut want, &mut State::default(), &p).expect("tree");
+                    redact_document(&r, &mut want, &mut State::default(), &p).expect("tree");
                     assert_eq!(got, want, "{body} with {ops:?}");
                 }
             }

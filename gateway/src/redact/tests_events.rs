@@ -576,7 +576,7 @@ fn streaming_equals_whole_document_redaction_for_random_streams() {
         let want_extras: Vec<Value> = extras
             .into_iter()
             .map(|mut e| {
-                super::json::redact_with_paths(
+                super::events::redact_document(
                     &profile().redactor,
                     &mut e,
                     &mut State::default(),

@@ -58,11 +58,7 @@ fn clients(gw: &Gateway) -> [(&'static str, reqwest::Client); 2] {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_personal_data_reaches_the_client_in_any_stream_shape() {
     for h2c in [false, true] {
-        let model = if h2c {
-            Model::start_h2c().await
-        } else {
-            Model::start().await
-        };
+        let model = Model::start_as(h2c).await;
         let gw = gateway_for(&model, h2c, true);
         for (proto, http) in clients(&gw) {
             for (case, split, body) in fetch_all(&gw, &http).await {
@@ -93,11 +89,7 @@ async fn no_personal_data_reaches_the_client_in_any_stream_shape() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_profile_every_stream_passes_byte_for_byte() {
     for h2c in [false, true] {
-        let model = if h2c {
-            Model::start_h2c().await
-        } else {
-            Model::start().await
-        };
+        let model = Model::start_as(h2c).await;
         let gw = gateway_for(&model, h2c, false);
         for (proto, http) in clients(&gw) {
             for (case, split, body) in fetch_all(&gw, &http).await {
@@ -143,11 +135,7 @@ async fn ndjson_request_bodies_are_masked_before_they_leave() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compressed_bodies_are_decoded_and_inspected() {
     for h2c in [false, true] {
-        let model = if h2c {
-            Model::start_h2c().await
-        } else {
-            Model::start().await
-        };
+        let model = Model::start_as(h2c).await;
         let gw = gateway_for(&model, h2c, true);
         for (proto, http) in clients(&gw) {
             for coding in ["gzip", "deflate", "br", "zstd"] {
