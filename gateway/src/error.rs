@@ -1,13 +1,123 @@
-//! Maps stage errors to what the client is told, in one place.
+//! What can fail on each side of a request, and what the client is told, in one place.
 //!
-//! The client gets a status and a small generic JSON body (`{"error":{"type":…,"message":…}}`);
-//! the details (which rule, which upstream address, the I/O error) go only to the log.
+//! Each side has one error type: [`DownstreamError`] (the client's request or connection),
+//! [`UpstreamError`] (the model server); [`Failure`] is either, or moat's own redaction. Each
+//! maps to one [`Reject`]: a status and a small generic JSON body
+//! (`{"error":{"type":…,"message":…}}`); the details (which rule, which upstream address, the
+//! I/O error) go only to the log and the audit record.
+
+use std::io;
 
 use bytes::BytesMut;
 use http::StatusCode;
 
 use crate::protocol::h1::H1Error;
-use crate::upstream::UpstreamError;
+
+/// Why an exchange with the upstream failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// The connection was refused or failed.
+    #[error("connect to {addr} failed: {source}")]
+    Connect {
+        /// Upstream address.
+        addr: String,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+    /// Connecting took longer than `connect_timeout`.
+    #[error("connect to {addr} timed out")]
+    ConnectTimeout {
+        /// Upstream address.
+        addr: String,
+    },
+    /// No response head within `response_header_timeout`.
+    #[error("no response head within the timeout")]
+    ResponseTimeout,
+    /// The upstream closed or broke the connection, or sent something that is not HTTP.
+    #[error("upstream protocol error: {reason}")]
+    Protocol {
+        /// What went wrong.
+        reason: String,
+    },
+    /// The response body broke off, stalled or was malformed.
+    #[error("response body: {reason}")]
+    Body {
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// Why the client's side of an exchange failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DownstreamError {
+    /// The request (head or body) broke a rule or a limit, stalled, or was cut off.
+    #[error(transparent)]
+    Request(#[from] H1Error),
+    /// Writing the response to the client failed (it went away, or stopped reading).
+    #[error("client write failed: {0}")]
+    Write(io::Error),
+}
+
+impl DownstreamError {
+    /// The client went away: there is no one to answer.
+    pub fn client_gone(&self) -> bool {
+        matches!(
+            self,
+            Self::Write(_) | Self::Request(H1Error::Io(_) | H1Error::UnexpectedEof)
+        )
+    }
+}
+
+/// Why a forwarded request did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// The client's side.
+    #[error(transparent)]
+    Downstream(#[from] DownstreamError),
+    /// The model server's side.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    /// A response could not be redacted (or passed unredacted under a fail-open profile).
+    #[error("{0}")]
+    Redaction(String),
+}
+
+impl Failure {
+    /// Which side failed.
+    pub fn side(&self) -> Side {
+        match self {
+            Self::Downstream(_) => Side::Downstream,
+            Self::Upstream(_) => Side::Upstream,
+            Self::Redaction(_) => Side::Internal,
+        }
+    }
+
+    /// What the client is told, when it is still there to be told.
+    pub fn reject(&self) -> Option<Reject> {
+        match self {
+            Self::Downstream(e) if e.client_gone() => None,
+            Self::Downstream(e) => Some(Reject::from(e)),
+            Self::Upstream(e) => Some(Reject::from(e)),
+            Self::Redaction(_) => Some(Reject::REDACTION_FAILED),
+        }
+    }
+}
+
+impl From<&DownstreamError> for Reject {
+    fn from(e: &DownstreamError) -> Self {
+        match e {
+            DownstreamError::Request(e) => Self::from(e),
+            DownstreamError::Write(_) => Self::from(&H1Error::UnexpectedEof),
+        }
+    }
+}
+
+impl From<H1Error> for Failure {
+    fn from(e: H1Error) -> Self {
+        Self::Downstream(DownstreamError::Request(e))
+    }
+}
 
 /// Which side of the gateway a failure came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,7 +243,9 @@ impl From<&UpstreamError> for Reject {
                 "upstream_timeout",
                 "the model server did not answer in time",
             ),
-            UpstreamError::Connect { .. } | UpstreamError::Protocol { .. } => (
+            UpstreamError::Connect { .. }
+            | UpstreamError::Protocol { .. }
+            | UpstreamError::Body { .. } => (
                 StatusCode::BAD_GATEWAY,
                 "upstream_unavailable",
                 "the model server is unavailable",

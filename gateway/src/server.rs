@@ -10,11 +10,12 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
-use crate::audit::record::{GuardFacts, TlsFacts};
+use crate::audit::record::GuardFacts;
 use crate::audit::Auditor;
 use crate::config::Config;
-use crate::identity::{Identifier, PeerCert};
-use crate::proxy::{self, ClientAddr, Route};
+use crate::identity::Identifier;
+use crate::protocol::ClientAddr;
+use crate::route::Route;
 use crate::tls;
 use crate::upstream::Upstream;
 
@@ -405,15 +406,7 @@ async fn accept_loop(
             }
             let Some(acceptor) = acceptor else {
                 // h2c: cleartext HTTP/2 with prior knowledge, from this host only.
-                crate::h2::serve(
-                    tcp,
-                    ClientAddr(peer),
-                    TlsFacts::default(),
-                    None,
-                    route,
-                    updates,
-                )
-                .await;
+                crate::session::serve_plain(tcp, ClientAddr(peer), true, route, updates).await;
                 return;
             };
             let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
@@ -429,19 +422,7 @@ async fn accept_loop(
                     return;
                 }
             };
-            let conn = tls.get_ref().1;
-            let facts = tls_facts(conn);
-            let peer_cert = conn
-                .peer_certificates()
-                .and_then(|c| c.first())
-                .map(|c| PeerCert {
-                    der: c.as_ref().to_vec(),
-                });
-            if conn.alpn_protocol() == Some(b"h2") {
-                crate::h2::serve(tls, ClientAddr(peer), facts, peer_cert, route, updates).await;
-            } else {
-                proxy::serve(tls, ClientAddr(peer), facts, peer_cert, route, updates).await;
-            }
+            crate::session::serve_tls(tls, ClientAddr(peer), route, updates).await;
         });
     }
 }
@@ -453,22 +434,4 @@ fn handshake_failed(route: &Route) {
             listener: route.listener.clone(),
         })
         .inc();
-}
-
-/// What the audit trail records of a TLS session.
-pub(crate) fn tls_facts(conn: &rustls::ServerConnection) -> TlsFacts {
-    TlsFacts {
-        version: conn.protocol_version().map(|v| format!("{v:?}")),
-        cipher: conn
-            .negotiated_cipher_suite()
-            .map(|c| format!("{:?}", c.suite())),
-        sni: conn.server_name().map(str::to_owned),
-        alpn: conn
-            .alpn_protocol()
-            .map(|p| String::from_utf8_lossy(p).into_owned()),
-        client_cert_sha256: conn
-            .peer_certificates()
-            .and_then(|c| c.first())
-            .map(|c| crate::audit::sha256_hex(c.as_ref())),
-    }
 }

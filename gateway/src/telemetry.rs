@@ -43,3 +43,8 @@ fn rustls_directive() -> tracing_subscriber::filter::Directive {
     // A constant, well-formed directive; parsing cannot fail.
     "rustls=error".parse().unwrap_or_default()
 }
+
+/// Milliseconds since `t`, to the microsecond, as logs and audit records state durations.
+pub fn millis(t: tokio::time::Instant) -> f64 {
+    (t.elapsed().as_secs_f64() * 1e6).round() / 1e3
+}

@@ -18,10 +18,9 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-use crate::audit::record::TlsFacts;
 use crate::error::{Reject, Side};
-use crate::identity::PeerCert;
-use crate::proxy::{ClientAddr, Route};
+use crate::protocol::ClientAddr;
+use crate::route::Route;
 
 /// What a transparent listener needs besides its route.
 #[derive(Debug, Clone)]
@@ -135,27 +134,12 @@ pub async fn serve(
         else {
             return;
         };
-        let conn = tls.get_ref().1;
-        let facts = crate::server::tls_facts(conn);
-        let peer_cert = conn
-            .peer_certificates()
-            .and_then(|c| c.first())
-            .map(|c| PeerCert {
-                der: c.as_ref().to_vec(),
-            });
-        if conn.alpn_protocol() == Some(b"h2") {
-            crate::h2::serve(tls, client, facts, peer_cert, route, updates).await;
-        } else {
-            crate::proxy::serve(tls, client, facts, peer_cert, route, updates).await;
-        }
+        crate::session::serve_tls(tls, client, route, updates).await;
         return;
     }
-    if head.starts_with(b"PRI * HTTP/2.0") {
-        crate::h2::serve(tcp, client, TlsFacts::default(), None, route, updates).await;
-        return;
-    }
-    if looks_like_http1(head) {
-        crate::proxy::serve(tcp, client, TlsFacts::default(), None, route, updates).await;
+    if head.starts_with(b"PRI * HTTP/2.0") || looks_like_http1(head) {
+        let h2 = head.starts_with(b"PRI * HTTP/2.0");
+        crate::session::serve_plain(tcp, client, h2, route, updates).await;
         return;
     }
     if options.passthrough {
@@ -267,7 +251,7 @@ async fn pass(
         sni,
         bytes_in,
         bytes_out,
-        duration_ms: crate::proxy::millis(started),
+        duration_ms: crate::telemetry::millis(started),
         failed,
     };
     let _ = route

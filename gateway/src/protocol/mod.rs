@@ -5,8 +5,16 @@
 //! sees, whatever protocol the request arrived on.
 
 pub mod h1;
+pub mod io;
+
+use std::net::SocketAddr;
 
 use bytes::Bytes;
+
+/// Address of the client that opened a downstream connection (the PROXY header's, when a load
+/// balancer in front sends one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub SocketAddr);
 
 /// HTTP version of a message on an HTTP/1 connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,479 @@
+//! HTTP/2 downstream, on the `h2` crate: a connection negotiated with ALPN `h2` on the same TLS
+//! listener as HTTP/1.1 (or cleartext h2c on a loopback listener) — framing and I/O only.
+//!
+//! Each stream becomes one [`RequestHead`] and is driven by the request sequence
+//! ([`crate::pipeline`]) through [`H2Request`], this protocol's [`Downstream`]: the same stages,
+//! in the same order, as an HTTP/1.1 request.
+//!
+//! Bodies stream both ways under flow control: request DATA is acknowledged (its window
+//! released) only when the next piece is asked for, that is once the piece before was passed
+//! on, and response bytes are sent only as the client's window allows, so a slow client makes
+//! moat wait, not buffer.
+//!
+//! A refused stream gets its error response and the connection carries on; a connection that
+//! breaks the protocol or trips a limit gets GOAWAY from `h2` and a `reject` audit record.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use h2::server::SendResponse;
+use h2::{RecvStream, SendStream};
+use http::{header, HeaderMap};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::{timeout, Instant};
+
+use crate::downstream::Downstream;
+use crate::error::{DownstreamError, Reject, Side};
+use crate::pipeline;
+use crate::protocol::h1::H1Error;
+use crate::protocol::io::send_flow_controlled;
+use crate::protocol::{BodyKind, ClientAddr, RequestHead, ResponseHead, Version};
+use crate::route::{Peer, Route, Routes};
+
+/// What every stream of one connection shares.
+struct Ctx {
+    peer: Peer,
+    route: Arc<Route>,
+}
+
+/// Serves one HTTP/2 connection (already past TLS, ALPN `h2`) until it closes.
+pub async fn serve<S>(io: S, peer: Peer, mut routes: Routes)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let client = peer.client;
+    let route = routes.current().clone();
+    let l = &route.http2;
+    let mut builder = h2::server::Builder::new();
+    builder
+        .max_concurrent_streams(l.max_concurrent_streams)
+        .max_header_list_size(l.max_header_list_bytes)
+        .initial_window_size(l.initial_stream_window)
+        .initial_connection_window_size(l.initial_connection_window)
+        .max_frame_size(l.max_frame_size)
+        .max_send_buffer_size(l.max_send_buffer)
+        .max_pending_accept_reset_streams(l.max_pending_accept_reset_streams)
+        .max_local_error_reset_streams(Some(l.max_local_error_reset_streams));
+    let mut conn = match timeout(route.http.header_timeout, builder.handshake::<_, Bytes>(io)).await
+    {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            connection_error(&route, client, &e);
+            return;
+        }
+        Err(_) => return,
+    };
+    let mut ctx = Arc::new(Ctx {
+        peer,
+        route: route.clone(),
+    });
+    let active = Arc::new(AtomicUsize::new(0));
+    // Keep-alive PINGs: a peer that stops answering is cut off.
+    let dead = Arc::new(tokio::sync::Notify::new());
+    let pinger = conn.ping_pong().map(|mut pp| {
+        let (every, within) = (l.keepalive_interval, l.keepalive_timeout);
+        let dead = dead.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                match timeout(within, pp.ping(h2::Ping::opaque())).await {
+                    Ok(Ok(_)) => {}
+                    _ => {
+                        dead.notify_one();
+                        return;
+                    }
+                }
+            }
+        })
+    });
+    let mut drain = route.drain.clone();
+    let mut closing = false;
+    // Once moat has said GOAWAY abruptly, the connection gets a moment to flush it, no more.
+    let mut deadline: Option<Instant> = None;
+    loop {
+        let wait = match deadline {
+            Some(d) => d.saturating_duration_since(Instant::now()),
+            None => route.http.keepalive_timeout,
+        };
+        let next = tokio::select! {
+            n = timeout(wait, conn.accept()) => n,
+            () = dead.notified(), if deadline.is_none() => {
+                tracing::debug!(client = %client.0, "HTTP/2 keep-alive PING unanswered: closing");
+                conn.abrupt_shutdown(h2::Reason::NO_ERROR);
+                deadline = Some(Instant::now() + Duration::from_secs(1));
+                continue;
+            }
+            r = drain.wait_for(|d| *d), if !closing => {
+                // Shutting down: GOAWAY, and the streams in flight finish.
+                let _ = r;
+                conn.graceful_shutdown();
+                closing = true;
+                continue;
+            }
+        };
+        let Ok(next) = next else {
+            if deadline.is_some() {
+                break;
+            }
+            // An idle connection (no stream open for the keep-alive timeout) is closed gracefully.
+            if active.load(Ordering::Relaxed) == 0 && !closing {
+                conn.graceful_shutdown();
+                closing = true;
+            }
+            continue;
+        };
+        match next {
+            None => break,
+            Some(Ok((req, respond))) => {
+                // A reload applies to streams opened after it.
+                if !Arc::ptr_eq(&ctx.route, routes.latest()) {
+                    ctx = Arc::new(Ctx {
+                        peer: ctx.peer.clone(),
+                        route: routes.current().clone(),
+                    });
+                }
+                let ctx = ctx.clone();
+                let counted = Counted::new(&active);
+                tokio::spawn(async move {
+                    // Dropped when the task ends, panics included.
+                    let _counted = counted;
+                    handle(req, respond, &ctx).await;
+                });
+            }
+            Some(Err(e)) => {
+                connection_error(&route, client, &e);
+                break;
+            }
+        }
+    }
+    if let Some(p) = pinger {
+        p.abort();
+    }
+    // Streams still running hold the connection's handles; wait for them (they are bounded by
+    // their own timeouts) so a drain covers them.
+    while active.load(Ordering::Relaxed) > 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// One running stream task, counted while it lives: the count goes down when the task ends
+/// however it ends (a panic unwinds through the drop), so the connection's drain never waits on
+/// a task that is gone.
+struct Counted(Arc<AtomicUsize>);
+
+impl Counted {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        Self(count.clone())
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A connection ended by a protocol error or a tripped limit: logged and recorded.
+fn connection_error(route: &Route, client: ClientAddr, e: &h2::Error) {
+    if e.is_io() && !e.is_go_away() {
+        // The client went away.
+        return;
+    }
+    let detail = match e.reason() {
+        Some(r) => format!("HTTP/2 connection error: {r:?} ({e})"),
+        None => format!("HTTP/2 connection error: {e}"),
+    };
+    let r = Reject {
+        status: http::StatusCode::BAD_REQUEST,
+        kind: "h2_protocol_error",
+        message: "HTTP/2 protocol error",
+        side: Side::Downstream,
+    };
+    pipeline::record_refusal(route, &r, None, None, &detail, client);
+}
+
+/// Turns the head of a stream into the request every stage sees.
+fn request_head(
+    parts: &mut http::request::Parts,
+    end_stream: bool,
+    route: &Route,
+) -> Result<RequestHead, H1Error> {
+    let malformed = |reason| H1Error::Malformed { reason };
+    if parts.method == http::Method::CONNECT {
+        return Err(H1Error::MethodNotAllowed);
+    }
+    if parts.headers.len() > route.http.max_headers {
+        return Err(H1Error::TooManyHeaders);
+    }
+    let target = parts
+        .uri
+        .path_and_query()
+        .map(http::uri::PathAndQuery::as_str)
+        .filter(|t| t.starts_with('/'))
+        .ok_or(malformed("target is not origin-form"))?;
+    let authority = parts.uri.authority().map(http::uri::Authority::as_str);
+    let host_header = match parts.headers.get_all(header::HOST).iter().count() {
+        0 => None,
+        1 => parts
+            .headers
+            .get(header::HOST)
+            .map(http::HeaderValue::as_bytes),
+        _ => return Err(malformed("more than one host")),
+    };
+    let host: Bytes = match (authority, host_header) {
+        (Some(a), Some(h)) if !a.as_bytes().eq_ignore_ascii_case(h) => {
+            return Err(malformed("host differs from :authority"))
+        }
+        (Some(a), _) => Bytes::copy_from_slice(a.as_bytes()),
+        (None, Some(h)) => Bytes::copy_from_slice(h),
+        (None, None) => return Err(malformed("no :authority or host")),
+    };
+    let host_value =
+        http::HeaderValue::from_maybe_shared(host.clone()).map_err(|_| malformed("bad host"))?;
+    let body = if end_stream {
+        BodyKind::Empty
+    } else {
+        let mut lengths = parts.headers.get_all(header::CONTENT_LENGTH).iter();
+        match (lengths.next(), lengths.next()) {
+            (None, _) => BodyKind::Chunked,
+            (Some(v), None) => {
+                let n: u64 = std::str::from_utf8(v.as_bytes())
+                    .ok()
+                    .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|s| s.parse().ok())
+                    .ok_or(malformed("invalid content-length"))?;
+                if n > route.http.max_request_body_bytes {
+                    return Err(H1Error::BodyTooLarge);
+                }
+                if n == 0 {
+                    BodyKind::Empty
+                } else {
+                    BodyKind::Length(n)
+                }
+            }
+            (Some(_), Some(_)) => return Err(malformed("more than one content-length")),
+        }
+    };
+    // Valid: the header map moves into the request (method and path stay for the log).
+    let mut headers = std::mem::take(&mut parts.headers);
+    headers.insert(header::HOST, host_value);
+    Ok(RequestHead {
+        method: parts.method.clone(),
+        target: Bytes::copy_from_slice(target.as_bytes()),
+        version: Version::Http11,
+        headers,
+        host,
+        body,
+        keep_alive: true,
+        expect_continue: false,
+    })
+}
+
+/// Sends a complete response for a refused stream.
+fn send_reject(respond: &mut SendResponse<Bytes>, r: &Reject, request_id: Option<&str>) {
+    if let Ok(mut s) = respond.send_response(r.h2_head(request_id), false) {
+        let _ = s.send_data(Bytes::from(r.body()), true);
+    }
+}
+
+/// One stream: its head checked, then the request sequence.
+async fn handle(req: http::Request<RecvStream>, mut respond: SendResponse<Bytes>, ctx: &Ctx) {
+    let route = &*ctx.route;
+    let started = Instant::now();
+    let (mut parts, recv) = req.into_parts();
+    let head = match request_head(&mut parts, recv.is_end_stream(), route) {
+        Ok(r) => r,
+        Err(e) => {
+            let r = Reject::from(&e);
+            let (method, path) = (parts.method.to_string(), parts.uri.path().to_owned());
+            let detail = e.to_string();
+            pipeline::record_refusal(
+                route,
+                &r,
+                Some(method),
+                Some(path),
+                &detail,
+                ctx.peer.client,
+            );
+            return send_reject(&mut respond, &r, None);
+        }
+    };
+    let mut stream = H2Request {
+        respond,
+        recv,
+        send: None,
+        received: 0,
+        max: route.http.max_request_body_bytes,
+        idle: route.http.body_idle_timeout,
+        unreleased: 0,
+    };
+    pipeline::serve(&mut stream, route, &ctx.peer, head, started).await;
+}
+
+/// One HTTP/2 stream, as the request sequence sees it.
+pub(crate) struct H2Request {
+    respond: SendResponse<Bytes>,
+    recv: RecvStream,
+    /// The response body's stream, once its head is sent.
+    send: Option<SendStream<Bytes>>,
+    received: u64,
+    max: u64,
+    idle: Duration,
+    /// Bytes of the last piece handed out, acknowledged when the next is asked for.
+    unreleased: usize,
+}
+
+impl H2Request {
+    /// Gives the client's window back the last piece, now that it has been passed on.
+    fn release(&mut self) {
+        let n = std::mem::take(&mut self.unreleased);
+        if n > 0 {
+            let _ = self.recv.flow_control().release_capacity(n);
+        }
+    }
+
+    fn stream(&mut self) -> Result<&mut SendStream<Bytes>, DownstreamError> {
+        self.send
+            .as_mut()
+            .ok_or_else(|| DownstreamError::Write(std::io::Error::other("response head not sent")))
+    }
+}
+
+fn stream_error(e: h2::Error) -> DownstreamError {
+    DownstreamError::Request(H1Error::Io(std::io::Error::other(e)))
+}
+
+impl Downstream for H2Request {
+    const PROTOCOL: &'static str = "h2";
+
+    async fn read_body(&mut self) -> Result<Option<Bytes>, DownstreamError> {
+        self.release();
+        loop {
+            match timeout(self.idle, self.recv.data()).await {
+                Err(_) => return Err(H1Error::BodyTimeout.into()),
+                Ok(None) => return Ok(None),
+                Ok(Some(Err(e))) => return Err(stream_error(e)),
+                Ok(Some(Ok(d))) => {
+                    self.received += d.len() as u64;
+                    if self.received > self.max {
+                        return Err(H1Error::BodyTooLarge.into());
+                    }
+                    self.unreleased = d.len();
+                    if !d.is_empty() {
+                        return Ok(Some(d));
+                    }
+                }
+            }
+        }
+    }
+
+    async fn prefetch(&mut self) -> Result<Bytes, DownstreamError> {
+        Ok(Bytes::new())
+    }
+
+    async fn read_trailers(&mut self) -> Result<Option<HeaderMap>, DownstreamError> {
+        self.release();
+        match timeout(self.idle, self.recv.trailers()).await {
+            Err(_) => Err(H1Error::BodyTimeout.into()),
+            Ok(Err(e)) => Err(stream_error(e)),
+            Ok(Ok(t)) => Ok(t),
+        }
+    }
+
+    fn received(&self) -> u64 {
+        self.received
+    }
+
+    async fn send_interim(&mut self, _head: &ResponseHead) {}
+
+    async fn send_head(
+        &mut self,
+        head: &ResponseHead,
+        request_id: &str,
+    ) -> Result<(), DownstreamError> {
+        let s = self
+            .respond
+            .send_response(response_head(head, request_id), false)
+            .map_err(|e| DownstreamError::Write(std::io::Error::other(e)))?;
+        self.send = Some(s);
+        Ok(())
+    }
+
+    async fn send_data(&mut self, data: Bytes) -> Result<(), DownstreamError> {
+        let idle = self.idle;
+        send_flow_controlled(self.stream()?, data, idle)
+            .await
+            .map_err(DownstreamError::Write)
+    }
+
+    async fn flush(&mut self) -> Result<(), DownstreamError> {
+        Ok(())
+    }
+
+    async fn finish(&mut self, trailers: Option<HeaderMap>) -> Result<(), DownstreamError> {
+        let s = self.stream()?;
+        match trailers {
+            Some(t) => s.send_trailers(t),
+            None => s.send_data(Bytes::new(), true),
+        }
+        .map_err(|e| DownstreamError::Write(std::io::Error::other(e)))
+    }
+
+    async fn reject(&mut self, r: &Reject, request_id: Option<&str>) {
+        send_reject(&mut self.respond, r, request_id);
+    }
+
+    async fn abort(&mut self) {
+        match &mut self.send {
+            Some(s) => s.send_reset(h2::Reason::INTERNAL_ERROR),
+            None => self.respond.send_reset(h2::Reason::INTERNAL_ERROR),
+        }
+    }
+}
+
+/// The response head for the client: hop-by-hop and connection-specific fields removed, the
+/// request id added, the length restated when the body's is known.
+fn response_head(resp: &ResponseHead, request_id: &str) -> http::Response<()> {
+    let mut r = http::Response::new(());
+    *r.status_mut() = resp.status;
+    let h = r.headers_mut();
+    for (name, value) in &resp.headers {
+        if crate::protocol::h1::is_hop_by_hop(name, &resp.headers)
+            || name == "x-request-id"
+            || (name == header::CONTENT_LENGTH && resp.body != BodyKind::Empty)
+        {
+            continue;
+        }
+        h.append(name.clone(), value.clone());
+    }
+    if let BodyKind::Length(n) = resp.body {
+        h.insert(header::CONTENT_LENGTH, n.into());
+    }
+    if let Ok(id) = http::HeaderValue::from_str(request_id) {
+        h.insert("x-request-id", id);
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    /// A stream task that panics is no longer counted, so the connection's drain ends.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_panicking_stream_task_is_no_longer_counted() {
+        let active = Arc::new(AtomicUsize::new(0));
+        let counted = super::Counted::new(&active);
+        assert_eq!(active.load(Ordering::Acquire), 1);
+        let task = tokio::spawn(async move {
+            let _counted = counted;
+            panic!("a stream task panics");
+        });
+        assert!(task.await.is_err(), "the task panicked");
+        assert_eq!(active.load(Ordering::Acquire), 0);
+    }
+}

@@ -1,0 +1,246 @@
+//! The deciding stages: identity, policy (with the model look-ahead), request inspection.
+//! Each takes what the sequence has read so far and returns what the next needs, or a
+//! [`Denied`] naming what the client is told and why.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use http::header;
+
+use super::response::{redact_body, BodyRedaction};
+use crate::downstream::Downstream;
+use crate::error::{DownstreamError, Reject};
+use crate::identity::{PeerCert, Principal};
+use crate::policy::{Action, Facts};
+use crate::protocol::{ClientAddr, RequestHead};
+use crate::redact::Profile;
+use crate::route::Route;
+use crate::upstream::Upstream;
+
+/// Largest body prefix read to find the `model` field before deciding.
+pub(crate) const MODEL_LOOKAHEAD: usize = 64 * 1024;
+
+/// A request refused by identity, policy or request redaction.
+#[derive(Debug)]
+pub(crate) struct Denied {
+    /// What the client is told.
+    pub reject: Reject,
+    /// Why, for the audit record and the log (never shown to the client).
+    pub reason: String,
+    /// Who asked, when known.
+    pub principal: Option<Box<Principal>>,
+    /// The deciding rule, when one decided.
+    pub rule: Option<String>,
+}
+
+/// Identity: who is asking. A failure is a 401 with a generic body; the reason is audited.
+pub(crate) fn identify(
+    route: &Route,
+    req: &RequestHead,
+    peer: Option<&PeerCert>,
+) -> Result<Principal, Denied> {
+    route
+        .identifier
+        .identify(&route.identity_sources, &req.headers, peer)
+        .map_err(|e| Denied {
+            reject: Reject::UNAUTHENTICATED,
+            reason: e.reason(),
+            principal: None,
+            rule: None,
+        })
+}
+
+/// Reads the start of the body into `prefix` until its top-level JSON `model` is known (at
+/// most [`MODEL_LOOKAHEAD`] bytes); returns the model, if any, and whether the body ended. Each
+/// byte is scanned once, however the body is cut into pieces.
+pub(crate) async fn read_model<D: Downstream>(
+    d: &mut D,
+    prefix: &mut BytesMut,
+) -> Result<(Option<String>, bool), DownstreamError> {
+    use crate::lookahead::{Model, ModelScan};
+    let mut scan = ModelScan::new();
+    let mut ended = false;
+    while prefix.len() < MODEL_LOOKAHEAD && *scan.result() == Model::Pending {
+        match d.read_body().await? {
+            Some(piece) => {
+                scan.push(&piece);
+                prefix.extend_from_slice(&piece);
+            }
+            None => {
+                ended = true;
+                break;
+            }
+        }
+    }
+    let model = match scan.result() {
+        Model::Found(m) => Some(m.clone()),
+        _ => None,
+    };
+    Ok((model, ended))
+}
+
+/// Reads the rest of the body after `prefix` (bounded by the protocol's body limit).
+pub(crate) async fn read_rest<D: Downstream>(
+    d: &mut D,
+    mut prefix: BytesMut,
+) -> Result<Bytes, DownstreamError> {
+    while let Some(piece) = d.read_body().await? {
+        prefix.extend_from_slice(&piece);
+    }
+    Ok(prefix.freeze())
+}
+
+/// What policy allowed: the rule, the upstream and the redaction profile.
+#[derive(Debug)]
+pub(crate) struct Authorized {
+    /// The deciding rule.
+    pub rule: String,
+    /// The upstream's name.
+    pub upstream_name: String,
+    /// The upstream.
+    pub upstream: Arc<Upstream>,
+    /// The rule's redaction profile.
+    pub profile: Option<Arc<Profile>>,
+}
+
+/// Policy: may this principal use this route and model from this region?
+pub(crate) fn authorize(
+    route: &Route,
+    req: &RequestHead,
+    client: ClientAddr,
+    principal: &Principal,
+    model: Option<&str>,
+) -> Result<Authorized, Denied> {
+    let host = host_without_port(&req.host);
+    let facts = Facts {
+        principal,
+        client: client.0.ip(),
+        host: &host,
+        method: &req.method,
+        path: req.path(),
+        model,
+    };
+    let decision = route.policy.decide(&facts);
+    let denied = |reason: String| Denied {
+        reject: Reject::FORBIDDEN,
+        reason,
+        principal: Some(Box::new(principal.clone())),
+        rule: Some(decision.rule.clone()),
+    };
+    if decision.action == Action::Deny {
+        return Err(denied(decision.reason.clone()));
+    }
+    let upstream_name = decision
+        .upstream
+        .clone()
+        .unwrap_or_else(|| route.default_upstream.clone());
+    let Some(upstream) = route.upstreams.get(&upstream_name).cloned() else {
+        // Validation guarantees rules and listeners name existing upstreams.
+        return Err(denied(format!("unknown upstream {upstream_name}")));
+    };
+    let profile = decision
+        .redaction
+        .as_ref()
+        .and_then(|n| route.profiles.get(n))
+        .cloned();
+    Ok(Authorized {
+        rule: decision.rule,
+        upstream_name,
+        upstream,
+        profile,
+    })
+}
+
+/// A request body after inspection.
+pub(crate) struct Inspected {
+    /// What is forwarded.
+    pub body: Bytes,
+    /// For the audit record, when the profile failed open.
+    pub note: Option<String>,
+}
+
+/// A request body redacted under the rule's profile: the body to forward, and the note for the
+/// audit record when the profile failed open. A compressed body is decoded first (bounded by
+/// `http.max_request_body_bytes` and `http.max_decompression_ratio`) and forwarded decoded, its
+/// `Content-Encoding` removed from `req`; an unknown or stacked coding is refused (415).
+pub(crate) fn redact_request(
+    p: &Profile,
+    req: &mut RequestHead,
+    raw: Bytes,
+    st: &mut crate::redact::State,
+    principal: &Principal,
+    rule: &str,
+    http: &crate::config::HttpConfig,
+) -> Result<Inspected, Denied> {
+    use crate::coding::{decode_all, Coding, Limits};
+    let refuse = |reject: Reject, reason: String| Denied {
+        reject,
+        reason,
+        principal: Some(Box::new(principal.clone())),
+        rule: Some(rule.to_owned()),
+    };
+    let raw = match Coding::of(&req.headers) {
+        Ok(None) => raw,
+        Ok(Some(c)) => {
+            let limits = Limits {
+                max_bytes: http.max_request_body_bytes,
+                max_ratio: http.max_decompression_ratio,
+            };
+            match decode_all(c, &raw, limits) {
+                Ok(plain) => {
+                    req.headers.remove(header::CONTENT_ENCODING);
+                    Bytes::from(plain)
+                }
+                Err(e) => return Err(refuse(Reject::from(&e), format!("request body: {e}"))),
+            }
+        }
+        Err(e) => return Err(refuse(Reject::from(&e), format!("request body: {e}"))),
+    };
+    match redact_body(p, &req.headers, &raw, st) {
+        Ok(body) => Ok(Inspected { body, note: None }),
+        Err(BodyRedaction::Unredactable(why)) if p.fail_open => Ok(Inspected {
+            body: raw,
+            note: Some(format!(
+                "redaction failed open ({why}): body forwarded unredacted"
+            )),
+        }),
+        Err(e) => Err(Denied {
+            reject: Reject::UNPROCESSABLE,
+            reason: e.to_string(),
+            principal: Some(Box::new(principal.clone())),
+            rule: Some(rule.to_owned()),
+        }),
+    }
+}
+
+/// The Host value without a port, lower-cased.
+pub(crate) fn host_without_port(host: &[u8]) -> String {
+    let h = String::from_utf8_lossy(host).to_ascii_lowercase();
+    if h.starts_with('[') {
+        return h.split(']').next().map(|s| format!("{s}]")).unwrap_or(h);
+    }
+    h.rsplit_once(':').map_or(h.clone(), |(name, port)| {
+        if port.bytes().all(|b| b.is_ascii_digit()) {
+            name.to_owned()
+        } else {
+            h.clone()
+        }
+    })
+}
+
+/// The request id moat sets: the client's when trusted and well-formed, else a new random one.
+pub(crate) fn request_id(req: &RequestHead, trust: bool) -> String {
+    if trust {
+        if let Some(v) = req.headers.get("x-request-id") {
+            let b = v.as_bytes();
+            if !b.is_empty()
+                && b.len() <= 128
+                && b.iter()
+                    .all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c))
+            {
+                return String::from_utf8_lossy(b).into_owned();
+            }
+        }
+    }
+    format!("{:032x}", rand::random::<u128>())
+}
