@@ -22,6 +22,7 @@
 //! See `docs/architecture.md` for the long form.
 
 pub mod admin;
+pub mod app;
 pub mod audit;
 pub mod certs;
 pub mod coding;

@@ -8,26 +8,20 @@
 //! cut a torn tail, open a new segment, write and fsync an `audit_resumed` record. Only when that
 //! succeeds is the trail healthy again.
 
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+mod chain;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ed25519_dalek::{Signer, SigningKey};
-use serde::Serialize;
 use tokio::time::Instant;
 
-use super::record::{
-    checkpoint_message, CheckpointRecord, LifecycleRecord, Record, SCHEMA_VERSION,
-};
-use super::{
-    hex, io_err, now_rfc3339, segment_name, segments, sha256_hex, AuditConfig, AuditError,
-    FsyncMode, GENESIS, HEAD_FILE, KEY_FILE, PUBKEY_FILE,
-};
+use super::record::{LifecycleRecord, Record};
+use super::{hex, io_err, AuditConfig, AuditError, FsyncMode, PUBKEY_FILE};
+use chain::{load_or_create_key, Writer};
+
+pub use chain::{head_message, key_id, recover, Head};
 
 /// How long the writer lets records gather after the first one arrives (`batch` and `never`).
 const GATHER: Duration = Duration::from_micros(500);
@@ -196,262 +190,7 @@ impl Auditor {
     }
 }
 
-/// Reads the signing key from `dir`, or creates one (private key mode 0600) with its public
-/// half beside it.
-fn load_or_create_key(dir: &Path) -> Result<SigningKey, AuditError> {
-    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let path = dir.join(KEY_FILE);
-    let bad = |reason: &str| AuditError::Key {
-        path: path.clone(),
-        reason: reason.to_owned(),
-    };
-    match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            let bytes = super::unhex(text.trim()).ok_or_else(|| bad("not hex"))?;
-            let seed: [u8; 32] = bytes
-                .try_into()
-                .map_err(|_| bad("not a 32-byte Ed25519 seed"))?;
-            Ok(SigningKey::from_bytes(&seed))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let key = SigningKey::from_bytes(&rand::random::<[u8; 32]>());
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)
-                .map_err(io_err(&path))?;
-            f.write_all(format!("{}\n", hex(&key.to_bytes())).as_bytes())
-                .map_err(io_err(&path))?;
-            f.sync_all().map_err(io_err(&path))?;
-            let pubfile = dir.join(PUBKEY_FILE);
-            std::fs::write(
-                &pubfile,
-                format!("{}\n", hex(key.verifying_key().as_bytes())),
-            )
-            .map_err(io_err(&pubfile))?;
-            Ok(key)
-        }
-        Err(e) => Err(AuditError::Io { path, source: e }),
-    }
-}
-
-/// The key id written in checkpoints: the first 16 hex digits of SHA-256(public key).
-pub fn key_id(public: &[u8; 32]) -> String {
-    sha256_hex(public)[..16].to_owned()
-}
-
-#[derive(Serialize)]
-struct EnvelopeOut<'a> {
-    v: u32,
-    seq: u64,
-    prev: &'a str,
-    time: String,
-    #[serde(flatten)]
-    record: &'a Record,
-}
-
-/// The signed chain head written to `HEAD.json` after each checkpoint.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-pub struct Head {
-    /// Sequence number of the checkpoint record.
-    pub seq: u64,
-    /// SHA-256 of the checkpoint record's line.
-    pub hash: String,
-    /// Key id.
-    pub key_id: String,
-    /// Signature over `moat-audit-head-v1\n{seq}\n{hash}`.
-    pub signature: String,
-}
-
-/// The bytes a head signature covers.
-pub fn head_message(seq: u64, hash: &str) -> Vec<u8> {
-    format!("moat-audit-head-v1\n{seq}\n{hash}").into_bytes()
-}
-
-struct Segment {
-    file: File,
-    path: PathBuf,
-    bytes: u64,
-    opened: Instant,
-}
-
-struct Writer {
-    cfg: AuditConfig,
-    key: SigningKey,
-    key_id: String,
-    seg: Option<Segment>,
-    /// Next sequence number.
-    seq: u64,
-    /// Hash of the last record written.
-    prev: String,
-    /// Bytes appended but not yet written to the file.
-    buf: Vec<u8>,
-    since_checkpoint: u64,
-    last_checkpoint: Instant,
-    unsynced_since: Option<Instant>,
-    recovered_bytes: Option<u64>,
-    /// A checkpoint whose `HEAD.json` is written once its bytes are committed.
-    pending_head: Option<(u64, String)>,
-}
-
 impl Writer {
-    fn open(cfg: AuditConfig, key: SigningKey) -> Result<Self, AuditError> {
-        let key_id = key_id(key.verifying_key().as_bytes());
-        let (seq, prev, recovered_bytes) = recover(&cfg.dir)?;
-        let mut w = Self {
-            cfg,
-            key,
-            key_id,
-            seg: None,
-            seq,
-            prev,
-            buf: Vec::with_capacity(64 * 1024),
-            since_checkpoint: 0,
-            last_checkpoint: Instant::now(),
-            unsynced_since: None,
-            recovered_bytes,
-            pending_head: None,
-        };
-        w.new_segment()?;
-        Ok(w)
-    }
-
-    fn new_segment(&mut self) -> Result<(), AuditError> {
-        let path = self.cfg.dir.join(segment_name(self.seq));
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o640)
-            .open(&path)
-            .map_err(io_err(&path))?;
-        let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
-        self.seg = Some(Segment {
-            file,
-            path,
-            bytes,
-            opened: Instant::now(),
-        });
-        Ok(())
-    }
-
-    /// Serializes a record into the pending buffer, advancing `seq` and `prev`.
-    fn append(&mut self, record: &Record) -> Result<(), AuditError> {
-        let env = EnvelopeOut {
-            v: SCHEMA_VERSION,
-            seq: self.seq,
-            prev: &self.prev,
-            time: now_rfc3339(),
-            record,
-        };
-        let line = serde_json::to_vec(&env).map_err(|e| AuditError::Io {
-            path: self.cfg.dir.clone(),
-            source: std::io::Error::other(e),
-        })?;
-        self.prev = sha256_hex(&line);
-        self.buf.extend_from_slice(&line);
-        self.buf.push(b'\n');
-        self.seq += 1;
-        self.since_checkpoint += 1;
-        if self.since_checkpoint >= self.cfg.checkpoint_every {
-            self.checkpoint()?;
-        }
-        Ok(())
-    }
-
-    /// Appends a signed checkpoint; `HEAD.json` is updated once it is written.
-    fn checkpoint(&mut self) -> Result<(), AuditError> {
-        let records = self.since_checkpoint;
-        let signature = self.key.sign(&checkpoint_message(self.seq, &self.prev));
-        let cp = Record::Checkpoint(CheckpointRecord {
-            records,
-            key_id: self.key_id.clone(),
-            signature: hex(&signature.to_bytes()),
-        });
-        let seq = self.seq;
-        let env = EnvelopeOut {
-            v: SCHEMA_VERSION,
-            seq,
-            prev: &self.prev,
-            time: now_rfc3339(),
-            record: &cp,
-        };
-        let line = serde_json::to_vec(&env).map_err(|e| AuditError::Io {
-            path: self.cfg.dir.clone(),
-            source: std::io::Error::other(e),
-        })?;
-        self.prev = sha256_hex(&line);
-        self.buf.extend_from_slice(&line);
-        self.buf.push(b'\n');
-        self.seq += 1;
-        self.since_checkpoint = 0;
-        self.last_checkpoint = Instant::now();
-        // HEAD is written after the segment bytes are durable (see `commit`).
-        self.pending_head = Some((seq, self.prev.clone()));
-        Ok(())
-    }
-
-    /// Writes the pending buffer; fsyncs when `sync` (or the policy says so now).
-    fn commit(&mut self, sync: bool) -> Result<(), AuditError> {
-        let Some(seg) = self.seg.as_mut() else {
-            return Err(AuditError::Io {
-                path: self.cfg.dir.clone(),
-                source: std::io::Error::other("no open segment"),
-            });
-        };
-        if !self.buf.is_empty() {
-            seg.file.write_all(&self.buf).map_err(io_err(&seg.path))?;
-            seg.bytes += self.buf.len() as u64;
-            self.buf.clear();
-            self.unsynced_since.get_or_insert_with(Instant::now);
-        }
-        let due = match self.cfg.fsync {
-            FsyncMode::Always => true,
-            FsyncMode::Batch => self
-                .unsynced_since
-                .is_some_and(|t| t.elapsed() >= self.cfg.batch_delay),
-            FsyncMode::Never => false,
-        };
-        if (sync || due) && self.unsynced_since.is_some() && self.cfg.fsync != FsyncMode::Never {
-            seg.file.sync_data().map_err(io_err(&seg.path))?;
-            self.unsynced_since = None;
-        }
-        if let Some((seq, hash)) = self.pending_head.take() {
-            self.write_head(seq, &hash)?;
-        }
-        Ok(())
-    }
-
-    fn write_head(&self, seq: u64, hash: &str) -> Result<(), AuditError> {
-        let head = Head {
-            seq,
-            hash: hash.to_owned(),
-            key_id: self.key_id.clone(),
-            signature: hex(&self.key.sign(&head_message(seq, hash)).to_bytes()),
-        };
-        let tmp = self.cfg.dir.join(format!("{HEAD_FILE}.tmp"));
-        let body = serde_json::to_vec(&head).unwrap_or_default();
-        let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
-        f.write_all(&body).map_err(io_err(&tmp))?;
-        if self.cfg.fsync != FsyncMode::Never {
-            f.sync_data().map_err(io_err(&tmp))?;
-        }
-        let dest = self.cfg.dir.join(HEAD_FILE);
-        std::fs::rename(&tmp, &dest).map_err(io_err(&dest))
-    }
-
-    fn rotate_if_due(&mut self) -> Result<(), AuditError> {
-        let due = self.seg.as_ref().is_some_and(|s| {
-            s.bytes >= self.cfg.segment_max_bytes || s.opened.elapsed() >= self.cfg.segment_max_age
-        });
-        if due {
-            self.commit(true)?;
-            // The next record's `prev` links the new segment to the last hash of this one.
-            self.new_segment()?;
-        }
-        Ok(())
-    }
-
     fn run(mut self, rx: Receiver<Msg>, health: Arc<Health>) {
         let mut acks: Vec<tokio::sync::oneshot::Sender<bool>> = Vec::new();
         loop {
@@ -618,41 +357,4 @@ impl Writer {
             }
         }
     }
-}
-
-/// Finds where the chain ends: the next sequence number and the last record's hash. A torn last
-/// line (no newline, or not a whole record) is cut off; returns how many bytes were cut.
-pub fn recover(dir: &Path) -> Result<(u64, String, Option<u64>), AuditError> {
-    let mut cut_total: Option<u64> = None;
-    for path in segments(dir)?.iter().rev() {
-        let mut f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .map_err(io_err(path))?;
-        let mut data = Vec::new();
-        f.read_to_end(&mut data).map_err(io_err(path))?;
-        loop {
-            if data.is_empty() {
-                break; // nothing whole here: the chain ends in an earlier segment
-            }
-            let keep = if data.ends_with(b"\n") {
-                let body = &data[..data.len() - 1];
-                let start = body.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-                let last = &body[start..];
-                if let Ok(env) = serde_json::from_slice::<super::record::Envelope>(last) {
-                    return Ok((env.seq + 1, sha256_hex(last), cut_total));
-                }
-                start // a whole line that is not a record: cut it too
-            } else {
-                data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)
-            };
-            f.set_len(keep as u64).map_err(io_err(path))?;
-            f.seek(SeekFrom::Start(keep as u64)).map_err(io_err(path))?;
-            f.sync_data().map_err(io_err(path))?;
-            *cut_total.get_or_insert(0) += (data.len() - keep) as u64;
-            data.truncate(keep);
-        }
-    }
-    Ok((1, GENESIS.to_owned(), cut_total))
 }

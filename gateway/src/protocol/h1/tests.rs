@@ -1,6 +1,7 @@
 use bytes::{Bytes, BytesMut};
 
 use super::*;
+use crate::protocol::Frame;
 
 const LIMITS: Limits = Limits {
     max_request_line: 64,

@@ -1,0 +1,215 @@
+//! The offline subcommands: `moat check`, `moat cert`, `moat audit` and `moat guard`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use super::{invalid, EX_USAGE};
+use crate::config::Config;
+
+/// `moat check`: validates a configuration file, loads its certificates and keys, and prints a
+/// summary and the warnings.
+pub fn check(config: &Path) -> ExitCode {
+    match Config::load(config) {
+        // The certificates and keys are loaded too, so a bad PEM fails here, not at start.
+        Ok(c) => match crate::tls::server_config(&c.tls) {
+            Ok(_) => {
+                print!("configuration OK: {}\n{}", config.display(), c.summary());
+                for w in &c.warnings {
+                    println!("warning: {w}");
+                }
+                if c.guard.mode != crate::guard::GuardMode::Off && crate::guard::OBJECT.is_none() {
+                    let consequence = if c.guard.required {
+                        "`moat run` will refuse to start"
+                    } else {
+                        "egress will NOT be fenced"
+                    };
+                    println!("warning: this moat binary was built without the egress guard; {consequence}");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("invalid configuration: {e}");
+                ExitCode::from(EX_USAGE)
+            }
+        },
+        Err(e) => invalid(&e),
+    }
+}
+
+/// `moat cert init`: writes a local CA, a server certificate for `hosts` and a client
+/// certificate into `dir`.
+pub fn cert_init(dir: &Path, hosts: &[String]) -> ExitCode {
+    match crate::certs::init(dir, hosts) {
+        Ok(files) => {
+            println!("wrote {}", files.ca_cert.display());
+            println!(
+                "wrote {} (key {})",
+                files.server_cert.display(),
+                files.server_key.display()
+            );
+            println!(
+                "wrote {} (key {})",
+                files.client_cert.display(),
+                files.client_key.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("moat cert init: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `moat audit verify`: checks every hash link, sequence number, checkpoint signature and the
+/// signed head.
+pub fn audit_verify(dir: &Path, pubkey: Option<&Path>) -> ExitCode {
+    if pubkey.is_none() {
+        eprintln!("note: checking against the public key stored in {}; pass --pubkey for an independent check", dir.display());
+    }
+    match crate::audit::verify::verify(dir, pubkey) {
+        Ok(r) => {
+            println!(
+                "audit trail OK: {} record(s) in {} segment(s), seq 1..{}, {} signed checkpoint(s), {} record(s) after the last checkpoint",
+                r.records, r.segments, r.last_seq, r.checkpoints, r.unsigned_tail
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("audit trail NOT intact: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `moat audit tail`: prints the last `lines` records, then follows new ones as they are written.
+pub fn audit_tail(dir: &Path, lines: usize) -> ExitCode {
+    use std::io::Write;
+    let stdout = std::io::stdout();
+    let emit = |line: &[u8]| {
+        let mut out = stdout.lock();
+        let _ = out.write_all(line);
+        let _ = out.write_all(b"\n");
+        let _ = out.flush();
+    };
+    match crate::audit::tail::follow(dir, lines, emit, || false) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("moat audit tail: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `moat audit export`: writes a signed bundle of records for a SIEM.
+pub fn audit_export(
+    dir: PathBuf,
+    since: Option<String>,
+    until: Option<String>,
+    format: &str,
+    out: PathBuf,
+    key: PathBuf,
+    pubkey: Option<PathBuf>,
+) -> ExitCode {
+    use crate::audit::export::{export, ExportRequest, Format};
+    let parse = |flag: &str, v: Option<String>| -> Result<Option<time::OffsetDateTime>, ExitCode> {
+        match v {
+            None => Ok(None),
+            Some(s) => time::OffsetDateTime::parse(&s, &time::format_description::well_known::Rfc3339).map(Some).map_err(|_| {
+                eprintln!("moat audit export: --{flag} {s}: expected an RFC 3339 time such as 2026-11-30T00:00:00Z");
+                ExitCode::from(EX_USAGE)
+            }),
+        }
+    };
+    let (since, until) = match (parse("since", since), parse("until", until)) {
+        (Ok(s), Ok(u)) => (s, u),
+        (Err(c), _) | (_, Err(c)) => return c,
+    };
+    let format = match format {
+        "jsonl" => Format::Jsonl,
+        "ocsf" => Format::Ocsf,
+        other => {
+            eprintln!("moat audit export: --format {other}: expected jsonl or ocsf");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    match export(&ExportRequest {
+        dir,
+        since,
+        until,
+        format,
+        out: out.clone(),
+        key,
+        pubkey,
+    }) {
+        Ok(m) => {
+            println!(
+                "exported {} record(s) (seq {}..{}) to {}",
+                m.records,
+                m.first_seq,
+                m.last_seq,
+                out.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("moat audit export: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The guard's pin directory: `--pin-dir`, else `guard.pin_dir` of `--config`, else the default.
+fn pin_dir(pin_dir: Option<PathBuf>, config: Option<PathBuf>) -> Result<PathBuf, ExitCode> {
+    match (pin_dir, config) {
+        (Some(p), _) => Ok(p),
+        (None, Some(c)) => Config::load(&c)
+            .map(|c| c.guard.pin_dir)
+            .map_err(|e| invalid(&e)),
+        (None, None) => Ok(PathBuf::from(crate::guard::DEFAULT_PIN_DIR)),
+    }
+}
+
+/// `moat guard status`: mode, fenced cgroups, allow-list, counters and drops, read from the pins.
+pub fn guard_status(pin_dir_arg: Option<PathBuf>, config: Option<PathBuf>) -> ExitCode {
+    let dir = match pin_dir(pin_dir_arg, config) {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
+    match crate::guard::status::status(&dir) {
+        Ok(st) => {
+            print!("egress guard pinned at {}\n{st}", dir.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("moat guard status: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `moat guard detach`: takes the fence down, detaching every program and removing every pin.
+pub fn guard_detach(pin_dir_arg: Option<PathBuf>, config: Option<PathBuf>) -> ExitCode {
+    let dir = match pin_dir(pin_dir_arg, config) {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
+    eprintln!(
+        "!!! moat guard detach: taking the egress fence at {} DOWN.",
+        dir.display()
+    );
+    eprintln!("!!! Processes in the fenced cgroups can reach any destination until moat attaches it again.");
+    match crate::guard::status::detach(&dir) {
+        Ok(d) => {
+            eprintln!(
+                "!!! egress guard detached: {} program link(s) and {} map pin(s) removed",
+                d.links, d.maps
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("moat guard detach: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

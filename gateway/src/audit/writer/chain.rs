@@ -1,0 +1,311 @@
+//! The trail on disk: the signing key, segment files, the hash chain with its signed checkpoints
+//! and head, and recovery of a torn tail.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::{Signer, SigningKey};
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::audit::record::{checkpoint_message, CheckpointRecord, Record, SCHEMA_VERSION};
+use crate::audit::{
+    hex, io_err, now_rfc3339, segment_name, segments, sha256_hex, AuditConfig, AuditError,
+    FsyncMode, GENESIS, HEAD_FILE, KEY_FILE, PUBKEY_FILE,
+};
+
+/// Reads the signing key from `dir`, or creates one (private key mode 0600) with its public
+/// half beside it.
+pub(super) fn load_or_create_key(dir: &Path) -> Result<SigningKey, AuditError> {
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let path = dir.join(KEY_FILE);
+    let bad = |reason: &str| AuditError::Key {
+        path: path.clone(),
+        reason: reason.to_owned(),
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let bytes = crate::audit::unhex(text.trim()).ok_or_else(|| bad("not hex"))?;
+            let seed: [u8; 32] = bytes
+                .try_into()
+                .map_err(|_| bad("not a 32-byte Ed25519 seed"))?;
+            Ok(SigningKey::from_bytes(&seed))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = SigningKey::from_bytes(&rand::random::<[u8; 32]>());
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(io_err(&path))?;
+            f.write_all(format!("{}\n", hex(&key.to_bytes())).as_bytes())
+                .map_err(io_err(&path))?;
+            f.sync_all().map_err(io_err(&path))?;
+            let pubfile = dir.join(PUBKEY_FILE);
+            std::fs::write(
+                &pubfile,
+                format!("{}\n", hex(key.verifying_key().as_bytes())),
+            )
+            .map_err(io_err(&pubfile))?;
+            Ok(key)
+        }
+        Err(e) => Err(AuditError::Io { path, source: e }),
+    }
+}
+
+/// The key id written in checkpoints: the first 16 hex digits of SHA-256(public key).
+pub fn key_id(public: &[u8; 32]) -> String {
+    sha256_hex(public)[..16].to_owned()
+}
+
+#[derive(Serialize)]
+struct EnvelopeOut<'a> {
+    v: u32,
+    seq: u64,
+    prev: &'a str,
+    time: String,
+    #[serde(flatten)]
+    record: &'a Record,
+}
+
+/// The signed chain head written to `HEAD.json` after each checkpoint.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Head {
+    /// Sequence number of the checkpoint record.
+    pub seq: u64,
+    /// SHA-256 of the checkpoint record's line.
+    pub hash: String,
+    /// Key id.
+    pub key_id: String,
+    /// Signature over `moat-audit-head-v1\n{seq}\n{hash}`.
+    pub signature: String,
+}
+
+/// The bytes a head signature covers.
+pub fn head_message(seq: u64, hash: &str) -> Vec<u8> {
+    format!("moat-audit-head-v1\n{seq}\n{hash}").into_bytes()
+}
+
+pub(super) struct Segment {
+    pub(super) file: File,
+    pub(super) path: PathBuf,
+    pub(super) bytes: u64,
+    pub(super) opened: Instant,
+}
+
+pub(super) struct Writer {
+    pub(super) cfg: AuditConfig,
+    pub(super) key: SigningKey,
+    pub(super) key_id: String,
+    pub(super) seg: Option<Segment>,
+    /// Next sequence number.
+    pub(super) seq: u64,
+    /// Hash of the last record written.
+    pub(super) prev: String,
+    /// Bytes appended but not yet written to the file.
+    pub(super) buf: Vec<u8>,
+    pub(super) since_checkpoint: u64,
+    pub(super) last_checkpoint: Instant,
+    pub(super) unsynced_since: Option<Instant>,
+    pub(super) recovered_bytes: Option<u64>,
+    /// A checkpoint whose `HEAD.json` is written once its bytes are committed.
+    pub(super) pending_head: Option<(u64, String)>,
+}
+
+impl Writer {
+    pub(super) fn open(cfg: AuditConfig, key: SigningKey) -> Result<Self, AuditError> {
+        let key_id = key_id(key.verifying_key().as_bytes());
+        let (seq, prev, recovered_bytes) = recover(&cfg.dir)?;
+        let mut w = Self {
+            cfg,
+            key,
+            key_id,
+            seg: None,
+            seq,
+            prev,
+            buf: Vec::with_capacity(64 * 1024),
+            since_checkpoint: 0,
+            last_checkpoint: Instant::now(),
+            unsynced_since: None,
+            recovered_bytes,
+            pending_head: None,
+        };
+        w.new_segment()?;
+        Ok(w)
+    }
+
+    pub(super) fn new_segment(&mut self) -> Result<(), AuditError> {
+        let path = self.cfg.dir.join(segment_name(self.seq));
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o640)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
+        self.seg = Some(Segment {
+            file,
+            path,
+            bytes,
+            opened: Instant::now(),
+        });
+        Ok(())
+    }
+
+    /// Serializes a record into the pending buffer, advancing `seq` and `prev`.
+    pub(super) fn append(&mut self, record: &Record) -> Result<(), AuditError> {
+        let env = EnvelopeOut {
+            v: SCHEMA_VERSION,
+            seq: self.seq,
+            prev: &self.prev,
+            time: now_rfc3339(),
+            record,
+        };
+        let line = serde_json::to_vec(&env).map_err(|e| AuditError::Io {
+            path: self.cfg.dir.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        self.prev = sha256_hex(&line);
+        self.buf.extend_from_slice(&line);
+        self.buf.push(b'\n');
+        self.seq += 1;
+        self.since_checkpoint += 1;
+        if self.since_checkpoint >= self.cfg.checkpoint_every {
+            self.checkpoint()?;
+        }
+        Ok(())
+    }
+
+    /// Appends a signed checkpoint; `HEAD.json` is updated once it is written.
+    pub(super) fn checkpoint(&mut self) -> Result<(), AuditError> {
+        let records = self.since_checkpoint;
+        let signature = self.key.sign(&checkpoint_message(self.seq, &self.prev));
+        let cp = Record::Checkpoint(CheckpointRecord {
+            records,
+            key_id: self.key_id.clone(),
+            signature: hex(&signature.to_bytes()),
+        });
+        let seq = self.seq;
+        let env = EnvelopeOut {
+            v: SCHEMA_VERSION,
+            seq,
+            prev: &self.prev,
+            time: now_rfc3339(),
+            record: &cp,
+        };
+        let line = serde_json::to_vec(&env).map_err(|e| AuditError::Io {
+            path: self.cfg.dir.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        self.prev = sha256_hex(&line);
+        self.buf.extend_from_slice(&line);
+        self.buf.push(b'\n');
+        self.seq += 1;
+        self.since_checkpoint = 0;
+        self.last_checkpoint = Instant::now();
+        // HEAD is written after the segment bytes are durable (see `commit`).
+        self.pending_head = Some((seq, self.prev.clone()));
+        Ok(())
+    }
+
+    /// Writes the pending buffer; fsyncs when `sync` (or the policy says so now).
+    pub(super) fn commit(&mut self, sync: bool) -> Result<(), AuditError> {
+        let Some(seg) = self.seg.as_mut() else {
+            return Err(AuditError::Io {
+                path: self.cfg.dir.clone(),
+                source: std::io::Error::other("no open segment"),
+            });
+        };
+        if !self.buf.is_empty() {
+            seg.file.write_all(&self.buf).map_err(io_err(&seg.path))?;
+            seg.bytes += self.buf.len() as u64;
+            self.buf.clear();
+            self.unsynced_since.get_or_insert_with(Instant::now);
+        }
+        let due = match self.cfg.fsync {
+            FsyncMode::Always => true,
+            FsyncMode::Batch => self
+                .unsynced_since
+                .is_some_and(|t| t.elapsed() >= self.cfg.batch_delay),
+            FsyncMode::Never => false,
+        };
+        if (sync || due) && self.unsynced_since.is_some() && self.cfg.fsync != FsyncMode::Never {
+            seg.file.sync_data().map_err(io_err(&seg.path))?;
+            self.unsynced_since = None;
+        }
+        if let Some((seq, hash)) = self.pending_head.take() {
+            self.write_head(seq, &hash)?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn write_head(&self, seq: u64, hash: &str) -> Result<(), AuditError> {
+        let head = Head {
+            seq,
+            hash: hash.to_owned(),
+            key_id: self.key_id.clone(),
+            signature: hex(&self.key.sign(&head_message(seq, hash)).to_bytes()),
+        };
+        let tmp = self.cfg.dir.join(format!("{HEAD_FILE}.tmp"));
+        let body = serde_json::to_vec(&head).unwrap_or_default();
+        let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+        f.write_all(&body).map_err(io_err(&tmp))?;
+        if self.cfg.fsync != FsyncMode::Never {
+            f.sync_data().map_err(io_err(&tmp))?;
+        }
+        let dest = self.cfg.dir.join(HEAD_FILE);
+        std::fs::rename(&tmp, &dest).map_err(io_err(&dest))
+    }
+
+    pub(super) fn rotate_if_due(&mut self) -> Result<(), AuditError> {
+        let due = self.seg.as_ref().is_some_and(|s| {
+            s.bytes >= self.cfg.segment_max_bytes || s.opened.elapsed() >= self.cfg.segment_max_age
+        });
+        if due {
+            self.commit(true)?;
+            // The next record's `prev` links the new segment to the last hash of this one.
+            self.new_segment()?;
+        }
+        Ok(())
+    }
+}
+
+/// Finds where the chain ends: the next sequence number and the last record's hash. A torn last
+/// line (no newline, or not a whole record) is cut off; returns how many bytes were cut.
+pub fn recover(dir: &Path) -> Result<(u64, String, Option<u64>), AuditError> {
+    let mut cut_total: Option<u64> = None;
+    for path in segments(dir)?.iter().rev() {
+        let mut f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(io_err(path))?;
+        let mut data = Vec::new();
+        f.read_to_end(&mut data).map_err(io_err(path))?;
+        loop {
+            if data.is_empty() {
+                break; // nothing whole here: the chain ends in an earlier segment
+            }
+            let keep = if data.ends_with(b"\n") {
+                let body = &data[..data.len() - 1];
+                let start = body.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+                let last = &body[start..];
+                if let Ok(env) = serde_json::from_slice::<crate::audit::record::Envelope>(last) {
+                    return Ok((env.seq + 1, sha256_hex(last), cut_total));
+                }
+                start // a whole line that is not a record: cut it too
+            } else {
+                data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)
+            };
+            f.set_len(keep as u64).map_err(io_err(path))?;
+            f.seek(SeekFrom::Start(keep as u64)).map_err(io_err(path))?;
+            f.sync_data().map_err(io_err(path))?;
+            *cut_total.get_or_insert(0) += (data.len() - keep) as u64;
+            data.truncate(keep);
+        }
+    }
+    Ok((1, GENESIS.to_owned(), cut_total))
+}
