@@ -13,8 +13,9 @@ use http::StatusCode;
 
 use crate::protocol::h1::H1Error;
 
-/// Why an exchange with the upstream failed.
-#[derive(Debug, thiserror::Error)]
+/// Why an exchange with the upstream failed. Cloneable, so requests waiting on one connection
+/// attempt all learn why it failed.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum UpstreamError {
     /// The connection was refused or failed.
     #[error("connect to {addr} failed: {source}")]
@@ -23,7 +24,7 @@ pub enum UpstreamError {
         addr: String,
         /// The I/O error.
         #[source]
-        source: io::Error,
+        source: std::sync::Arc<io::Error>,
     },
     /// Connecting took longer than `connect_timeout`.
     #[error("connect to {addr} timed out")]

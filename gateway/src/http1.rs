@@ -1,7 +1,7 @@
 //! HTTP/1.1 downstream: one client connection, request after request — framing and I/O only.
 //!
 //! Each request head is read and checked here ([`crate::protocol::h1`]); the request sequence
-//! ([`crate::pipeline`]) then drives the exchange through [`H1Request`], this protocol's
+//! ([`crate::pipeline`]) then drives the exchange through `H1Request`, this protocol's
 //! [`Downstream`]. Bodies move in pieces of at most a socket read (merged up to 64 KiB); the
 //! response's output is written whenever the sequence is about to wait on the upstream, and its
 //! last piece only once the request's audit record exists.

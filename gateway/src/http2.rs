@@ -2,7 +2,7 @@
 //! listener as HTTP/1.1 (or cleartext h2c on a loopback listener) — framing and I/O only.
 //!
 //! Each stream becomes one [`RequestHead`] and is driven by the request sequence
-//! ([`crate::pipeline`]) through [`H2Request`], this protocol's [`Downstream`]: the same stages,
+//! ([`crate::pipeline`]) through `H2Request`, this protocol's [`Downstream`]: the same stages,
 //! in the same order, as an HTTP/1.1 request.
 //!
 //! Bodies stream both ways under flow control: request DATA is acknowledged (its window

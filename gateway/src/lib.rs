@@ -1,23 +1,28 @@
 //! moat keeps a self-hosted model's data inside its region.
 //!
-//! This crate is the gateway: a TLS-terminating HTTP/1.1 proxy in front of a model server that
-//! listens on loopback or a unix socket. The pipeline, one module per stage:
+//! This crate is the gateway: a TLS-terminating HTTP/1.1 and HTTP/2 gateway in front of a model
+//! server that listens on loopback or a unix socket, and the userspace side of the eBPF egress
+//! guard. Every request takes one path:
 //!
 //! ```text
-//! client ─TCP─▶ server (listener) ─▶ tls ─▶ protocol::h1 ─▶ proxy ─▶ upstream (pool) ─▶ model
-//!                                                          ◀─ response streamed back ◀─
+//! client ─TCP─▶ server ─▶ tls ─▶ session ─┬─▶ http1 ─┐  Downstream   ┌─▶ upstream ─▶ model
+//!                                         └─▶ http2 ─┴─▶ pipeline ──┘   (HTTP/1.1 pool or h2c)
 //! ```
 //!
-//! - [`config`]: the TOML file, validated into typed settings (residency checked here first).
-//! - [`server`]: binds listeners and wires the stages together.
-//! - [`tls`]: rustls, TLS 1.2/1.3, forward-secret AEAD suites, SNI certificate choice.
-//! - [`protocol`]: the HTTP/1.1 codec with strict framing.
-//! - [`proxy`]: one downstream connection, request by request, bodies streamed both ways.
-//! - [`upstream`]: pooled connections to the model server.
-//! - [`error`]: what a client is told when a request is refused.
-//! - [`guard`]: the eBPF egress fence around the model workload (userspace side).
-//! - [`certs`]: `moat cert init`.
-//! - [`demo`]: an embedded OpenAI-compatible demo model and `moat demo`.
+//! - [`server`], [`transparent`], [`session`]: listeners, redirected connections, and the
+//!   choice of protocol for an accepted connection.
+//! - [`http1`], [`http2`]: framing and I/O of each protocol, behind [`downstream::Downstream`].
+//! - [`pipeline`]: the request sequence — admission, canonical path, identity, policy, request
+//!   inspection, upstream exchange, response inspection, audit record — once for both.
+//! - [`upstream`]: the one upstream client: `forward()` over a pooled HTTP/1.1 connection or
+//!   the multiplexed h2c connection.
+//! - [`route`]: what a request is served with; [`error`]: each side's error and what the
+//!   client is told.
+//! - [`identity`], [`policy`], [`lookahead`], [`redact`], [`coding`], [`audit`]: the stages.
+//! - [`protocol`]: the HTTP/1.1 codec with strict framing, and the shared I/O steps.
+//! - [`config`]: the TOML file, validated per section into typed settings.
+//! - [`app`]: the process (run, reload, subcommands); [`guard`]: the eBPF egress fence.
+//! - [`certs`]: `moat cert init`; [`demo`]: an embedded demo model and `moat demo`.
 //!
 //! See `docs/architecture.md` for the long form.
 

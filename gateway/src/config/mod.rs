@@ -1,4 +1,4 @@
-//! Configuration: one TOML file, parsed into [`raw`] structs and validated into [`Config`].
+//! Configuration: one TOML file, parsed into `raw` structs and validated into [`Config`].
 //!
 //! Validation follows "parse, don't validate": the rest of moat only ever sees the typed values
 //! built here (socket addresses, CIDR sets, durations, file contents checked to exist). Every

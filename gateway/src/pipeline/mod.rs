@@ -1,5 +1,5 @@
 //! The request sequence: the one path every request takes, whatever protocol it arrived on,
-//! read top to bottom in [`serve`]:
+//! read top to bottom in `serve`:
 //!
 //! admission (the audit trail takes records) → canonical path → identity → policy (with the
 //! `model` read from the start of the body) → request inspection → upstream exchange →

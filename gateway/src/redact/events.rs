@@ -68,6 +68,12 @@ pub enum EventError {
     /// More concurrent streams than [`MAX_STREAMS`].
     #[error("more than {MAX_STREAMS} streamed fields open at once")]
     TooManyStreams,
+    /// A line or event of the framing is not UTF-8 (what names it: `event`, `line`).
+    #[error("{0} is not UTF-8")]
+    NotUtf8(&'static str),
+    /// A line or event of the framing outgrew the hold-back bound before it ended.
+    #[error("{0} larger than the hold-back bound")]
+    TooLarge(&'static str),
 }
 
 impl From<Blocked> for EventError {
@@ -100,14 +106,14 @@ pub(crate) trait Framed {
 /// `work` is recorded and the stream ends with the error marker after what `work` produced.
 pub(crate) fn guarded<R: Framed>(
     r: &mut R,
-    work: impl FnOnce(&mut R, &mut Vec<u8>) -> Result<(), String>,
+    work: impl FnOnce(&mut R, &mut Vec<u8>) -> Result<(), EventError>,
 ) -> Vec<u8> {
     if r.failure_slot().is_some() {
         return Vec::new();
     }
     let mut out = Vec::new();
     if let Err(why) = work(r, &mut out) {
-        *r.failure_slot() = Some(why);
+        *r.failure_slot() = Some(why.to_string());
         r.reset();
         out.extend_from_slice(R::ERROR);
     }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::events::{guarded, Event, Events, Framed};
+use super::events::{guarded, Event, EventError, Events, Framed};
 use super::json::Paths;
 use super::rewrite::{redact_json, RewriteError};
 use super::{Profile, Redactor, State};
@@ -76,8 +76,8 @@ impl NdjsonRedactor {
     }
 
     /// Redacts one line (without its end) into `out`, followed by `end`.
-    fn line(&mut self, raw: &[u8], end: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
-        let line = std::str::from_utf8(raw).map_err(|_| "line is not UTF-8".to_owned())?;
+    fn line(&mut self, raw: &[u8], end: &[u8], out: &mut Vec<u8>) -> Result<(), EventError> {
+        let line = std::str::from_utf8(raw).map_err(|_| EventError::NotUtf8("line"))?;
         if line.trim().is_empty() {
             out.extend_from_slice(line.as_bytes());
             out.extend_from_slice(end);
@@ -89,7 +89,7 @@ impl NdjsonRedactor {
                     name: None,
                     data: v,
                 };
-                for before in self.events.event(&mut ev).map_err(|e| e.to_string())? {
+                for before in self.events.event(&mut ev)? {
                     out.extend_from_slice(before.data.to_string().as_bytes());
                     out.push(b'\n');
                 }
@@ -97,10 +97,7 @@ impl NdjsonRedactor {
             }
             Err(_) => {
                 let (profile, state) = self.events.parts();
-                let text = profile
-                    .redactor
-                    .redact(line, state)
-                    .map_err(|e| e.to_string())?;
+                let text = profile.redactor.redact(line, state)?;
                 out.extend_from_slice(text.as_bytes());
             }
         }
@@ -108,7 +105,7 @@ impl NdjsonRedactor {
         Ok(())
     }
 
-    fn lines_out(&mut self, out: &mut Vec<u8>) -> Result<(), String> {
+    fn lines_out(&mut self, out: &mut Vec<u8>) -> Result<(), EventError> {
         let mut start = 0;
         while let Some(i) = memchr::memchr(b'\n', &self.partial[start..]) {
             let i = start + i;
@@ -122,7 +119,7 @@ impl NdjsonRedactor {
         }
         self.partial.drain(..start);
         if self.partial.len() > self.events.max_hold_back() + LINE_SLACK {
-            return Err("line larger than the hold-back bound".into());
+            return Err(EventError::TooLarge("line"));
         }
         Ok(())
     }
@@ -156,7 +153,7 @@ impl super::stream::StreamRedactor for NdjsonRedactor {
             if !last.is_empty() {
                 r.line(&last, b"", out)?;
             }
-            let released = r.events.finish().map_err(|e| e.to_string())?;
+            let released = r.events.finish()?;
             if !last.is_empty() && !released.is_empty() {
                 // The last line came without its end; releases go on lines of their own.
                 out.push(b'\n');

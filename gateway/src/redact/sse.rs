@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::events::{guarded, Event, Events, Framed};
+use super::events::{guarded, Event, EventError, Events, Framed};
 use super::stream::HoldBack;
 use super::Profile;
 
@@ -90,7 +90,7 @@ impl SseRedactor {
     }
 
     /// Splits complete lines off `partial`, dispatching each event an empty line ends.
-    fn lines_out(&mut self, out: &mut Vec<u8>) -> Result<(), String> {
+    fn lines_out(&mut self, out: &mut Vec<u8>) -> Result<(), EventError> {
         let mut start = 0;
         while let Some(i) = memchr::memchr2(b'\r', b'\n', &self.partial[start..]) {
             let i = start + i;
@@ -105,7 +105,7 @@ impl SseRedactor {
                 1
             };
             let line = std::str::from_utf8(&self.partial[start..i])
-                .map_err(|_| "event is not UTF-8".to_owned())?;
+                .map_err(|_| EventError::NotUtf8("event"))?;
             let line = if self.at_start {
                 self.at_start = false;
                 line.strip_prefix('\u{feff}').unwrap_or(line)
@@ -124,13 +124,13 @@ impl SseRedactor {
         }
         self.partial.drain(..start);
         if self.partial.len() + self.lines_len > self.events.max_hold_back() + EVENT_SLACK {
-            return Err("event larger than the hold-back bound".into());
+            return Err(EventError::TooLarge("event"));
         }
         Ok(())
     }
 
     /// Redacts and writes one event.
-    fn dispatch(&mut self, lines: &[String], out: &mut Vec<u8>) -> Result<(), String> {
+    fn dispatch(&mut self, lines: &[String], out: &mut Vec<u8>) -> Result<(), EventError> {
         let f = parse(lines);
         // Comments keep their place (a comment-only event is a keep-alive) but not their text:
         // clients ignore it, and a value split across comments could not be held back.
@@ -166,7 +166,7 @@ impl SseRedactor {
         let body = match serde_json::from_str::<Value>(&data) {
             Ok(v) => {
                 let mut ev = Event { name, data: v };
-                for before in self.events.event(&mut ev).map_err(|e| e.to_string())? {
+                for before in self.events.event(&mut ev)? {
                     write_event(out, &before);
                 }
                 ev.data.to_string()
@@ -181,35 +181,29 @@ impl SseRedactor {
     }
 
     /// Text redacted whole.
-    fn whole(&mut self, text: &str) -> Result<String, String> {
+    fn whole(&mut self, text: &str) -> Result<String, EventError> {
         let (profile, state) = self.events.parts();
-        profile
-            .redactor
-            .redact(text, state)
-            .map_err(|e| e.to_string())
+        Ok(profile.redactor.redact(text, state)?)
     }
 
     /// Plain-text data, one stream per event name.
-    fn text_stream(&mut self, name: String, data: &str) -> Result<String, String> {
+    fn text_stream(&mut self, name: String, data: &str) -> Result<String, EventError> {
         if !self.text.contains_key(&name) && self.text.len() >= super::events::MAX_STREAMS {
-            return Err("too many text streams".into());
+            return Err(EventError::TooManyStreams);
         }
         let hold = self.text.entry(name).or_default();
         let (profile, state) = self.events.parts();
-        hold.push(data, &profile.redactor, state, profile.max_hold_back)
-            .map_err(|e| e.to_string())
+        Ok(hold.push(data, &profile.redactor, state, profile.max_hold_back)?)
     }
 
     /// Releases every open stream as synthesized events.
-    fn release_all(&mut self, out: &mut Vec<u8>) -> Result<(), String> {
-        for ev in self.events.finish().map_err(|e| e.to_string())? {
+    fn release_all(&mut self, out: &mut Vec<u8>) -> Result<(), EventError> {
+        for ev in self.events.finish()? {
             write_event(out, &ev);
         }
         for (name, mut hold) in std::mem::take(&mut self.text) {
             let (profile, state) = self.events.parts();
-            let held = hold
-                .finish(&profile.redactor, state)
-                .map_err(|e| e.to_string())?;
+            let held = hold.finish(&profile.redactor, state)?;
             if !held.is_empty() {
                 if !name.is_empty() {
                     field(out, "event", &name);

@@ -9,7 +9,7 @@ use super::Upstream;
 use crate::error::UpstreamError;
 
 /// What a waiting request learns from the one opening the h2c connection.
-pub(super) type Opened = Option<Result<(u64, h2::client::SendRequest<Bytes>), String>>;
+pub(super) type Opened = Option<Result<(u64, h2::client::SendRequest<Bytes>), UpstreamError>>;
 
 /// The h2c connection's state; the number counts connections opened, so a failure seen on an
 /// old one never discards its replacement.
@@ -85,7 +85,7 @@ impl Upstream {
                         })?;
                     match waited.ok().as_deref().cloned().flatten() {
                         Some(Ok(opened)) => opened,
-                        Some(Err(reason)) => return Err(UpstreamError::Protocol { reason }),
+                        Some(Err(e)) => return Err(e),
                         // The connecting request went away before finishing: try again.
                         None => continue,
                     }
@@ -108,7 +108,7 @@ impl Upstream {
                     }
                     let shared = match &opened {
                         Ok(send) => Ok((generation, send.clone())),
-                        Err(e) => Err(format!("h2c connection: {e}")),
+                        Err(e) => Err(e.clone()),
                     };
                     let _ = tx.send(Some(shared));
                     (generation, opened?)

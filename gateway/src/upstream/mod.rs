@@ -1,5 +1,5 @@
 //! Upstream stage: the one client moat has for the model server, on loopback TCP or a unix
-//! socket, speaking HTTP/1.1 ([`forward`]: a pooled connection per request) or h2c ([`h2c`]: one
+//! socket, speaking HTTP/1.1 (`forward`: a pooled connection per request) or h2c (`h2c`: one
 //! multiplexed connection).
 //!
 //! Each HTTP/1.1 upstream keeps a bounded LIFO pool of idle keep-alive connections. A pooled connection
@@ -186,7 +186,10 @@ impl Upstream {
                 reader: Reader::new(s),
                 reused: false,
             }),
-            Ok(Err(source)) => Err(UpstreamError::Connect { addr, source }),
+            Ok(Err(source)) => Err(UpstreamError::Connect {
+                addr,
+                source: Arc::new(source),
+            }),
             Err(_) => Err(UpstreamError::ConnectTimeout { addr }),
         }
     }
