@@ -262,6 +262,21 @@ impl From<&UpstreamError> for Reject {
 }
 
 impl Reject {
+    /// A refusal: its status, `error.type`, `error.message` and the side that caused it.
+    pub const fn new(
+        status: StatusCode,
+        kind: &'static str,
+        message: &'static str,
+        side: Side,
+    ) -> Self {
+        Self {
+            status,
+            kind,
+            message,
+            side,
+        }
+    }
+
     /// The JSON body telling the client what happened.
     pub fn body(&self) -> String {
         format!(
@@ -293,53 +308,53 @@ impl Reject {
     }
 
     /// The reply to a client whose request head did not arrive in time.
-    pub const HEADER_TIMEOUT: Self = Self {
-        status: StatusCode::REQUEST_TIMEOUT,
-        kind: "request_timeout",
-        message: "request header not received in time",
-        side: Side::Downstream,
-    };
+    pub const HEADER_TIMEOUT: Self = Self::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "request_timeout",
+        "request header not received in time",
+        Side::Downstream,
+    );
 
     /// Missing or invalid credentials (the reason goes only to log and audit).
-    pub const UNAUTHENTICATED: Self = Self {
-        status: StatusCode::UNAUTHORIZED,
-        kind: "unauthenticated",
-        message: "authentication required",
-        side: Side::Downstream,
-    };
+    pub const UNAUTHENTICATED: Self = Self::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+        "authentication required",
+        Side::Downstream,
+    );
 
     /// Redaction refused the request (a `block` operator matched, or the body cannot be scanned
     /// under a fail-closed profile); the entity type goes to the audit record only.
-    pub const UNPROCESSABLE: Self = Self {
-        status: StatusCode::UNPROCESSABLE_ENTITY,
-        kind: "redaction_refused",
-        message: "the request contains data that may not leave the region",
-        side: Side::Downstream,
-    };
+    pub const UNPROCESSABLE: Self = Self::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "redaction_refused",
+        "the request contains data that may not leave the region",
+        Side::Downstream,
+    );
 
     /// Policy refused the request.
-    pub const FORBIDDEN: Self = Self {
-        status: StatusCode::FORBIDDEN,
-        kind: "forbidden",
-        message: "the request is not allowed",
-        side: Side::Downstream,
-    };
+    pub const FORBIDDEN: Self = Self::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "the request is not allowed",
+        Side::Downstream,
+    );
 
     /// A response that cannot be redacted under a fail-closed profile.
-    pub const REDACTION_FAILED: Self = Self {
-        status: StatusCode::BAD_GATEWAY,
-        kind: "redaction_failed",
-        message: "the response could not be redacted",
-        side: Side::Internal,
-    };
+    pub const REDACTION_FAILED: Self = Self::new(
+        StatusCode::BAD_GATEWAY,
+        "redaction_failed",
+        "the response could not be redacted",
+        Side::Internal,
+    );
 
     /// The reply while the audit trail cannot take records: nothing is forwarded unaudited.
-    pub const AUDIT_UNAVAILABLE: Self = Self {
-        status: StatusCode::SERVICE_UNAVAILABLE,
-        kind: "audit_unavailable",
-        message: "the service cannot record requests right now",
-        side: Side::Internal,
-    };
+    pub const AUDIT_UNAVAILABLE: Self = Self::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "audit_unavailable",
+        "the service cannot record requests right now",
+        Side::Internal,
+    );
 
     /// Appends a complete HTTP/1.1 response carrying this refusal; the connection is closed after.
     pub fn write_h1(&self, out: &mut BytesMut, request_id: Option<&str>) {

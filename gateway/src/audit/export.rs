@@ -257,23 +257,21 @@ fn endpoint(addr: &str) -> Value {
     }
 }
 
+/// OCSF classes moat exports, with their category: (uid, name) each.
+const HTTP_ACTIVITY: [(u32, &str); 2] = [(4002, "HTTP Activity"), (4, "Network Activity")];
+const NETWORK_ACTIVITY: [(u32, &str); 2] = [(4001, "Network Activity"), (4, "Network Activity")];
+const APP_LIFECYCLE: [(u32, &str); 2] =
+    [(6002, "Application Lifecycle"), (6, "Application Activity")];
+
 /// The OCSF event for a record; `None` for records with no OCSF counterpart (checkpoints).
 pub fn ocsf(env: &Envelope, t: time::OffsetDateTime) -> Option<Value> {
-    let time_ms = (t.unix_timestamp_nanos() / 1_000_000) as i64;
-    let v = match &env.record {
+    let (class, activity, members) = match &env.record {
         Record::Request(r) => {
-            let (activity_id, activity_name) = http_activity(&r.method);
             let ok = r.failed.is_none() && r.status < 500;
-            json!({
-                "class_uid": 4002, "class_name": "HTTP Activity",
-                "category_uid": 4, "category_name": "Network Activity",
-                "activity_id": activity_id, "activity_name": activity_name,
-                "type_uid": 4002 * 100 + activity_id,
+            let members = json!({
                 "severity_id": if ok { 1 } else { 3 },
                 "status_id": if ok { 1 } else { 2 },
-                "time": time_ms,
                 "duration": r.duration_ms.round() as i64,
-                "metadata": metadata(env),
                 "http_request": {
                     "uid": r.request_id, "http_method": r.method,
                     "url": {"hostname": r.host, "path": r.path, "scheme": "https"},
@@ -286,137 +284,104 @@ pub fn ocsf(env: &Envelope, t: time::OffsetDateTime) -> Option<Value> {
                 "disposition_id": 1, "disposition": "Allowed",
                 "unmapped": {"listener": r.listener, "decision": r.decision, "guard_mode": r.guard.mode,
                              "guard_allow_sha256": r.guard.allow_sha256, "failed": r.failed},
-            })
+            });
+            (HTTP_ACTIVITY, http_activity(&r.method), members)
         }
         Record::Reject(r) => {
-            let (activity_id, activity_name) = http_activity(r.method.as_deref().unwrap_or(""));
-            json!({
-                "class_uid": 4002, "class_name": "HTTP Activity",
-                "category_uid": 4, "category_name": "Network Activity",
-                "activity_id": activity_id, "activity_name": activity_name,
-                "type_uid": 4002 * 100 + activity_id,
+            let members = json!({
                 "severity_id": 2, "status_id": 2,
                 "status_detail": r.reason,
-                "time": time_ms,
-                "metadata": metadata(env),
                 "http_request": {"http_method": r.method, "url": {"path": r.path}},
                 "http_response": {"code": r.status},
                 "src_endpoint": endpoint(&r.client),
                 "disposition_id": 2, "disposition": "Blocked",
                 "unmapped": {"listener": r.listener, "detail": r.detail},
-            })
+            });
+            let activity = http_activity(r.method.as_deref().unwrap_or(""));
+            (HTTP_ACTIVITY, activity, members)
         }
         Record::Guard(g) => {
             let refused = g.verdict == "refused";
-            let (activity_id, activity_name) = if refused {
+            let activity = if refused {
                 (5, "Refuse")
             } else {
                 (6, "Traffic")
             };
-            json!({
-                "class_uid": 4001, "class_name": "Network Activity",
-                "category_uid": 4, "category_name": "Network Activity",
-                "activity_id": activity_id, "activity_name": activity_name,
-                "type_uid": 4001 * 100 + activity_id,
+            let members = json!({
                 "severity_id": if refused { 4 } else { 3 },
                 "status_id": if refused { 2 } else { 1 },
-                "time": time_ms,
                 "count": g.repeats + 1,
-                "metadata": metadata(env),
                 "dst_endpoint": {"ip": g.addr, "port": g.port},
                 "connection_info": {"protocol_name": g.protocol, "direction_id": 2, "direction": "Outbound"},
                 "actor": {"process": {"pid": g.pid, "name": g.comm, "user": {"uid": g.uid.to_string()}}},
                 "disposition_id": if refused { 2 } else { 1 },
                 "disposition": if refused { "Blocked" } else { "Allowed" },
                 "unmapped": {"hook": g.hook, "cgroup_id": g.cgroup_id, "verdict": g.verdict},
-            })
+            });
+            (NETWORK_ACTIVITY, activity, members)
         }
-        Record::Connection(c) => json!({
-            "class_uid": 4001, "class_name": "Network Activity",
-            "category_uid": 4, "category_name": "Network Activity",
-            "activity_id": 2, "activity_name": "Close",
-            "type_uid": 4001 * 100 + 2,
-            "severity_id": 1,
-            "status_id": if c.failed.is_some() { 2 } else { 1 },
-            "time": time_ms,
-            "metadata": metadata(env),
-            "src_endpoint": endpoint(&c.client),
-            "dst_endpoint": endpoint(&c.destination),
-            "connection_info": {"protocol_name": "tcp", "direction_id": 1, "direction": "Inbound"},
-            "traffic": {"bytes_in": c.bytes_in, "bytes_out": c.bytes_out},
-            "disposition_id": 1, "disposition": "Allowed",
-            "unmapped": {"listener": c.listener, "upstream": c.upstream, "protocol": c.protocol, "sni": c.sni, "duration_ms": c.duration_ms, "failed": c.failed},
-        }),
+        Record::Connection(c) => {
+            let members = json!({
+                "severity_id": 1,
+                "status_id": if c.failed.is_some() { 2 } else { 1 },
+                "src_endpoint": endpoint(&c.client),
+                "dst_endpoint": endpoint(&c.destination),
+                "connection_info": {"protocol_name": "tcp", "direction_id": 1, "direction": "Inbound"},
+                "traffic": {"bytes_in": c.bytes_in, "bytes_out": c.bytes_out},
+                "disposition_id": 1, "disposition": "Allowed",
+                "unmapped": {"listener": c.listener, "upstream": c.upstream, "protocol": c.protocol, "sni": c.sni, "duration_ms": c.duration_ms, "failed": c.failed},
+            });
+            (NETWORK_ACTIVITY, (2, "Close"), members)
+        }
         Record::Lifecycle(l) => {
-            let (activity_id, activity_name) = match l.event.as_str() {
+            let activity = match l.event.as_str() {
                 "start" => (3, "Start"),
                 "stop" => (4, "Stop"),
                 _ => (99, "Other"),
             };
-            json!({
-                "class_uid": 6002, "class_name": "Application Lifecycle",
-                "category_uid": 6, "category_name": "Application Activity",
-                "activity_id": activity_id, "activity_name": activity_name,
-                "type_uid": 6002 * 100 + activity_id,
+            let members = json!({
                 "severity_id": 1, "status_id": 1,
-                "time": time_ms,
-                "metadata": metadata(env),
                 "app": {"name": "moat", "version": l.version},
                 "message": l.event,
                 "unmapped": {"config_sha256": l.config_sha256, "detail": l.detail},
-            })
+            });
+            (APP_LIFECYCLE, activity, members)
         }
         Record::Checkpoint(_) => return None,
     };
+    let [(class_uid, class_name), (category_uid, category_name)] = class;
+    let (activity_id, activity_name) = activity;
+    let mut v = json!({
+        "class_uid": class_uid, "class_name": class_name,
+        "category_uid": category_uid, "category_name": category_name,
+        "activity_id": activity_id, "activity_name": activity_name,
+        "type_uid": class_uid * 100 + activity_id,
+        "time": (t.unix_timestamp_nanos() / 1_000_000) as i64,
+        "metadata": metadata(env),
+    });
+    if let (Value::Object(v), Value::Object(members)) = (&mut v, members) {
+        v.extend(members);
+    }
     Some(v)
 }
 
 /// Attributes every exported OCSF event carries, and those its class requires (as documented in
 /// `docs/audit.md`).
-pub fn ocsf_required(class_uid: u64) -> &'static [&'static str] {
-    match class_uid {
-        4002 => &[
-            "activity_id",
-            "category_uid",
-            "class_uid",
-            "metadata",
-            "severity_id",
-            "time",
-            "type_uid",
-            "http_request",
-            "http_response",
-            "src_endpoint",
-        ],
-        4001 => &[
-            "activity_id",
-            "category_uid",
-            "class_uid",
-            "metadata",
-            "severity_id",
-            "time",
-            "type_uid",
-            "dst_endpoint",
-            "connection_info",
-            "actor",
-        ],
-        6002 => &[
-            "activity_id",
-            "category_uid",
-            "class_uid",
-            "metadata",
-            "severity_id",
-            "time",
-            "type_uid",
-            "app",
-        ],
-        _ => &[
-            "activity_id",
-            "category_uid",
-            "class_uid",
-            "metadata",
-            "severity_id",
-            "time",
-            "type_uid",
-        ],
-    }
+pub fn ocsf_required(class_uid: u64) -> Vec<&'static str> {
+    const EVERY: [&str; 7] = [
+        "activity_id",
+        "category_uid",
+        "class_uid",
+        "metadata",
+        "severity_id",
+        "time",
+        "type_uid",
+    ];
+    let class: &[&str] = match class_uid {
+        4002 => &["http_request", "http_response", "src_endpoint"],
+        4001 => &["dst_endpoint", "connection_info", "actor"],
+        6002 => &["app"],
+        _ => &[],
+    };
+    EVERY.iter().chain(class).copied().collect()
 }

@@ -157,6 +157,16 @@ impl Writer {
 
     /// Serializes a record into the pending buffer, advancing `seq` and `prev`.
     pub(super) fn append(&mut self, record: &Record) -> Result<(), AuditError> {
+        self.link(record)?;
+        self.since_checkpoint += 1;
+        if self.since_checkpoint >= self.cfg.checkpoint_every {
+            self.checkpoint()?;
+        }
+        Ok(())
+    }
+
+    /// Chains one record: its line names the hash of the line before, and becomes the last.
+    fn link(&mut self, record: &Record) -> Result<(), AuditError> {
         let env = EnvelopeOut {
             v: SCHEMA_VERSION,
             seq: self.seq,
@@ -172,10 +182,6 @@ impl Writer {
         self.buf.extend_from_slice(&line);
         self.buf.push(b'\n');
         self.seq += 1;
-        self.since_checkpoint += 1;
-        if self.since_checkpoint >= self.cfg.checkpoint_every {
-            self.checkpoint()?;
-        }
         Ok(())
     }
 
@@ -189,21 +195,7 @@ impl Writer {
             signature: hex(&signature.to_bytes()),
         });
         let seq = self.seq;
-        let env = EnvelopeOut {
-            v: SCHEMA_VERSION,
-            seq,
-            prev: &self.prev,
-            time: now_rfc3339(),
-            record: &cp,
-        };
-        let line = serde_json::to_vec(&env).map_err(|e| AuditError::Io {
-            path: self.cfg.dir.clone(),
-            source: std::io::Error::other(e),
-        })?;
-        self.prev = sha256_hex(&line);
-        self.buf.extend_from_slice(&line);
-        self.buf.push(b'\n');
-        self.seq += 1;
+        self.link(&cp)?;
         self.since_checkpoint = 0;
         self.last_checkpoint = Instant::now();
         // HEAD is written after the segment bytes are durable (see `commit`).
