@@ -149,6 +149,90 @@ async fn stalled_request_body_gets_408() {
     );
 }
 
+/// One retry rule for both protocols: a request the pooled connection dropped is sent again
+/// only when it is idempotent and nothing of it was consumed from the client. A PUT whose body
+/// streamed gets 502 and reached the upstream once; the same PUT on a route that reads bodies
+/// whole (a redaction profile for requests) is sent again and answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_read_whole_is_retried_a_streamed_one_is_not_over_both_protocols() {
+    use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+    use std::sync::Arc;
+    use tokio::io::AsyncWriteExt;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (streamed, whole) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let (st, wh) = (streamed.clone(), whole.clone());
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let (st, wh) = (st.clone(), wh.clone());
+            tokio::spawn(async move {
+                for nth in 0.. {
+                    let Some(head) = crate::origin::read_one_head(&mut s).await else {
+                        return;
+                    };
+                    if head.starts_with(b"PUT /stream") {
+                        st.fetch_add(1, SeqCst);
+                    } else if head.starts_with(b"PUT /whole") {
+                        wh.fetch_add(1, SeqCst);
+                    }
+                    if nth == 1 {
+                        return; // the second request on a connection: vanish without answering
+                    }
+                    let _ = s
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                        .await;
+                }
+            });
+        }
+    });
+    let policy = r#"
+[redaction.profiles.requests]
+direction = "request"
+
+[[policy.rules]]
+id = "whole"
+paths = ["/whole"]
+require_region = false
+redaction = "requests"
+action = "allow"
+
+[[policy.rules]]
+id = "streamed"
+require_region = false
+action = "allow"
+"#;
+    for (n, http) in [client::http, client::http2].into_iter().enumerate() {
+        let gw = gateway::new(addr.to_string()).policy(policy).run();
+        let http = http(&gw.ca);
+        let put = |path: &str| {
+            http.put(client::url(gw.addr, path))
+                .header("content-type", "application/json")
+                .body(r#"{"input":"hello"}"#)
+                .send()
+        };
+        let get = || http.get(client::url(gw.addr, "/")).send();
+        assert_eq!(get().await.expect("GET").status(), 200);
+        assert_eq!(put("/stream").await.expect("PUT").status(), 502);
+        assert_eq!(
+            streamed.load(SeqCst),
+            n as u64 + 1,
+            "a streamed body was sent again"
+        );
+        assert_eq!(get().await.expect("GET").status(), 200);
+        let r = put("/whole").await.expect("PUT");
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.text().await.expect("body"), "ok");
+        assert_eq!(
+            whole.load(SeqCst),
+            2 * (n as u64 + 1),
+            "a whole body was not sent again"
+        );
+    }
+}
+
 /// An upstream that drops a reused connection right after reading a request: a GET is retried
 /// once on a new connection; a POST is not (it may have had effects), and gets 502.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
