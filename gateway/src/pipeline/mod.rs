@@ -69,7 +69,7 @@ pub(crate) async fn serve<D: Downstream>(
     let mut ended = req.body == BodyKind::Empty;
     let mut model = None;
     if route.policy.needs_model() && !ended {
-        match stages::read_model(d, &mut prefix).await {
+        match stages::read_model(d, &mut prefix, &req, &route.http).await {
             Ok((m, end)) => (model, ended) = (m, end),
             Err(e) => return refused.body(d, &req, &e).await,
         }

@@ -51,25 +51,51 @@ pub(crate) fn identify(
 }
 
 /// Reads the start of the body into `prefix` until its top-level JSON `model` is known (at
-/// most [`MODEL_LOOKAHEAD`] bytes); returns the model, if any, and whether the body ended. Each
-/// byte is scanned once, however the body is cut into pieces.
+/// most [`MODEL_LOOKAHEAD`] bytes of JSON); returns the model, if any, and whether the body
+/// ended. Each byte is scanned once, however the body is cut into pieces. A compressed body is
+/// decoded as it arrives (bounded like any request body) and its JSON scanned; `prefix` keeps
+/// the bytes as they came, to be forwarded first. A coding moat cannot read yields no model.
 pub(crate) async fn read_model<D: Downstream>(
     d: &mut D,
     prefix: &mut BytesMut,
+    req: &RequestHead,
+    http: &crate::config::HttpConfig,
 ) -> Result<(Option<String>, bool), DownstreamError> {
+    use crate::coding::{Coding, Decoder, Limits};
     use crate::lookahead::{Model, ModelScan};
+    let limits = Limits {
+        max_bytes: http.max_request_body_bytes,
+        max_ratio: http.max_decompression_ratio,
+    };
+    let mut decoder = match Coding::of(&req.headers) {
+        Ok(None) => None,
+        Ok(Some(c)) => Decoder::new(c, limits).ok(),
+        Err(_) => return Ok((None, false)),
+    };
     let mut scan = ModelScan::new();
-    let mut ended = false;
-    while prefix.len() < MODEL_LOOKAHEAD && *scan.result() == Model::Pending {
-        match d.read_body().await? {
-            Some(piece) => {
-                scan.push(&piece);
-                prefix.extend_from_slice(&piece);
-            }
+    let (mut scanned, mut ended) = (0, false);
+    while scanned < MODEL_LOOKAHEAD
+        && prefix.len() < 2 * MODEL_LOOKAHEAD
+        && *scan.result() == Model::Pending
+    {
+        let Some(piece) = d.read_body().await? else {
+            ended = true;
+            break;
+        };
+        prefix.extend_from_slice(&piece);
+        match &mut decoder {
             None => {
-                ended = true;
-                break;
+                scanned += piece.len();
+                scan.push(&piece);
             }
+            Some(dec) => match dec.push(&piece) {
+                Ok(plain) => {
+                    scanned += plain.len();
+                    scan.push(&plain);
+                }
+                // Not decodable: no model; request inspection or the upstream will say why.
+                Err(_) => break,
+            },
         }
     }
     let model = match scan.result() {

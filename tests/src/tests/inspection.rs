@@ -201,6 +201,37 @@ async fn unknown_request_codings_are_refused() {
     assert_eq!(model.leaks(), 0);
 }
 
+/// Policy reads the `model` of a compressed request body from its decoded JSON: a rule naming
+/// the model allows it, another model is refused, over both protocols and every coding.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_model_of_a_compressed_body_is_read_decoded() {
+    let model = Model::start().await;
+    let gw = gateway::new(model.addr.to_string())
+        .policy("[[policy.rules]]\nid = \"gpt-x\"\nmodels = [\"gpt-x\"]\nrequire_region = false\naction = \"allow\"\n")
+        .run();
+    for (proto, http) in clients(&gw) {
+        for coding in ["gzip", "deflate", "br", "zstd"] {
+            for (name, status) in [("gpt-x", 200), ("other", 403)] {
+                let body = serde_json::json!({"model": name, "messages": [{"content": "hi"}]});
+                let r = http
+                    .post(client::url(gw.addr, "/echo"))
+                    .header("content-type", "application/json")
+                    .header("content-encoding", coding)
+                    .body(model::compress(coding, body.to_string().as_bytes()))
+                    .send()
+                    .await
+                    .expect("POST");
+                assert_eq!(r.status(), status, "{proto} {coding} {name}");
+                if status == 200 {
+                    let id = client::request_id(&r);
+                    let record = gw.audit_record(&id).await;
+                    assert_eq!(record["model"], name, "{proto} {coding}");
+                }
+            }
+        }
+    }
+}
+
 /// A decompression bomb is refused within the bound; a corrupt gzip stream ends with the error
 /// event. Both are audited with the reason.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
