@@ -259,6 +259,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Downstream for H1Request<'_, S> {
         let (encoder, keep_alive) = response_framing(self.version, head, self.client_keep_alive);
         self.encoder = encoder;
         self.keep_alive = keep_alive;
+        // One allocation for the head and a small body, not a growth step per header line.
+        self.out.reserve(8 * 1024);
         let version = self.version;
         write_response_head(
             &mut self.out,
