@@ -23,6 +23,8 @@ pub mod stream;
 mod tests;
 #[cfg(test)]
 mod tests_events;
+#[cfg(test)]
+mod tests_secrets;
 
 use std::collections::{BTreeMap, HashMap};
 

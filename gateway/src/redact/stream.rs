@@ -62,12 +62,16 @@ pub fn open_suffix(text: &str) -> usize {
     }
 }
 
-/// Where an unterminated PEM private key block starts, if one does.
+/// Where an unterminated PEM, OpenSSH or PGP private key block starts, if one does: a block is
+/// open until its `-----END …-----` line is complete.
 fn open_pem(text: &str) -> Option<usize> {
     let start = text.rfind("-----BEGIN")?;
     let rest = &text[start..];
     let is_key_header = rest.len() < 60 || rest[..rest.len().min(60)].contains("PRIVATE KEY");
-    (is_key_header && !rest.contains("-----END")).then_some(start)
+    let closed = rest
+        .find("-----END")
+        .is_some_and(|e| rest[e + 8..].contains("-----"));
+    (is_key_header && !closed).then_some(start)
 }
 
 impl HoldBack {

@@ -165,7 +165,7 @@ fn corpus() -> Vec<(String, Option<Entity>)> {
         pos(Entity::CloudKey, v.into());
     }
     for v in [
-        "ghp_16C7e42F292c6912E7710c838347Ae178B4a",
+        "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",
         "glpat-xxxxxxxxxxxxxxxxxxxx",
         "xoxb-123456789012-abcdefghijkl",
     ] {

@@ -213,3 +213,64 @@ pub(super) fn valid_ip(s: &str) -> bool {
     // `v`) are excluded by the caller's context check.
     s.parse::<std::net::Ipv4Addr>().is_ok() && s.split('.').all(|o| o == "0" || !o.starts_with('0'))
 }
+
+/// The base62 digits GitHub and npm write their checksums in.
+const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// A token of the GitHub and npm format: 30 random base62 characters, then the CRC32 of those
+/// 30 characters in 6 base62 digits.
+fn checksummed(body: &str) -> bool {
+    let b = body.as_bytes();
+    if b.len() != 36 || !b.iter().all(u8::is_ascii_alphanumeric) {
+        return false;
+    }
+    let mut crc = flate2::Crc::new();
+    crc.update(&b[..30]);
+    let mut want = u64::from(crc.sum());
+    for &c in b[30..].iter().rev() {
+        if c != BASE62[(want % 62) as usize] {
+            return false;
+        }
+        want /= 62;
+    }
+    want == 0
+}
+
+/// Code-host and messaging tokens: GitHub's `gh?_` tokens carry a CRC32 checksum; the other
+/// formats are fixed shapes.
+pub(super) fn valid_token(s: &str) -> bool {
+    let gh = s.len() > 4 && s.starts_with("gh") && s.as_bytes()[3] == b'_';
+    !gh || checksummed(&s[4..])
+}
+
+/// Looks random enough to be a key: at least 20 characters mixing at least two of digits,
+/// upper and lower case letters (an identifier such as `sk-learn-model-name` does not).
+fn random_looking(s: &str, need_digit: bool) -> bool {
+    let b = s.as_bytes();
+    let digit = b.iter().any(u8::is_ascii_digit);
+    let upper = b.iter().any(u8::is_ascii_uppercase);
+    let lower = b.iter().any(u8::is_ascii_lowercase);
+    b.len() >= 20
+        && (digit || !need_digit)
+        && usize::from(digit) + usize::from(upper) + usize::from(lower) >= 2
+}
+
+/// Provider API keys: npm's checksum; SendGrid and Slack webhook shapes are exact; OpenAI,
+/// Anthropic, Hugging Face and Stripe keys must look random past their prefix.
+pub(super) fn valid_api_key(s: &str) -> bool {
+    if let Some(body) = s.strip_prefix("npm_") {
+        return checksummed(body);
+    }
+    if s.starts_with("SG.") || s.contains("hooks.slack.com/") {
+        return true;
+    }
+    if let Some(rest) = s.strip_prefix("sk-") {
+        let body = ["proj-", "svcacct-", "admin-", "ant-api03-", "ant-admin01-"]
+            .iter()
+            .find_map(|p| rest.strip_prefix(p))
+            .unwrap_or(rest);
+        return random_looking(body, true);
+    }
+    let body = s.rsplit('_').next().unwrap_or(s);
+    random_looking(body, false)
+}

@@ -38,8 +38,11 @@ pub enum Entity {
     IpAddress,
     /// A cloud access key id (AWS `AKIA…`/`ASIA…`, Google `AIza…`).
     CloudKey,
-    /// A GitHub, GitLab or Slack token.
+    /// A GitHub (checksummed), GitLab or Slack token.
     AccessToken,
+    /// An API key of an AI, payment or messaging provider (OpenAI, Anthropic, Hugging Face,
+    /// Stripe, npm, SendGrid), or a Slack webhook URL.
+    ApiKey,
     /// A PEM private key block.
     PrivateKey,
     /// A JSON Web Token.
@@ -60,6 +63,7 @@ impl Entity {
             Self::IpAddress => "IP_ADDRESS",
             Self::CloudKey => "CLOUD_ACCESS_KEY",
             Self::AccessToken => "ACCESS_TOKEN",
+            Self::ApiKey => "API_KEY",
             Self::PrivateKey => "PRIVATE_KEY",
             Self::Jwt => "JWT",
             Self::Custom => "CUSTOM",
@@ -67,7 +71,7 @@ impl Entity {
     }
 
     /// Every built-in entity.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::EmailAddress,
         Self::PhoneNumber,
         Self::CreditCard,
@@ -76,6 +80,7 @@ impl Entity {
         Self::IpAddress,
         Self::CloudKey,
         Self::AccessToken,
+        Self::ApiKey,
         Self::PrivateKey,
         Self::Jwt,
     ];

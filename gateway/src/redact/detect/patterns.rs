@@ -2,7 +2,10 @@
 //! confirms them, and what a scan window must hold for it to run; and the secret prefixes the
 //! prefix automaton looks for.
 
-use super::checks::{valid_card, valid_email, valid_iban, valid_ip, valid_phone, valid_ssn};
+use super::checks::{
+    valid_api_key, valid_card, valid_email, valid_iban, valid_ip, valid_phone, valid_ssn,
+    valid_token,
+};
 use super::scan::Needs;
 use super::Entity;
 
@@ -27,7 +30,7 @@ pub(super) fn builtin(e: Entity) -> Option<(Needs, &'static str, Validate)> {
         Entity::IbanCode => Needs::Iban,
         Entity::UsSsn => Needs::Ssn,
         Entity::IpAddress => Needs::Ipv4,
-        Entity::CloudKey | Entity::AccessToken | Entity::Jwt => Needs::Prefix,
+        Entity::CloudKey | Entity::AccessToken | Entity::ApiKey | Entity::Jwt => Needs::Prefix,
         Entity::PrivateKey | Entity::Custom => Needs::Whole,
     };
     let (re, valid): (&str, Validate) = match e {
@@ -52,10 +55,28 @@ pub(super) fn builtin(e: Entity) -> Option<(Needs, &'static str, Validate)> {
         ),
         Entity::AccessToken => (
             r"\bgh[pousr]_[A-Za-z0-9]{36,255}\b|\bgithub_pat_[A-Za-z0-9_]{22,255}\b|\bglpat-[A-Za-z0-9_\-]{20,}\b|\bxox[abposr]-[A-Za-z0-9\-]{10,}\b",
-            always,
+            valid_token,
+        ),
+        Entity::ApiKey => (
+            concat!(
+                // OpenAI (`sk-`, `sk-proj-`, `sk-svcacct-`, `sk-admin-`) and Anthropic
+                // (`sk-ant-api03-`, `sk-ant-admin01-`).
+                r"\bsk-[A-Za-z0-9_\-]{20,300}",
+                // Hugging Face.
+                r"|\bhf_[A-Za-z0-9]{30,40}\b",
+                // Stripe secret and restricted keys.
+                r"|\b[rs]k_(?:live|test)_[A-Za-z0-9]{20,247}\b",
+                // npm (CRC32 suffix).
+                r"|\bnpm_[A-Za-z0-9]{36}\b",
+                // SendGrid.
+                r"|\bSG\.[A-Za-z0-9_\-]{22}\.[A-Za-z0-9_\-]{43}\b",
+                // Slack incoming webhooks and workflow triggers: the URL is the credential.
+                r"|(?:https?://)?hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9_]{8,}/[A-Za-z0-9_]{8,}/[A-Za-z0-9_]{16,}",
+            ),
+            valid_api_key,
         ),
         Entity::PrivateKey => (
-            r"-----BEGIN [A-Z ]{0,20}PRIVATE KEY-----[\s\S]{16,8000}?-----END [A-Z ]{0,20}PRIVATE KEY-----",
+            r"-----BEGIN [A-Z ]{0,20}PRIVATE KEY(?: BLOCK)?-----[\s\S]{16,8000}?-----END [A-Z ]{0,20}PRIVATE KEY(?: BLOCK)?-----",
             always,
         ),
         Entity::Jwt => (
@@ -68,7 +89,7 @@ pub(super) fn builtin(e: Entity) -> Option<(Needs, &'static str, Validate)> {
 }
 
 /// Prefixes that start the secret detectors' values.
-pub(super) const SECRET_PREFIXES: [(Entity, &[&str]); 3] = [
+pub(super) const SECRET_PREFIXES: [(Entity, &[&str]); 4] = [
     (
         Entity::CloudKey,
         &["AKIA", "ASIA", "AGPA", "AIDA", "AROA", "ANPA", "AIza"],
@@ -84,6 +105,20 @@ pub(super) const SECRET_PREFIXES: [(Entity, &[&str]); 3] = [
             "github_pat_",
             "glpat-",
             "xox",
+        ],
+    ),
+    (
+        Entity::ApiKey,
+        &[
+            "sk-",
+            "hf_",
+            "sk_live_",
+            "sk_test_",
+            "rk_live_",
+            "rk_test_",
+            "npm_",
+            "SG.",
+            "hooks.slack.com/",
         ],
     ),
     (Entity::Jwt, &["eyJ"]),
