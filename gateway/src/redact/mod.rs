@@ -24,6 +24,8 @@ mod tests;
 #[cfg(test)]
 mod tests_events;
 #[cfg(test)]
+mod tests_regressions;
+#[cfg(test)]
 mod tests_secrets;
 
 use std::collections::{BTreeMap, HashMap};

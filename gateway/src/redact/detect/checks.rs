@@ -41,7 +41,12 @@ pub(super) fn valid_phone(s: &str) -> bool {
             && seps.all(|c| Some(c) == first)
             && s.starts_with('(') == s.contains(')');
     }
-    // North American: 10 digits, area and exchange codes start 2–9, not N11.
+    // North American: 10 digits (after the country code 1, when written), area and exchange
+    // codes start 2–9, not N11.
+    let d = match d.len() {
+        11 if d[0] == 1 => &d[1..],
+        _ => &d[..],
+    };
     d.len() == 10
         && d[0] >= 2
         && d[3] >= 2
@@ -84,10 +89,12 @@ pub(super) fn valid_card(s: &str) -> bool {
                     && (14..=19).contains(&len)
         }
         Some(6) => {
+            // Discover (6011, 644–649, 65) and UnionPay (62, which includes Discover's
+            // co-branded 622126–622925).
             (prefix(4) == 6011
                 || prefix(2) == 65
-                || (644..=649).contains(&prefix(3))
-                || (622_126..=622_925).contains(&prefix(6)))
+                || prefix(2) == 62
+                || (644..=649).contains(&prefix(3)))
                 && (16..=19).contains(&len)
         }
         _ => false,
@@ -171,7 +178,14 @@ pub(super) fn iban_length(country: &str) -> Option<usize> {
 }
 
 pub(super) fn valid_iban(s: &str) -> bool {
-    let compact: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+    let compact: String = s
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .map(|c| c.to_ascii_uppercase())
+        .collect();
+    if compact.len() < 4 || !compact.is_ascii() {
+        return false;
+    }
     let Some(len) = iban_length(&compact[..2]) else {
         return false;
     };
@@ -273,4 +287,27 @@ pub(super) fn valid_api_key(s: &str) -> bool {
     }
     let body = s.rsplit('_').next().unwrap_or(s);
     random_looking(body, false)
+}
+
+/// Words that make a dotted quad a version, not an address, when they come just before it.
+const VERSION_WORDS: [&str; 6] = ["version", "ver", "build", "release", "rel", "firmware"];
+
+/// Whether the IPv4-shaped `text[start..end]` reads as an address where it stands: not one
+/// part of a longer dotted id (`11.94.75.64.60`), not after a version word
+/// (`build 6.20.25.199`).
+pub(super) fn ipv4_in_context(text: &str, start: usize, end: usize) -> bool {
+    let b = text.as_bytes();
+    let dotted =
+        |i: usize, j: usize| b.get(i) == Some(&b'.') && b.get(j).is_some_and(u8::is_ascii_digit);
+    if dotted(end, end + 1) || (start >= 2 && dotted(start - 1, start - 2)) {
+        return false;
+    }
+    let before = text[..start].trim_end_matches([' ', ':', '=']);
+    let word_start = before
+        .char_indices()
+        .rev()
+        .find(|(_, c)| !c.is_ascii_alphabetic())
+        .map_or(0, |(i, c)| i + c.len_utf8());
+    let word = &before[word_start..];
+    !VERSION_WORDS.iter().any(|v| word.eq_ignore_ascii_case(v))
 }

@@ -143,6 +143,14 @@ impl Detectors {
                 valid,
                 needs,
             });
+            if *e == Entity::EmailAddress {
+                patterns.push(Pattern {
+                    entity: *e,
+                    re: Regex::new(patterns::EMAIL_UNICODE)?,
+                    valid,
+                    needs: Needs::AtUnicode,
+                });
+            }
             if *e == Entity::IpAddress {
                 // IPv6 has its own trigger; the same regex and validation.
                 patterns.push(Pattern {
@@ -180,7 +188,7 @@ impl Detectors {
         let triggers = patterns.iter().fold(0, |t, p| {
             t | match p.needs {
                 Needs::Digits(_) | Needs::Iban | Needs::Ssn | Needs::Ipv4 => DIGIT,
-                Needs::At => AT,
+                Needs::At | Needs::AtUnicode => AT,
                 Needs::Colon => COLON,
                 Needs::Prefix | Needs::Whole => 0,
             }
@@ -269,13 +277,7 @@ impl Detectors {
     pub fn find(&self, text: &str) -> Vec<Found> {
         let mut all = Vec::new();
         let mut push = |p: &Pattern, at: usize, m: regex::Match<'_>| {
-            if (p.valid)(m.as_str()) {
-                all.push(Found {
-                    start: at + m.start(),
-                    end: at + m.end(),
-                    entity: p.entity,
-                });
-            }
+            all.extend(accept(p, text, at + m.start(), m.as_str()));
         };
         for (s, e, prefix) in self.windows(text) {
             let w = &text[s..e];
@@ -325,13 +327,7 @@ impl Detectors {
         let mut all = Vec::new();
         for p in &self.patterns {
             for m in p.re.find_iter(text) {
-                if (p.valid)(m.as_str()) {
-                    all.push(Found {
-                        start: m.start(),
-                        end: m.end(),
-                        entity: p.entity,
-                    });
-                }
+                all.extend(accept(p, text, m.start(), m.as_str()));
             }
         }
         self.add_words(text, &mut all);
@@ -362,6 +358,34 @@ impl Detectors {
             }
         }
     }
+}
+
+/// A candidate `m` found at `start` of `text`, as a match if it validates where it stands. An
+/// IBAN that does not validate is tried without its last groups (a compact IBAN followed by a
+/// short word: `NL91ABNA0417164300 I …`); a dotted quad must read as an address in its context.
+fn accept(p: &Pattern, text: &str, start: usize, m: &str) -> Option<Found> {
+    let found = |len: usize| Found {
+        start,
+        end: start + len,
+        entity: p.entity,
+    };
+    if (p.valid)(m) {
+        let ipv4 = p.entity == Entity::IpAddress && !m.contains(':');
+        if ipv4 && !checks::ipv4_in_context(text, start, start + m.len()) {
+            return None;
+        }
+        return Some(found(m.len()));
+    }
+    if p.entity == Entity::IbanCode {
+        let mut end = m.len();
+        while let Some(space) = m[..end].rfind(' ') {
+            end = space;
+            if (p.valid)(&m[..end]) {
+                return Some(found(end));
+            }
+        }
+    }
+    None
 }
 
 /// Sorts matches and resolves overlaps: the earliest wins, then the longest.

@@ -15,6 +15,8 @@ pub(super) enum Needs {
     Ipv4,
     /// An `@`.
     At,
+    /// An `@` and a byte beyond ASCII.
+    AtUnicode,
     /// A `:`.
     Colon,
     /// A secret prefix (found by the prefix automaton).
@@ -32,6 +34,7 @@ pub(super) struct Summary {
     at: bool,
     colon: bool,
     iban: bool,
+    non_ascii: bool,
     prefix: bool,
 }
 
@@ -45,8 +48,9 @@ impl Summary {
                 b'-' => s.dash = true,
                 b'@' => s.at = true,
                 b':' => s.colon = true,
-                b'A'..=b'Z' if !s.iban => {
-                    s.iban = w.get(i + 1).is_some_and(u8::is_ascii_uppercase)
+                0x80.. => s.non_ascii = true,
+                b'A'..=b'Z' | b'a'..=b'z' if !s.iban => {
+                    s.iban = w.get(i + 1).is_some_and(u8::is_ascii_alphabetic)
                         && w.get(i + 2).is_some_and(u8::is_ascii_digit)
                         && w.get(i + 3).is_some_and(u8::is_ascii_digit);
                 }
@@ -64,6 +68,7 @@ impl Summary {
             Needs::Ssn => self.dash && self.digits >= 9,
             Needs::Ipv4 => self.dots >= 3 && self.digits >= 4,
             Needs::At => self.at,
+            Needs::AtUnicode => self.at && self.non_ascii,
             Needs::Colon => self.colon,
             Needs::Prefix => self.prefix,
             Needs::Whole => false,

@@ -1,0 +1,64 @@
+//! Values that leaked or were cut wrongly, and decoys that were flagged: one case each.
+
+use std::collections::HashMap;
+
+use super::detect::{Detectors, Entity};
+use super::{Operator, Redactor, State};
+
+fn redact(text: &str) -> String {
+    let r = Redactor::new(
+        Detectors::new(&Entity::ALL, &[], &[]).expect("detectors"),
+        HashMap::new(),
+        Operator::Replace { numbered: false },
+    );
+    r.redact(text, &mut State::default()).expect("redact")
+}
+
+/// (text, what it must become)
+const CASES: &[(&str, &str)] = &[
+    // An IPv4-mapped IPv6 address is one address: no octet is left behind.
+    (
+        "from ::ffff:212.103.145.74 today",
+        "from <IP_ADDRESS> today",
+    ),
+    // A compact IBAN followed by a short word.
+    (
+        "NL91ABNA0417164300 I already paid",
+        "<IBAN_CODE> I already paid",
+    ),
+    ("send to NL91ABNA0417164300 ok", "send to <IBAN_CODE> ok"),
+    // A lower-case IBAN is an IBAN, whole.
+    ("iban nl91abna0417164300 please", "iban <IBAN_CODE> please"),
+    // Non-ASCII letters in an email address.
+    (
+        "write to müller@example.com now",
+        "write to <EMAIL_ADDRESS> now",
+    ),
+    (
+        "write to info@bücher.de now",
+        "write to <EMAIL_ADDRESS> now",
+    ),
+    // UnionPay (issuer 62).
+    ("card 6212345678901232 thanks", "card <CREDIT_CARD> thanks"),
+    // The country code of a North American number belongs to it.
+    ("call 1-510-680-5408 today", "call <PHONE_NUMBER> today"),
+    // Version numbers and dotted ids are not addresses.
+    ("build 6.20.25.199 is out", "build 6.20.25.199 is out"),
+    ("version 10.2.14.7 released", "version 10.2.14.7 released"),
+    ("v1.2.3.4 fixed it", "v1.2.3.4 fixed it"),
+    ("id 11.94.75.64.60 assigned", "id 11.94.75.64.60 assigned"),
+    // An address is still an address.
+    ("server 212.103.145.74 down", "server <IP_ADDRESS> down"),
+];
+
+#[test]
+fn each_case_is_masked_as_it_should_be() {
+    let mut wrong = Vec::new();
+    for (text, want) in CASES {
+        let got = redact(text);
+        if got != *want {
+            wrong.push(format!("{text:?}\n  got  {got:?}\n  want {want:?}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
