@@ -143,14 +143,6 @@ impl Detectors {
                 valid,
                 needs,
             });
-            if *e == Entity::EmailAddress {
-                patterns.push(Pattern {
-                    entity: *e,
-                    re: Regex::new(patterns::EMAIL_UNICODE)?,
-                    valid,
-                    needs: Needs::AtUnicode,
-                });
-            }
             if *e == Entity::IpAddress {
                 // IPv6 has its own trigger; the same regex and validation.
                 patterns.push(Pattern {
@@ -160,6 +152,14 @@ impl Detectors {
                     needs: Needs::Colon,
                 });
             }
+        }
+        if entities.contains(&Entity::EmailAddress) {
+            patterns.push(Pattern {
+                entity: Entity::EmailAddress,
+                re: Regex::new(patterns::EMAIL_UNICODE)?,
+                valid: checks::valid_email,
+                needs: Needs::AtUnicode,
+            });
         }
         for c in custom {
             patterns.push(Pattern {
