@@ -47,6 +47,19 @@ const CASES: &[(&str, &str)] = &[
     ("version 10.2.14.7 released", "version 10.2.14.7 released"),
     ("v1.2.3.4 fixed it", "v1.2.3.4 fixed it"),
     ("id 11.94.75.64.60 assigned", "id 11.94.75.64.60 assigned"),
+    // Credentials in a URL: user and password masked, scheme and host kept.
+    (
+        "DATABASE_URL=postgres://app:s3cret-Pw@db.internal:5432/orders",
+        "DATABASE_URL=postgres://<CREDENTIAL>@db.internal:5432/orders",
+    ),
+    (
+        "use mysql://root:pw@10.1.2.3 now",
+        "use mysql://<CREDENTIAL>@<IP_ADDRESS> now",
+    ),
+    (
+        "see https://example.com:8443/path ok",
+        "see https://example.com:8443/path ok",
+    ),
     // An address is still an address.
     ("server 212.103.145.74 down", "server <IP_ADDRESS> down"),
 ];
@@ -61,4 +74,19 @@ fn each_case_is_masked_as_it_should_be() {
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// A URL's credentials are masked wherever a stream cuts them.
+#[test]
+fn url_credentials_split_anywhere_are_masked() {
+    let r = Redactor::new(
+        Detectors::new(&Entity::ALL, &[], &[]).expect("detectors"),
+        HashMap::new(),
+        Operator::Replace { numbered: false },
+    );
+    let text = "connect postgres://app:s3cret-Pw@db.internal:5432/orders now";
+    for cut in 1..text.len() {
+        let out = super::tests_secrets::streamed(&r, text, cut);
+        assert!(!out.contains("s3cret"), "leaked at cut {cut}: {out}");
+    }
 }

@@ -118,8 +118,7 @@ fn every_secret_format_is_found_and_its_near_misses_are_not() {
 /// Secrets are masked wherever a stream cuts them.
 #[test]
 fn a_secret_split_anywhere_in_a_stream_is_masked() {
-    use super::stream::HoldBack;
-    use super::{Operator, Redactor, State};
+    use super::{Operator, Redactor};
     let r = Redactor::new(
         Detectors::new(&Entity::ALL, &[], &[]).expect("detectors"),
         std::collections::HashMap::new(),
@@ -128,21 +127,23 @@ fn a_secret_split_anywhere_in_a_stream_is_masked() {
     for (_, value, _) in formats() {
         let text = format!("key {value} ok");
         for cut in (1..text.len()).filter(|&c| text.is_char_boundary(c)) {
-            let mut hold = HoldBack::default();
-            let mut st = State::default();
-            let mut out = hold
-                .push(&text[..cut], &r, &mut st, 16 * 1024)
-                .expect("push");
-            out.push_str(
-                &hold
-                    .push(&text[cut..], &r, &mut st, 16 * 1024)
-                    .expect("push"),
-            );
-            out.push_str(&hold.finish(&r, &mut st).expect("finish"));
+            let out = streamed(&r, &text, cut);
             assert!(
                 !out.contains(value.as_str()),
                 "{value} leaked at cut {cut}: {out}"
             );
         }
     }
+}
+
+/// `text` redacted as a stream cut in two at `cut`.
+pub(super) fn streamed(r: &super::Redactor, text: &str, cut: usize) -> String {
+    use super::stream::HoldBack;
+    let mut hold = HoldBack::default();
+    let mut st = super::State::default();
+    let max = 16 * 1024;
+    let mut out = hold.push(&text[..cut], r, &mut st, max).expect("push");
+    out.push_str(&hold.push(&text[cut..], r, &mut st, max).expect("push"));
+    out.push_str(&hold.finish(r, &mut st).expect("finish"));
+    out
 }

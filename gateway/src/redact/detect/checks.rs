@@ -311,3 +311,15 @@ pub(super) fn ipv4_in_context(text: &str, start: usize, end: usize) -> bool {
     let word = &before[word_start..];
     !VERSION_WORDS.iter().any(|v| word.eq_ignore_ascii_case(v))
 }
+
+/// `scheme://user:password@`: a password is there (an empty one is no secret), and the part
+/// after `://` is not an IPv6 literal or a port (`http://[::1]:8080@…` does not occur).
+pub(super) fn valid_url_credential(s: &str) -> bool {
+    let Some(rest) = s.split_once("://").map(|(_, r)| r) else {
+        return false;
+    };
+    let Some(userinfo) = rest.strip_suffix('@') else {
+        return false;
+    };
+    matches!(userinfo.split_once(':'), Some((_, pass)) if !pass.is_empty())
+}

@@ -43,6 +43,9 @@ pub enum Entity {
     /// An API key of an AI, payment or messaging provider (OpenAI, Anthropic, Hugging Face,
     /// Stripe, npm, SendGrid), or a Slack webhook URL.
     ApiKey,
+    /// A password or secret written in place: the `user:password` of a URL
+    /// (`postgres://app:s3cret@db`).
+    Credential,
     /// A PEM private key block.
     PrivateKey,
     /// A JSON Web Token.
@@ -64,6 +67,7 @@ impl Entity {
             Self::CloudKey => "CLOUD_ACCESS_KEY",
             Self::AccessToken => "ACCESS_TOKEN",
             Self::ApiKey => "API_KEY",
+            Self::Credential => "CREDENTIAL",
             Self::PrivateKey => "PRIVATE_KEY",
             Self::Jwt => "JWT",
             Self::Custom => "CUSTOM",
@@ -71,7 +75,7 @@ impl Entity {
     }
 
     /// Every built-in entity.
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 12] = [
         Self::EmailAddress,
         Self::PhoneNumber,
         Self::CreditCard,
@@ -81,6 +85,7 @@ impl Entity {
         Self::CloudKey,
         Self::AccessToken,
         Self::ApiKey,
+        Self::Credential,
         Self::PrivateKey,
         Self::Jwt,
     ];
@@ -369,6 +374,16 @@ fn accept(p: &Pattern, text: &str, start: usize, m: &str) -> Option<Found> {
         end: start + len,
         entity: p.entity,
     };
+    if p.entity == Entity::Credential {
+        // Only `user:password` is masked: the scheme and the host stay readable.
+        let from = m.find("://")? + 3;
+        let to = m.rfind('@')?;
+        return (p.valid)(m).then_some(Found {
+            start: start + from,
+            end: start + to,
+            entity: p.entity,
+        });
+    }
     if (p.valid)(m) {
         let ipv4 = p.entity == Entity::IpAddress && !m.contains(':');
         if ipv4 && !checks::ipv4_in_context(text, start, start + m.len()) {

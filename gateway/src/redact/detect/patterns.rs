@@ -4,7 +4,7 @@
 
 use super::checks::{
     valid_api_key, valid_card, valid_email, valid_iban, valid_ip, valid_phone, valid_ssn,
-    valid_token,
+    valid_token, valid_url_credential,
 };
 use super::scan::Needs;
 use super::Entity;
@@ -30,7 +30,11 @@ pub(super) fn builtin(e: Entity) -> Option<(Needs, &'static str, Validate)> {
         Entity::IbanCode => Needs::Iban,
         Entity::UsSsn => Needs::Ssn,
         Entity::IpAddress => Needs::Ipv4,
-        Entity::CloudKey | Entity::AccessToken | Entity::ApiKey | Entity::Jwt => Needs::Prefix,
+        Entity::CloudKey
+        | Entity::AccessToken
+        | Entity::ApiKey
+        | Entity::Credential
+        | Entity::Jwt => Needs::Prefix,
         Entity::PrivateKey | Entity::Custom => Needs::Whole,
     };
     let (re, valid): (&str, Validate) = match e {
@@ -78,6 +82,10 @@ pub(super) fn builtin(e: Entity) -> Option<(Needs, &'static str, Validate)> {
             ),
             valid_api_key,
         ),
+        Entity::Credential => (
+            r"\b[A-Za-z][A-Za-z0-9+.\-]{1,15}://[^\s:/@?#]{0,128}:[^\s/@?#]{1,256}@",
+            valid_url_credential,
+        ),
         Entity::PrivateKey => (
             r"-----BEGIN [A-Z ]{0,20}PRIVATE KEY(?: BLOCK)?-----[\s\S]{16,8000}?-----END [A-Z ]{0,20}PRIVATE KEY(?: BLOCK)?-----",
             always,
@@ -98,7 +106,7 @@ pub(super) const EMAIL_UNICODE: &str =
     r"[\p{L}\p{N}._%+\-]{1,64}@[\p{L}\p{N}\-]{1,63}(?:\.[\p{L}\p{N}\-]{1,63})*\.\p{L}{2,24}";
 
 /// Prefixes that start the secret detectors' values.
-pub(super) const SECRET_PREFIXES: [(Entity, &[&str]); 4] = [
+pub(super) const SECRET_PREFIXES: [(Entity, &[&str]); 5] = [
     (
         Entity::CloudKey,
         &["AKIA", "ASIA", "AGPA", "AIDA", "AROA", "ANPA", "AIza"],
@@ -130,6 +138,7 @@ pub(super) const SECRET_PREFIXES: [(Entity, &[&str]); 4] = [
             "hooks.slack.com/",
         ],
     ),
+    (Entity::Credential, &["://"]),
     (Entity::Jwt, &["eyJ"]),
 ];
 
