@@ -85,10 +85,15 @@ pub(crate) async fn serve<D: Downstream>(
     let mut note = None;
     let profile = auth.profile.as_ref().filter(|p| p.requests);
     let (first, streaming) = match profile {
-        Some(p) if !ended => {
-            let raw = match stages::read_rest(d, prefix).await {
-                Ok(b) => b,
-                Err(e) => return refused.body(d, &req, &e).await,
+        Some(p) if req.body != BodyKind::Empty => {
+            // The look-ahead may have read it to its end already.
+            let raw = if ended {
+                prefix.freeze()
+            } else {
+                match stages::read_rest(d, prefix).await {
+                    Ok(b) => b,
+                    Err(e) => return refused.body(d, &req, &e).await,
+                }
             };
             let st = &mut redactions;
             match stages::redact_request(p, &mut req, raw, st, &principal, &auth.rule, &route.http)

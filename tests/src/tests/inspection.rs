@@ -232,6 +232,34 @@ async fn the_model_of_a_compressed_body_is_read_decoded() {
     }
 }
 
+/// A body the model look-ahead read to its end (JSON cut short: the scan never decided) is still
+/// inspected under the deciding rule's request profile: refused (422), nothing forwarded, over
+/// both protocols.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_read_by_the_model_look_ahead_is_still_redacted() {
+    let model = Model::start().await;
+    let policy = "[redaction.profiles.req]\ndirection = \"request\"\n\n[[policy.rules]]\nid = \"gpt-x\"\nmodels = [\"gpt-x\"]\nrequire_region = false\naction = \"allow\"\n\n[[policy.rules]]\nid = \"others\"\nrequire_region = false\nredaction = \"req\"\naction = \"allow\"\n";
+    let gw = gateway::new(model.addr.to_string()).policy(policy).run();
+    for (proto, http) in clients(&gw) {
+        let whole = serde_json::json!({"messages": [{"content": TEXT}]}).to_string();
+        let cut = whole[..whole.len() - 3].to_owned();
+        let r = http
+            .post(client::url(gw.addr, "/echo"))
+            .header("content-type", "application/json")
+            .body(cut)
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(r.status(), 422, "{proto}");
+        let _ = r.bytes().await;
+        assert_eq!(
+            model.leaks(),
+            0,
+            "{proto}: personal data reached the upstream"
+        );
+    }
+}
+
 /// A decompression bomb is refused within the bound; a corrupt gzip stream ends with the error
 /// event. Both are audited with the reason.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
