@@ -51,25 +51,25 @@ where
             }
         }
         first = false;
-        let route = routes.latest().clone();
+        let route: &Route = routes.latest();
         let limits = route.limits();
         let started = Instant::now();
         let head = match timeout(route.http.header_timeout, down.read_head(&limits)).await {
             Ok(Ok(Some(h))) => h,
             Ok(Ok(None)) => return,
             Ok(Err(e)) => {
-                return refuse(&mut down.io, &Reject::from(&e), None, &e, &peer, &route).await
+                return refuse(&mut down.io, &Reject::from(&e), None, &e, &peer, route).await
             }
             Err(_) => {
                 let r = Reject::HEADER_TIMEOUT;
-                return refuse(&mut down.io, &r, None, "header timeout", &peer, &route).await;
+                return refuse(&mut down.io, &r, None, "header timeout", &peer, route).await;
             }
         };
         let req = match h1::parse_request(&head, &limits, route.http.max_request_body_bytes) {
             Ok(r) => r,
             Err(e) => {
                 let r = Reject::from(&e);
-                return refuse(&mut down.io, &r, Some(&head), &e, &peer, &route).await;
+                return refuse(&mut down.io, &r, Some(&head), &e, &peer, route).await;
             }
         };
         let mut r = H1Request::new(
@@ -78,7 +78,7 @@ where
             route.http.body_idle_timeout,
             route.http.max_request_body_bytes,
         );
-        pipeline::serve(&mut r, &route, &peer, req, started).await;
+        pipeline::serve(&mut r, route, &peer, req, started).await;
         // Shutting down: the connection closes after the request in flight.
         if !r.reusable() || *route.drain.borrow() {
             let _ = down.io.shutdown().await;

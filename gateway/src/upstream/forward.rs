@@ -68,18 +68,19 @@ impl Upstream {
 
     async fn forward_h1<D: Downstream>(
         &self,
-        o: Outgoing<'_>,
+        mut o: Outgoing<'_>,
         d: &mut D,
     ) -> Result<(ResponseHead, UpBody), Failure> {
         let idle = o.idle;
         let head = h1_head(&o, self.config().credential.as_ref());
         let chunked = o.head.body == BodyKind::Chunked;
-        let first = if chunked && !o.first.is_empty() {
+        let first = std::mem::take(&mut o.first);
+        let first = if chunked && !first.is_empty() {
             let mut framed = BytesMut::new();
-            Encoder::Chunked.encode(&Frame::Data(o.first.clone()), &mut framed);
+            Encoder::Chunked.encode(&Frame::Data(first), &mut framed);
             framed.freeze()
         } else {
-            o.first.clone()
+            first
         };
         let repeatable = !o.streaming && o.head.is_idempotent();
         let mut conn = self.checkout().await?;
