@@ -105,6 +105,11 @@ pub struct Found {
     pub end: usize,
     /// What it is.
     pub entity: Entity,
+    /// The detector that found it (`email`, `credit_card`, `openai`, `github`, `custom.regex`,
+    /// …): with API and access keys, the provider.
+    pub detector: &'static str,
+    /// What confirmed it beyond the pattern (`luhn`, `mod97`, `crc32`, `context`, `pattern`, …).
+    pub validation: &'static str,
 }
 
 /// The compiled detectors of a profile.
@@ -359,6 +364,8 @@ impl Detectors {
                     start: m.start(),
                     end: m.end(),
                     entity: Entity::Custom,
+                    detector: "custom.word",
+                    validation: "word",
                 });
             }
         }
@@ -369,10 +376,13 @@ impl Detectors {
 /// IBAN that does not validate is tried without its last groups (a compact IBAN followed by a
 /// short word: `NL91ABNA0417164300 I …`); a dotted quad must read as an address in its context.
 fn accept(p: &Pattern, text: &str, start: usize, m: &str) -> Option<Found> {
+    let (detector, validation) = patterns::describe(p.entity, m);
     let found = |len: usize| Found {
         start,
         end: start + len,
         entity: p.entity,
+        detector,
+        validation,
     };
     if p.entity == Entity::Credential {
         // Only `user:password` is masked: the scheme and the host stay readable.
@@ -382,6 +392,8 @@ fn accept(p: &Pattern, text: &str, start: usize, m: &str) -> Option<Found> {
             start: start + from,
             end: start + to,
             entity: p.entity,
+            detector,
+            validation,
         });
     }
     if (p.valid)(m) {

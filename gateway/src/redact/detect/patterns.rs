@@ -105,6 +105,48 @@ pub(super) fn builtin(e: Entity) -> Option<(Needs, &'static str, Validate)> {
 pub(super) const EMAIL_UNICODE: &str =
     r"[\p{L}\p{N}._%+\-]{1,64}@[\p{L}\p{N}\-]{1,63}(?:\.[\p{L}\p{N}\-]{1,63})*\.\p{L}{2,24}";
 
+/// The detector and validation names of a match `m` of entity `e`, as `moat redact --explain`
+/// and the tests report them; keys and tokens are named by provider.
+pub(super) fn describe(e: Entity, m: &str) -> (&'static str, &'static str) {
+    match e {
+        Entity::EmailAddress => ("email", "shape"),
+        Entity::PhoneNumber => ("phone", "numbering plan"),
+        Entity::CreditCard => ("credit_card", "luhn+issuer"),
+        Entity::IbanCode => ("iban", "mod97+length"),
+        Entity::UsSsn => ("us_ssn", "area/group/serial"),
+        Entity::IpAddress if m.contains(':') => ("ipv6", "parse"),
+        Entity::IpAddress => ("ipv4", "parse+context"),
+        Entity::CloudKey if m.starts_with("AIza") => ("google", "pattern"),
+        Entity::CloudKey => ("aws", "pattern"),
+        Entity::AccessToken if m.starts_with("gh") => ("github", "crc32"),
+        Entity::AccessToken if m.starts_with("glpat-") => ("gitlab", "pattern"),
+        Entity::AccessToken => ("slack", "pattern"),
+        Entity::ApiKey => api_key_provider(m),
+        Entity::Credential => ("url_userinfo", "pattern"),
+        Entity::PrivateKey => ("private_key_block", "pattern"),
+        Entity::Jwt => ("jwt", "pattern"),
+        Entity::Custom => ("custom.regex", "pattern"),
+    }
+}
+
+fn api_key_provider(m: &str) -> (&'static str, &'static str) {
+    if m.starts_with("sk-ant-") {
+        ("anthropic", "entropy")
+    } else if m.starts_with("sk-") {
+        ("openai", "entropy")
+    } else if m.starts_with("hf_") {
+        ("huggingface", "entropy")
+    } else if m.starts_with("npm_") {
+        ("npm", "crc32")
+    } else if m.starts_with("SG.") {
+        ("sendgrid", "pattern")
+    } else if m.contains("hooks.slack.com/") {
+        ("slack_webhook", "pattern")
+    } else {
+        ("stripe", "entropy")
+    }
+}
+
 /// Prefixes that start the secret detectors' values.
 pub(super) const SECRET_PREFIXES: [(Entity, &[&str]); 5] = [
     (
