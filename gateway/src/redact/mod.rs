@@ -143,6 +143,17 @@ impl Redactor {
         self.operators.get(&e).unwrap_or(&self.default)
     }
 
+    /// What [`Self::redact`] would replace in `text`: the matches, in order, with byte ranges of
+    /// `text` itself (folding and decoding undone), as `moat redact --explain` reports them.
+    pub fn find(&self, text: &str) -> Vec<detect::Found> {
+        let folded = normalize::fold(text);
+        let mut found = self.detectors.find(&folded.text);
+        for f in &mut found {
+            (f.start, f.end) = folded.original(f.start, f.end);
+        }
+        found
+    }
+
     /// Redacts all of `text`.
     pub fn redact(&self, text: &str, state: &mut State) -> Result<String, Blocked> {
         Ok(self.redact_cow(text, state)?.0.into_owned())
