@@ -24,6 +24,8 @@ mod tests;
 #[cfg(test)]
 mod tests_events;
 #[cfg(test)]
+mod tests_national;
+#[cfg(test)]
 mod tests_regressions;
 #[cfg(test)]
 mod tests_secrets;

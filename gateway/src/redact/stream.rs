@@ -26,7 +26,13 @@ pub enum StreamError {
 #[derive(Debug, Default, Clone)]
 pub struct HoldBack {
     held: String,
+    /// The end of the text already released (as released, so redacted), read again as context:
+    /// `SSN: ` may be released before the number arrives.
+    context: String,
 }
+
+/// Bytes of released text kept as context for what follows.
+const CONTEXT: usize = 64;
 
 /// Characters values are made of.
 fn value_char(b: u8) -> bool {
@@ -39,13 +45,33 @@ fn group_char(b: u8) -> bool {
     b.is_ascii_digit() || b.is_ascii_uppercase() || b"()+-.".contains(&b)
 }
 
+/// A word a written date is made of: a month name, a number (`12`, `3rd`), a joiner
+/// (`de`, `of`).
+fn date_word(run: &[u8]) -> bool {
+    run.len() <= 10
+        && (run.iter().any(u8::is_ascii_digit)
+            || matches!(run, b"de" | b"of" | b"the" | b"le")
+            || std::str::from_utf8(run).is_ok_and(super::detect::is_month))
+}
+
 /// Start of the suffix of `text` that could still be (part of) a value.
 pub fn open_suffix(text: &str) -> usize {
     let b = text.as_bytes();
     let mut i = b.len();
-    // A trailing single space after a group may be followed by the next group.
-    if i >= 2 && b[i - 1] == b' ' && group_char(b[i - 2]) {
-        i -= 1;
+    // A trailing single space (or `, `) after a group may be followed by the next group.
+    let sep_before = |i: usize| -> usize {
+        match (
+            i.checked_sub(1).map(|j| b[j]),
+            i.checked_sub(2).map(|j| b[j]),
+        ) {
+            (Some(b' '), Some(b',')) => 2,
+            (Some(b' ' | b','), _) => 1,
+            _ => 0,
+        }
+    };
+    let trailing = sep_before(i);
+    if trailing > 0 && i > trailing && value_char(b[i - trailing - 1]) {
+        i -= trailing;
     }
     loop {
         let run_end = i;
@@ -54,12 +80,45 @@ pub fn open_suffix(text: &str) -> usize {
         }
         let run = &b[i..run_end];
         let groupish = !run.is_empty() && run.iter().all(|&c| group_char(c));
-        if groupish && i >= 2 && b[i - 1] == b' ' && group_char(b[i - 2]) {
-            i -= 1;
+        let sep = sep_before(i);
+        if sep == 0 || i < sep + 1 {
+            return i;
+        }
+        let before_end = i - sep;
+        let mut before_start = before_end;
+        while before_start > 0 && value_char(b[before_start - 1]) {
+            before_start -= 1;
+        }
+        let before = &b[before_start..before_end];
+        let groups = groupish
+            && sep == 1
+            && b[i - 1] == b' '
+            && before.last().is_some_and(|&c| group_char(c));
+        // The last word may still grow into a month name.
+        let growing = run_end == b.len() && run.len() <= 10;
+        let date = (date_word(run) || growing) && date_word(before) && !before.is_empty();
+        if groups || date {
+            i = before_end;
             continue;
         }
         return i;
     }
+}
+
+/// Where the quoted value of a password name starts when its closing quote has not arrived
+/// (`"password": "correct horse` …): a quoted password may hold spaces.
+fn open_quoted(text: &str) -> Option<usize> {
+    let q = text.rfind(['"', '\''])?;
+    if text.len() - q > super::detect::MAX_QUOTED {
+        return None;
+    }
+    let before = text[..q].trim_end_matches([' ', '\t']);
+    let before = before.strip_suffix([':', '='])?;
+    let before = before.trim_end_matches([' ', '\t', '"', '\'']);
+    let name_at = before
+        .rfind(|c: char| !(c.is_ascii_alphanumeric() || "_.-".contains(c)))
+        .map_or(0, |p| p + 1);
+    super::detect::is_password_name(&before[name_at..]).then_some(q)
 }
 
 /// Where an unterminated PEM, OpenSSH or PGP private key block starts, if one does: a block is
@@ -84,25 +143,7 @@ impl HoldBack {
         max: usize,
     ) -> Result<String, StreamError> {
         self.held.push_str(text);
-        let folded = fold(&self.held);
-        let found = r.detectors().find(&folded.text);
-        let mut cut = open_suffix(&folded.text);
-        if let Some(p) = open_pem(&folded.text) {
-            cut = cut.min(p);
-        }
-        // A match reaching into the open suffix may still grow: hold it whole.
-        for f in &found {
-            if f.end > cut || f.end == folded.text.len() {
-                cut = cut.min(f.start);
-            }
-        }
-        // `cut` must fall on a character boundary of the folded text.
-        while !folded.text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        let out = r.apply(&self.held, &folded, &found, cut, state)?;
-        let (orig_cut, _) = folded.original(cut, cut);
-        self.held.drain(..orig_cut);
+        let out = self.release(r, state, false)?;
         if self.held.len() > max {
             return Err(StreamError::HoldBackExceeded(max));
         }
@@ -111,8 +152,59 @@ impl HoldBack {
 
     /// Ends the stream: everything held is redacted and released.
     pub fn finish(&mut self, r: &Redactor, state: &mut State) -> Result<String, StreamError> {
-        let held = std::mem::take(&mut self.held);
-        Ok(r.redact(&held, state)?)
+        Ok(self.release(r, state, true)?)
+    }
+
+    /// Redacts and releases what can no longer be part of a match (everything, at the end);
+    /// detection reads the released context before the held text, and replaces only in the
+    /// held text.
+    fn release(&mut self, r: &Redactor, state: &mut State, all: bool) -> Result<String, Blocked> {
+        let ctx = self.context.len();
+        let joined = format!("{}{}", self.context, self.held);
+        let folded = fold(&joined);
+        // The folded position where the held text starts.
+        let held_at = (0..=folded.text.len())
+            .find(|&i| folded.text.is_char_boundary(i) && folded.original(i, i).0 >= ctx)
+            .unwrap_or(folded.text.len());
+        let mut found = r.detectors().find(&folded.text);
+        // What starts in the released context was released already.
+        found.retain(|f| f.start >= held_at);
+        let mut cut = folded.text.len();
+        if !all {
+            cut = open_suffix(&folded.text);
+            if let Some(p) = open_pem(&folded.text) {
+                cut = cut.min(p);
+            }
+            if let Some(q) = open_quoted(&folded.text) {
+                cut = cut.min(q);
+            }
+            // A match reaching into the open suffix may still grow: hold it whole.
+            for f in &found {
+                if f.end > cut || f.end == folded.text.len() {
+                    cut = cut.min(f.start);
+                }
+            }
+            cut = cut.max(held_at);
+            // `cut` must fall on a character boundary of the folded text.
+            while !folded.text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+        }
+        let out = r.apply(&joined, &folded, &found, cut, state)?;
+        let (orig_cut, _) = folded.original(cut, cut);
+        self.held
+            .drain(..orig_cut.saturating_sub(ctx).min(self.held.len()));
+        // The released text is `out` without the context it starts with.
+        let released = out.get(ctx..).unwrap_or_default().to_owned();
+        self.context.push_str(&released);
+        if self.context.len() > CONTEXT {
+            let mut from = self.context.len() - CONTEXT;
+            while !self.context.is_char_boundary(from) {
+                from += 1;
+            }
+            self.context.drain(..from);
+        }
+        Ok(released)
     }
 
     /// Bytes currently held back.

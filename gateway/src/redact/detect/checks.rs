@@ -323,3 +323,23 @@ pub(super) fn valid_url_credential(s: &str) -> bool {
     };
     matches!(userinfo.split_once(':'), Some((_, pass)) if !pass.is_empty())
 }
+
+/// Whether a number `text[start..end]` stands on its own, not as a piece of a longer run of
+/// digit groups or of a code: `4855 0612 3456 789` (an invalid card) holds no phone number,
+/// `AT-0612-3456-78` (an asset tag) none either.
+pub(super) fn stands_alone(text: &str, start: usize, end: usize) -> bool {
+    let b = text.as_bytes();
+    let at = |i: usize| b.get(i).copied().unwrap_or(b' ');
+    let before_ok = match start.checked_sub(1).map(at) {
+        None => true,
+        Some(c) if c.is_ascii_alphanumeric() => false,
+        Some(b'-' | b'.' | b'/' | b'_') => start < 2 || !at(start - 2).is_ascii_alphanumeric(),
+        Some(b' ') => start < 2 || !at(start - 2).is_ascii_digit(),
+        Some(_) => true,
+    };
+    let after_ok = match at(end) {
+        b' ' | b'-' | b'.' | b'/' => !at(end + 1).is_ascii_digit() || end == b.len(),
+        c => !c.is_ascii_alphanumeric() || end == b.len(),
+    };
+    before_ok && after_ok
+}

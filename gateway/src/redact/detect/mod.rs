@@ -11,15 +11,22 @@
 //! boundaries inside them read as they do in the whole text. Prose without triggers costs one
 //! table lookup per byte. Operator-defined regexes and words scan the whole text.
 
+mod assign;
 mod checks;
+mod context;
+mod national;
 mod patterns;
 mod scan;
 
 use regex::Regex;
 
+pub use assign::{is_password_name, MAX_QUOTED};
 pub use checks::luhn;
-use patterns::{always, Pattern, SECRET_PREFIXES};
-use scan::{is_ws, next_trigger, words_after, words_before, Needs, Summary, AT, COLON, DIGIT};
+pub use national::is_month;
+use patterns::{always, Pattern, SECRET_PREFIXES, SPECS};
+use scan::{
+    is_ws, next_trigger, words_after, words_before, Needs, Summary, AT, COLON, DIGIT, EQUALS,
+};
 
 /// One kind of value that may not leave the region.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -32,8 +39,21 @@ pub enum Entity {
     CreditCard,
     /// An IBAN (country length and mod-97).
     IbanCode,
-    /// A US social security number (area/group/serial rules).
+    /// A US social security number (area/group/serial rules; without dashes, next to
+    /// "SSN"/"social security").
     UsSsn,
+    /// A UK National Insurance number (prefix rules).
+    UkNino,
+    /// A German tax identification number (Steuer-ID: check digit; compact, next to a tax word).
+    DeTaxId,
+    /// An Indian Aadhaar number (Verhoeff check digit; compact, next to "Aadhaar").
+    InAadhaar,
+    /// An Indian permanent account number (PAN: structure).
+    InPan,
+    /// A passport number, next to a passport word.
+    Passport,
+    /// A date next to "born"/"DOB"/"date of birth".
+    DateOfBirth,
     /// An IPv4 or IPv6 address.
     IpAddress,
     /// A cloud access key id (AWS `AKIA…`/`ASIA…`, Google `AIza…`).
@@ -44,7 +64,8 @@ pub enum Entity {
     /// Stripe, npm, SendGrid), or a Slack webhook URL.
     ApiKey,
     /// A password or secret written in place: the `user:password` of a URL
-    /// (`postgres://app:s3cret@db`).
+    /// (`postgres://app:s3cret@db`), the value of a secret-looking name (`password=…`,
+    /// `"client_secret": "…"`, `AccountKey=…`), an `Authorization` credential.
     Credential,
     /// A PEM private key block.
     PrivateKey,
@@ -63,6 +84,12 @@ impl Entity {
             Self::CreditCard => "CREDIT_CARD",
             Self::IbanCode => "IBAN_CODE",
             Self::UsSsn => "US_SSN",
+            Self::UkNino => "UK_NINO",
+            Self::DeTaxId => "DE_TAX_ID",
+            Self::InAadhaar => "IN_AADHAAR",
+            Self::InPan => "IN_PAN",
+            Self::Passport => "PASSPORT",
+            Self::DateOfBirth => "DATE_OF_BIRTH",
             Self::IpAddress => "IP_ADDRESS",
             Self::CloudKey => "CLOUD_ACCESS_KEY",
             Self::AccessToken => "ACCESS_TOKEN",
@@ -75,12 +102,18 @@ impl Entity {
     }
 
     /// Every built-in entity.
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 18] = [
         Self::EmailAddress,
         Self::PhoneNumber,
         Self::CreditCard,
         Self::IbanCode,
         Self::UsSsn,
+        Self::UkNino,
+        Self::DeTaxId,
+        Self::InAadhaar,
+        Self::InPan,
+        Self::Passport,
+        Self::DateOfBirth,
         Self::IpAddress,
         Self::CloudKey,
         Self::AccessToken,
@@ -143,32 +176,16 @@ impl Detectors {
         words: &[String],
     ) -> Result<Self, regex::Error> {
         let mut patterns = Vec::new();
-        for e in entities {
-            let Some((needs, re, valid)) = patterns::builtin(*e) else {
-                continue;
-            };
+        for spec in SPECS.iter().filter(|s| entities.contains(&s.entity)) {
             patterns.push(Pattern {
-                entity: *e,
-                re: Regex::new(re)?,
-                valid,
-                needs,
-            });
-            if *e == Entity::IpAddress {
-                // IPv6 has its own trigger; the same regex and validation.
-                patterns.push(Pattern {
-                    entity: *e,
-                    re: Regex::new(re)?,
-                    valid,
-                    needs: Needs::Colon,
-                });
-            }
-        }
-        if entities.contains(&Entity::EmailAddress) {
-            patterns.push(Pattern {
-                entity: Entity::EmailAddress,
-                re: Regex::new(patterns::EMAIL_UNICODE)?,
-                valid: checks::valid_email,
-                needs: Needs::AtUnicode,
+                entity: spec.entity,
+                re: Regex::new(spec.re)?,
+                valid: spec.valid,
+                needs: spec.needs,
+                context: spec.context,
+                gate: spec.gate,
+                detector: spec.detector,
+                validation: spec.validation,
             });
         }
         for c in custom {
@@ -177,6 +194,10 @@ impl Detectors {
                 re: Regex::new(c)?,
                 valid: always,
                 needs: Needs::Whole,
+                context: None,
+                gate: false,
+                detector: "custom.regex",
+                validation: "pattern",
             });
         }
         let prefixes: Vec<&str> = SECRET_PREFIXES
@@ -200,6 +221,7 @@ impl Detectors {
                 Needs::Digits(_) | Needs::Iban | Needs::Ssn | Needs::Ipv4 => DIGIT,
                 Needs::At | Needs::AtUnicode => AT,
                 Needs::Colon => COLON,
+                Needs::Assign => COLON | EQUALS,
                 Needs::Prefix | Needs::Whole => 0,
             }
         });
@@ -293,8 +315,23 @@ impl Detectors {
             let w = &text[s..e];
             let summary = Summary::of(w.as_bytes(), prefix);
             for p in &self.patterns {
-                let run = summary.allows(p.needs);
-                if run {
+                let run = summary.allows(p.needs)
+                    && !(p.gate && p.context.is_some_and(|c| !context::near(text, s, e, c)));
+                if run && p.needs == Needs::Assign {
+                    // A quoted value may hold spaces: read on to the end of the line.
+                    let line = text.as_bytes()[e..]
+                        .iter()
+                        .take(MAX_QUOTED)
+                        .position(|&c| c == b'\n')
+                        .map_or((e + MAX_QUOTED).min(text.len()), |n| e + n);
+                    let mut end = line;
+                    while !text.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    for m in p.re.find_iter(&text[s..end]) {
+                        push(p, s, m);
+                    }
+                } else if run {
                     for m in p.re.find_iter(w) {
                         push(p, s, m);
                     }
@@ -376,39 +413,52 @@ impl Detectors {
 /// IBAN that does not validate is tried without its last groups (a compact IBAN followed by a
 /// short word: `NL91ABNA0417164300 I …`); a dotted quad must read as an address in its context.
 fn accept(p: &Pattern, text: &str, start: usize, m: &str) -> Option<Found> {
-    let (detector, validation) = patterns::describe(p.entity, m);
-    let found = |len: usize| Found {
-        start,
-        end: start + len,
+    let (detector, validation) = if p.detector.is_empty() || p.validation.is_empty() {
+        patterns::provider(p.entity, m)
+    } else {
+        (p.detector, p.validation)
+    };
+    let span = |from: usize, to: usize| Found {
+        start: start + from,
+        end: start + to,
         entity: p.entity,
         detector,
         validation,
     };
     if p.entity == Entity::Credential {
+        if p.needs == Needs::Assign {
+            let (from, to) = assign::secret_value(m)?;
+            return Some(span(from, to));
+        }
         // Only `user:password` is masked: the scheme and the host stay readable.
         let from = m.find("://")? + 3;
         let to = m.rfind('@')?;
-        return (p.valid)(m).then_some(Found {
-            start: start + from,
-            end: start + to,
-            entity: p.entity,
-            detector,
-            validation,
-        });
+        return (p.valid)(m).then_some(span(from, to));
     }
-    if (p.valid)(m) {
-        let ipv4 = p.entity == Entity::IpAddress && !m.contains(':');
-        if ipv4 && !checks::ipv4_in_context(text, start, start + m.len()) {
+    let end = start + m.len();
+    if let Some(c) = p.context {
+        if !context::near(text, start, end, c) {
             return None;
         }
-        return Some(found(m.len()));
+    }
+    if (p.valid)(m) {
+        let fits = match p.entity {
+            Entity::IpAddress => m.contains(':') || checks::ipv4_in_context(text, start, end),
+            Entity::PhoneNumber
+            | Entity::UsSsn
+            | Entity::InAadhaar
+            | Entity::DeTaxId
+            | Entity::UkNino => checks::stands_alone(text, start, end),
+            _ => true,
+        };
+        return fits.then_some(span(0, m.len()));
     }
     if p.entity == Entity::IbanCode {
         let mut end = m.len();
         while let Some(space) = m[..end].rfind(' ') {
             end = space;
             if (p.valid)(&m[..end]) {
-                return Some(found(end));
+                return Some(span(0, end));
             }
         }
     }

@@ -2,9 +2,14 @@
 //! confirms them, and what a scan window must hold for it to run; and the secret prefixes the
 //! prefix automaton looks for.
 
+use super::assign::ASSIGNMENT;
 use super::checks::{
     valid_api_key, valid_card, valid_email, valid_iban, valid_ip, valid_phone, valid_ssn,
     valid_token, valid_url_credential,
+};
+use super::context::Context;
+use super::national::{
+    valid_aadhaar, valid_birth_date, valid_nino, valid_passport, valid_steuer_id,
 };
 use super::scan::Needs;
 use super::Entity;
@@ -18,114 +23,319 @@ pub(super) struct Pattern {
     pub(super) re: regex::Regex,
     pub(super) valid: Validate,
     pub(super) needs: Needs,
+    /// Words that must stand near a match; with `gate`, near the window too before the regex
+    /// runs (shapes so common that running the regex on every window would cost).
+    pub(super) context: Option<Context>,
+    pub(super) gate: bool,
+    pub(super) detector: &'static str,
+    pub(super) validation: &'static str,
 }
 
-/// A built-in entity's window requirement, regex and validation; `None` for
-/// [`Entity::Custom`] (operator-defined patterns).
-pub(super) fn builtin(e: Entity) -> Option<(Needs, &'static str, Validate)> {
-    let needs = match e {
-        Entity::EmailAddress => Needs::At,
-        Entity::PhoneNumber => Needs::Digits(8),
-        Entity::CreditCard => Needs::Digits(13),
-        Entity::IbanCode => Needs::Iban,
-        Entity::UsSsn => Needs::Ssn,
-        Entity::IpAddress => Needs::Ipv4,
-        Entity::CloudKey
-        | Entity::AccessToken
-        | Entity::ApiKey
-        | Entity::Credential
-        | Entity::Jwt => Needs::Prefix,
-        Entity::PrivateKey | Entity::Custom => Needs::Whole,
-    };
-    let (re, valid): (&str, Validate) = match e {
-        Entity::EmailAddress => (
-            r"[A-Za-z0-9._%+\-]{1,64}@[A-Za-z0-9\-]{1,63}(?:\.[A-Za-z0-9\-]{1,63})*\.[A-Za-z]{2,24}",
-            valid_email,
-        ),
-        Entity::PhoneNumber => (
-            r"\+[1-9][0-9 ().\-]{6,20}[0-9]|(?:\b1[ .\-])?\(?\b[2-9][0-9]{2}\)?[ .\-][2-9][0-9]{2}[ .\-][0-9]{4}\b|\(?\b0[1-9][0-9]{0,4}\)?(?:[ \-./][0-9]{2,8}){1,4}\b",
-            valid_phone,
-        ),
-        Entity::CreditCard => (r"\b[0-9](?:[ \-]?[0-9]){12,18}\b", valid_card),
-        Entity::IbanCode => (
-            r"(?i:\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}\b)",
-            valid_iban,
-        ),
-        Entity::UsSsn => (r"\b[0-9]{3}-[0-9]{2}-[0-9]{4}\b", valid_ssn),
-        Entity::IpAddress => (
-            r"(?:[0-9A-Fa-f]{0,4}:){2,6}(?:[0-9]{1,3}\.){3}[0-9]{1,3}\b|\b(?:[0-9]{1,3}\.){3}[0-9]{1,3}\b|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}",
-            valid_ip,
-        ),
-        Entity::CloudKey => (
-            r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA)[A-Z0-9]{16}\b|\bAIza[0-9A-Za-z_\-]{35}\b",
-            always,
-        ),
-        Entity::AccessToken => (
-            r"\bgh[pousr]_[A-Za-z0-9]{36,255}\b|\bgithub_pat_[A-Za-z0-9_]{22,255}\b|\bglpat-[A-Za-z0-9_\-]{20,}\b|\bxox[abposr]-[A-Za-z0-9\-]{10,}\b",
-            valid_token,
-        ),
-        Entity::ApiKey => (
-            concat!(
-                // OpenAI (`sk-`, `sk-proj-`, `sk-svcacct-`, `sk-admin-`) and Anthropic
-                // (`sk-ant-api03-`, `sk-ant-admin01-`).
-                r"\bsk-[A-Za-z0-9_\-]{20,300}",
-                // Hugging Face.
-                r"|\bhf_[A-Za-z0-9]{30,40}\b",
-                // Stripe secret and restricted keys.
-                r"|\b[rs]k_(?:live|test)_[A-Za-z0-9]{20,247}\b",
-                // npm (CRC32 suffix).
-                r"|\bnpm_[A-Za-z0-9]{36}\b",
-                // SendGrid.
-                r"|\bSG\.[A-Za-z0-9_\-]{22}\.[A-Za-z0-9_\-]{43}\b",
-                // Slack incoming webhooks and workflow triggers: the URL is the credential.
-                r"|(?:https?://)?hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9_]{8,}/[A-Za-z0-9_]{8,}/[A-Za-z0-9_]{16,}",
-            ),
-            valid_api_key,
-        ),
-        Entity::Credential => (
-            r"\b[A-Za-z][A-Za-z0-9+.\-]{1,15}://[^\s:/@?#]{0,128}:[^\s/@?#]{1,256}@",
-            valid_url_credential,
-        ),
-        Entity::PrivateKey => (
-            r"-----BEGIN [A-Z ]{0,20}PRIVATE KEY(?: BLOCK)?-----[\s\S]{16,8000}?-----END [A-Z ]{0,20}PRIVATE KEY(?: BLOCK)?-----",
-            always,
-        ),
-        Entity::Jwt => (
-            r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{16,}",
-            always,
-        ),
-        Entity::Custom => return None,
-    };
-    Some((needs, re, valid))
+/// A built-in detector: what it finds, where it may run, its regex and validation.
+pub(super) struct Spec {
+    pub(super) entity: Entity,
+    pub(super) needs: Needs,
+    pub(super) re: &'static str,
+    pub(super) valid: Validate,
+    pub(super) context: Option<Context>,
+    pub(super) gate: bool,
+    pub(super) detector: &'static str,
+    pub(super) validation: &'static str,
 }
 
-/// Email addresses with letters beyond ASCII (`müller@example.com`, `info@bücher.de`): run only
-/// in windows that hold an `@` and a non-ASCII byte, since Unicode classes cost several times
-/// the ASCII ones.
-pub(super) const EMAIL_UNICODE: &str =
-    r"[\p{L}\p{N}._%+\-]{1,64}@[\p{L}\p{N}\-]{1,63}(?:\.[\p{L}\p{N}\-]{1,63})*\.\p{L}{2,24}";
+const fn spec(
+    entity: Entity,
+    needs: Needs,
+    re: &'static str,
+    valid: Validate,
+    detector: &'static str,
+    validation: &'static str,
+) -> Spec {
+    Spec {
+        entity,
+        needs,
+        re,
+        valid,
+        context: None,
+        gate: false,
+        detector,
+        validation,
+    }
+}
 
-/// The detector and validation names of a match `m` of entity `e`, as `moat redact --explain`
-/// and the tests report them; keys and tokens are named by provider.
-pub(super) fn describe(e: Entity, m: &str) -> (&'static str, &'static str) {
+const fn near(mut s: Spec, context: Context) -> Spec {
+    s.context = Some(context);
+    s
+}
+
+const fn gated(mut s: Spec, context: Context) -> Spec {
+    s.context = Some(context);
+    s.gate = true;
+    s
+}
+
+/// Every built-in detector, in the order they run.
+pub(super) const SPECS: &[Spec] = &[
+    spec(
+        Entity::EmailAddress,
+        Needs::At,
+        r"[A-Za-z0-9._%+\-]{1,64}@[A-Za-z0-9\-]{1,63}(?:\.[A-Za-z0-9\-]{1,63})*\.[A-Za-z]{2,24}",
+        valid_email,
+        "email",
+        "shape",
+    ),
+    // Letters beyond ASCII (`müller@example.com`, `info@bücher.de`): only in windows that hold
+    // an `@` and a byte beyond ASCII, since Unicode classes cost several times the ASCII ones.
+    spec(
+        Entity::EmailAddress,
+        Needs::AtUnicode,
+        r"[\p{L}\p{N}._%+\-]{1,64}@[\p{L}\p{N}\-]{1,63}(?:\.[\p{L}\p{N}\-]{1,63})*\.\p{L}{2,24}",
+        valid_email,
+        "email",
+        "shape",
+    ),
+    spec(
+        Entity::PhoneNumber,
+        Needs::Digits(8),
+        r"\+[1-9][0-9 ().\-]{6,20}[0-9]|(?:\b1[ .\-])?\(?\b[2-9][0-9]{2}\)?[ .\-][2-9][0-9]{2}[ .\-][0-9]{4}\b|\(?\b0[1-9][0-9]{0,4}\)?(?:[ \-./][0-9]{2,8}){1,4}\b",
+        valid_phone,
+        "phone",
+        "numbering plan",
+    ),
+    // Compact national numbers (`07911123456`, `0612345678`, `98765 43210`) next to a phone word.
+    near(
+        spec(
+            Entity::PhoneNumber,
+            Needs::Digits(9),
+            r"\b(?:0[1-9][0-9]{8,10}|[2-9][0-9]{9}|[6-9][0-9]{4} [0-9]{5})\b",
+            always,
+            "phone.compact",
+            "context",
+        ),
+        Context::Phone,
+    ),
+    spec(
+        Entity::CreditCard,
+        Needs::Digits(13),
+        r"\b[0-9](?:[ \-]?[0-9]){12,18}\b",
+        valid_card,
+        "credit_card",
+        "luhn+issuer",
+    ),
+    spec(
+        Entity::IbanCode,
+        Needs::Iban,
+        r"(?i:\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}\b)",
+        valid_iban,
+        "iban",
+        "mod97+length",
+    ),
+    spec(
+        Entity::UsSsn,
+        Needs::Ssn,
+        r"\b[0-9]{3}-[0-9]{2}-[0-9]{4}\b",
+        valid_ssn,
+        "us_ssn",
+        "area/group/serial",
+    ),
+    // Nine plain digits or `782 32 3220`, next to "SSN"/"social security".
+    near(
+        spec(
+            Entity::UsSsn,
+            Needs::Digits(9),
+            r"\b(?:[0-9]{9}|[0-9]{3} [0-9]{2} [0-9]{4})\b",
+            valid_ssn,
+            "us_ssn.context",
+            "area/group/serial+context",
+        ),
+        Context::Ssn,
+    ),
+    spec(Entity::IpAddress, Needs::Ipv4, IP, valid_ip, "", ""),
+    // IPv6 has its own trigger; the same regex and validation.
+    spec(Entity::IpAddress, Needs::Colon, IP, valid_ip, "", ""),
+    spec(
+        Entity::UkNino,
+        Needs::Digits(6),
+        r"\b[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?[0-9]{2} ?[0-9]{2} ?[0-9]{2} ?[A-D]\b",
+        valid_nino,
+        "uk_nino",
+        "prefix rules",
+    ),
+    spec(
+        Entity::DeTaxId,
+        Needs::Digits(11),
+        r"\b[1-9][0-9] [0-9]{3} [0-9]{3} [0-9]{3}\b",
+        valid_steuer_id,
+        "de_tax_id",
+        "iso7064",
+    ),
+    near(
+        spec(
+            Entity::DeTaxId,
+            Needs::Digits(11),
+            r"\b[1-9][0-9]{10}\b",
+            valid_steuer_id,
+            "de_tax_id.context",
+            "iso7064+context",
+        ),
+        Context::TaxDe,
+    ),
+    spec(
+        Entity::InAadhaar,
+        Needs::Digits(12),
+        r"\b[2-9][0-9]{3}[ \-][0-9]{4}[ \-][0-9]{4}\b",
+        valid_aadhaar,
+        "in_aadhaar",
+        "verhoeff",
+    ),
+    near(
+        spec(
+            Entity::InAadhaar,
+            Needs::Digits(12),
+            r"\b[2-9][0-9]{11}\b",
+            valid_aadhaar,
+            "in_aadhaar.context",
+            "verhoeff+context",
+        ),
+        Context::Aadhaar,
+    ),
+    spec(
+        Entity::InPan,
+        Needs::Digits(4),
+        r"\b[A-Z]{3}[ABCFGHLJPT][A-Z][0-9]{4}[A-Z]\b",
+        always,
+        "in_pan",
+        "structure",
+    ),
+    gated(
+        spec(
+            Entity::Passport,
+            Needs::Digits(1),
+            r"\b[A-Z0-9]{6,9}\b",
+            valid_passport,
+            "passport",
+            "context",
+        ),
+        Context::Passport,
+    ),
+    gated(
+        spec(
+            Entity::DateOfBirth,
+            Needs::Digits(2),
+            DATE,
+            valid_birth_date,
+            "date_of_birth",
+            "calendar+context",
+        ),
+        Context::Birth,
+    ),
+    spec(
+        Entity::CloudKey,
+        Needs::Prefix,
+        r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA)[A-Z0-9]{16}\b|\bAIza[0-9A-Za-z_\-]{35}\b",
+        always,
+        "",
+        "pattern",
+    ),
+    spec(
+        Entity::AccessToken,
+        Needs::Prefix,
+        r"\bgh[pousr]_[A-Za-z0-9]{36,255}\b|\bgithub_pat_[A-Za-z0-9_]{22,255}\b|\bglpat-[A-Za-z0-9_\-]{20,}\b|\bxox[abposr]-[A-Za-z0-9\-]{10,}\b",
+        valid_token,
+        "",
+        "",
+    ),
+    spec(
+        Entity::ApiKey,
+        Needs::Prefix,
+        concat!(
+            // OpenAI (`sk-`, `sk-proj-`, `sk-svcacct-`, `sk-admin-`) and Anthropic
+            // (`sk-ant-api03-`, `sk-ant-admin01-`).
+            r"\bsk-[A-Za-z0-9_\-]{20,300}",
+            // Hugging Face.
+            r"|\bhf_[A-Za-z0-9]{30,40}\b",
+            // Stripe secret and restricted keys.
+            r"|\b[rs]k_(?:live|test)_[A-Za-z0-9]{20,247}\b",
+            // npm (CRC32 suffix).
+            r"|\bnpm_[A-Za-z0-9]{36}\b",
+            // SendGrid.
+            r"|\bSG\.[A-Za-z0-9_\-]{22}\.[A-Za-z0-9_\-]{43}\b",
+            // Slack incoming webhooks and workflow triggers: the URL is the credential.
+            r"|(?:https?://)?hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9_]{8,}/[A-Za-z0-9_]{8,}/[A-Za-z0-9_]{16,}",
+        ),
+        valid_api_key,
+        "",
+        "",
+    ),
+    spec(
+        Entity::Credential,
+        Needs::Prefix,
+        r"\b[A-Za-z][A-Za-z0-9+.\-]{1,15}://[^\s:/@?#]{0,128}:[^\s/@?#]{1,256}@",
+        valid_url_credential,
+        "url_userinfo",
+        "pattern",
+    ),
+    spec(
+        Entity::Credential,
+        Needs::Assign,
+        ASSIGNMENT,
+        always,
+        "assignment",
+        "name+value",
+    ),
+    spec(
+        Entity::PrivateKey,
+        Needs::Whole,
+        r"-----BEGIN [A-Z ]{0,20}PRIVATE KEY(?: BLOCK)?-----[\s\S]{16,8000}?-----END [A-Z ]{0,20}PRIVATE KEY(?: BLOCK)?-----",
+        always,
+        "private_key_block",
+        "pattern",
+    ),
+    spec(
+        Entity::Jwt,
+        Needs::Prefix,
+        r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{16,}",
+        always,
+        "jwt",
+        "pattern",
+    ),
+];
+
+const IP: &str = r"(?:[0-9A-Fa-f]{0,4}:){2,6}(?:[0-9]{1,3}\.){3}[0-9]{1,3}\b|\b(?:[0-9]{1,3}\.){3}[0-9]{1,3}\b|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}";
+
+/// Month names and abbreviations: English, German, French, Spanish.
+macro_rules! months {
+    () => {
+        "january|february|march|april|may|june|july|august|september|october|november|december|jan|feb|mar|apr|jun|jul|aug|sept|sep|oct|nov|dec|januar|februar|märz|mai|juni|juli|oktober|dezember|dez|janvier|février|mars|avril|juin|juillet|août|septembre|octobre|novembre|décembre|déc|enero|febrero|marzo|abril|mayo|junio|julio|agosto|septiembre|octubre|noviembre|diciembre"
+    };
+}
+
+/// Dates as written: `12/03/1985`, `12.03.85`, `1985-03-12`, `12 March 1985`, `March 12, 1985`,
+/// `3rd June 1990`, `12 de marzo de 1985` (English, German, French and Spanish month names).
+const DATE: &str = concat!(
+    r"\b(?:[0-3]?[0-9][./\-][01]?[0-9][./\-](?:[0-9]{4}|[0-9]{2})",
+    r"|(?:19|20)[0-9]{2}-[01][0-9]-[0-3][0-9]",
+    r"|[0-3]?[0-9](?:st|nd|rd|th|er)?\.? (?:de )?(?i:",
+    months!(),
+    r")\.?,? (?:de )?(?:19|20)[0-9]{2}",
+    r"|(?i:",
+    months!(),
+    r")\.? [0-3]?[0-9](?:st|nd|rd|th)?,? (?:19|20)[0-9]{2})\b",
+);
+
+/// The detector of a match `m` whose name depends on it (an address's version, a key's
+/// provider) and what validated it.
+pub(super) fn provider(e: Entity, m: &str) -> (&'static str, &'static str) {
     match e {
-        Entity::EmailAddress => ("email", "shape"),
-        Entity::PhoneNumber => ("phone", "numbering plan"),
-        Entity::CreditCard => ("credit_card", "luhn+issuer"),
-        Entity::IbanCode => ("iban", "mod97+length"),
-        Entity::UsSsn => ("us_ssn", "area/group/serial"),
         Entity::IpAddress if m.contains(':') => ("ipv6", "parse"),
         Entity::IpAddress => ("ipv4", "parse+context"),
         Entity::CloudKey if m.starts_with("AIza") => ("google", "pattern"),
         Entity::CloudKey => ("aws", "pattern"),
         Entity::AccessToken if m.starts_with("gh") => ("github", "crc32"),
+        Entity::AccessToken if m.starts_with("github_pat_") => ("github", "pattern"),
         Entity::AccessToken if m.starts_with("glpat-") => ("gitlab", "pattern"),
         Entity::AccessToken => ("slack", "pattern"),
-        Entity::ApiKey => api_key_provider(m),
-        Entity::Credential => ("url_userinfo", "pattern"),
-        Entity::PrivateKey => ("private_key_block", "pattern"),
-        Entity::Jwt => ("jwt", "pattern"),
-        Entity::Custom => ("custom.regex", "pattern"),
+        _ => api_key_provider(m),
     }
 }
 

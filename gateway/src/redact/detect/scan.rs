@@ -19,6 +19,8 @@ pub(super) enum Needs {
     AtUnicode,
     /// A `:`.
     Colon,
+    /// A `:` or `=` (a name and its value).
+    Assign,
     /// A secret prefix (found by the prefix automaton).
     Prefix,
     /// Runs on the whole text (PEM blocks from their header; operator-defined patterns).
@@ -33,6 +35,7 @@ pub(super) struct Summary {
     dash: bool,
     at: bool,
     colon: bool,
+    equals: bool,
     iban: bool,
     non_ascii: bool,
     prefix: bool,
@@ -48,6 +51,7 @@ impl Summary {
                 b'-' => s.dash = true,
                 b'@' => s.at = true,
                 b':' => s.colon = true,
+                b'=' => s.equals = true,
                 0x80.. => s.non_ascii = true,
                 b'A'..=b'Z' | b'a'..=b'z' if !s.iban => {
                     s.iban = w.get(i + 1).is_some_and(u8::is_ascii_alphabetic)
@@ -70,6 +74,7 @@ impl Summary {
             Needs::At => self.at,
             Needs::AtUnicode => self.at && self.non_ascii,
             Needs::Colon => self.colon,
+            Needs::Assign => self.colon || self.equals,
             Needs::Prefix => self.prefix,
             Needs::Whole => false,
         }
@@ -81,6 +86,7 @@ pub(super) const WS: u8 = 1;
 pub(super) const DIGIT: u8 = 2;
 pub(super) const AT: u8 = 4;
 pub(super) const COLON: u8 = 8;
+pub(super) const EQUALS: u8 = 16;
 
 static CLASS: [u8; 256] = {
     let mut t = [0u8; 256];
@@ -96,6 +102,7 @@ static CLASS: [u8; 256] = {
     }
     t[b'@' as usize] = AT;
     t[b':' as usize] = COLON;
+    t[b'=' as usize] = EQUALS;
     t
 };
 
@@ -113,9 +120,9 @@ pub(super) fn next_trigger(b: &[u8], from: usize, triggers: u8) -> Option<usize>
     let mut i = from;
     while i + LANE <= b.len() {
         let chunk = &b[i..i + LANE];
-        // Digits and `:` are 0x30..=0x3A; `@` is 0x40.
+        // Digits, `:` and `=` are within 0x30..=0x3D; `@` is 0x40.
         let maybe = chunk.iter().fold(false, |a, &c| {
-            a | (c.wrapping_sub(b'0') <= 10) | (c == b'@')
+            a | (c.wrapping_sub(b'0') <= 13) | (c == b'@')
         });
         if maybe {
             if let Some(p) = chunk

@@ -1,0 +1,171 @@
+//! Context words: some values have a shape that many harmless numbers share (nine digits, a
+//! date, a passport-like code), and count as personal data only where nearby words say what
+//! they are (Presidio calls these context words). The check reads a bounded stretch of text
+//! around a candidate, so it costs nothing where no candidate of such a shape occurs.
+
+/// Bytes before a candidate searched for a context word.
+pub(super) const BEFORE: usize = 64;
+/// Bytes after a candidate searched for a context word (`782323220 (SSN)`).
+pub(super) const AFTER: usize = 24;
+
+/// What kind of value a context word announces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Context {
+    /// A US social security number.
+    Ssn,
+    /// A phone number.
+    Phone,
+    /// A passport number.
+    Passport,
+    /// A date of birth.
+    Birth,
+    /// A German tax identification number.
+    TaxDe,
+    /// An Indian Aadhaar number.
+    Aadhaar,
+}
+
+impl Context {
+    /// The words, lower case; each must stand as a word (letters on neither side).
+    pub(super) fn words(self) -> &'static [&'static str] {
+        match self {
+            Self::Ssn => &[
+                "ssn",
+                "ssns",
+                "ss#",
+                "ss #",
+                "social security",
+                "social-security",
+                "socsec",
+            ],
+            Self::Phone => &[
+                "phone",
+                "call",
+                "call me",
+                "mobile",
+                "tel",
+                "tel.",
+                "telephone",
+                "cell",
+                "cellphone",
+                "whatsapp",
+                "sms",
+                "text me",
+                "reach me",
+                "contact",
+                "telefon",
+                "telefonnummer",
+                "handy",
+                "handynummer",
+                "mobil",
+                "téléphone",
+                "portable",
+                "teléfono",
+                "móvil",
+                "celular",
+                "número",
+            ],
+            Self::Passport => &[
+                "passport",
+                "passports",
+                "passport no",
+                "reisepass",
+                "reisepassnummer",
+                "passnummer",
+                "passeport",
+                "pasaporte",
+                "passaporto",
+            ],
+            Self::Birth => &[
+                "born",
+                "dob",
+                "d.o.b",
+                "d.o.b.",
+                "date of birth",
+                "birth date",
+                "birthdate",
+                "birthday",
+                "geboren",
+                "geburtsdatum",
+                "geburtstag",
+                "né",
+                "née",
+                "naissance",
+                "nacimiento",
+                "nació",
+                "nacido",
+                "nacida",
+            ],
+            Self::TaxDe => &[
+                "steuer-id",
+                "steuerid",
+                "steuer id",
+                "steuer-identifikationsnummer",
+                "steueridentifikationsnummer",
+                "steuerliche identifikationsnummer",
+                "identifikationsnummer",
+                "idnr",
+                "tax id",
+                "tax-id",
+                "tin",
+                "tax identification",
+            ],
+            Self::Aadhaar => &["aadhaar", "aadhar", "adhaar", "uidai", "uid"],
+        }
+    }
+}
+
+/// Whether a context word of `ctx` stands in `text` between [`BEFORE`] bytes before `start`
+/// and [`AFTER`] bytes after `end`.
+pub(super) fn near(text: &str, start: usize, end: usize, ctx: Context) -> bool {
+    let from = start.saturating_sub(BEFORE);
+    let to = (end + AFTER).min(text.len());
+    // ASCII lower case keeps byte offsets; the non-ASCII words are written lower case.
+    let mut stack = [0u8; 256];
+    let mut heap = Vec::new();
+    let hay: &mut [u8] = if to - from <= stack.len() {
+        &mut stack[..to - from]
+    } else {
+        heap.resize(to - from, 0);
+        &mut heap
+    };
+    hay.copy_from_slice(&text.as_bytes()[from..to]);
+    hay.make_ascii_lowercase();
+    let hay = &*hay;
+    let edge = |c: Option<&u8>| c.is_none_or(|c| !c.is_ascii_alphabetic() && *c < 0x80);
+    ctx.words().iter().any(|w| {
+        memchr::memmem::find_iter(hay, w.as_bytes()).any(|at| {
+            edge(at.checked_sub(1).and_then(|i| hay.get(i))) && edge(hay.get(at + w.len()))
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_must_stand_alone_and_near() {
+        let t = "my SSN is 782323220 ok";
+        let s = t.find("782").expect("value");
+        assert!(near(t, s, s + 9, Context::Ssn));
+        let t = "classn 782323220";
+        let s = t.find("782").expect("value");
+        assert!(!near(t, s, s + 9, Context::Ssn), "inside a word");
+        let far = format!("SSN {} 782323220", "x".repeat(80));
+        let s = far.find("782").expect("value");
+        assert!(!near(&far, s, s + 9, Context::Ssn), "too far");
+        let t = "782323220 (SSN)";
+        assert!(near(t, 0, 9, Context::Ssn), "after");
+        let t = "meeting at 0612345678";
+        let s = t.find("06").expect("value");
+        assert!(
+            !near(t, s, s + 10, Context::TaxDe),
+            "`tin` inside `meeting`"
+        );
+        let t = "Geburtsdatum: 12.03.1985";
+        assert!(near(t, 14, 24, Context::Birth));
+        let t = "née le 12 mars 1985";
+        assert!(near(t, 7, 19, Context::Birth));
+    }
+}
