@@ -9,6 +9,7 @@
 //! the corpus draws from its own stream: adding a part leaves the others' samples unchanged.
 
 pub mod checks;
+mod context;
 mod credentials;
 mod decoys;
 mod encoded;
@@ -53,9 +54,10 @@ pub struct Sample {
     pub spans: Vec<Span>,
     /// Positive, near miss or decoy.
     pub kind: Kind,
-    /// How the sample is written (`chat`, `env`, `json`, `header`, `csv`, `log`, `de`, `fr`,
-    /// `es`, `encoded`, `context`) for positives; what makes it a near miss (`checksum`,
-    /// `length`, `prefix`, `no_context`, …) or which kind of decoy it is (`version`, `uuid`, …).
+    /// How a positive is written (`chat`, `de`, `fr`, `es`, `env`, `json`, `yaml`, `header`,
+    /// `shell`, `csv`, `log`, `context`, `encoded`); what makes a near miss one (`checksum`,
+    /// `length`, `prefix`, `range`, `shape`, `no_context`, `placeholder`); which kind of decoy it
+    /// is (`version`, `uuid`, `hash`, …).
     pub family: &'static str,
 }
 
@@ -129,6 +131,7 @@ pub fn generate(seed: u64) -> Vec<Sample> {
     secrets::generate(&mut Rng::fork(seed, 3), &mut out);
     credentials::generate(&mut Rng::fork(seed, 7), &mut out);
     national::generate(&mut Rng::fork(seed, 4), &mut out);
+    context::generate(&mut Rng::fork(seed, 8), &mut out);
     encoded::generate(&mut Rng::fork(seed, 5), &mut out);
     decoys::generate(&mut Rng::fork(seed, 6), &mut out);
     out
