@@ -145,8 +145,8 @@ pub(crate) type Gen<'a> = &'a mut dyn FnMut(&mut Rng) -> String;
 
 /// The sample of `template`: `{}` is a value of `gen`, labelled `entity` in a positive sample;
 /// `{name}`, `{first}`, `{city}`, `{host}`, `{n}` and `{ts}` are filler (a name, a city, a host,
-/// a small number, a timestamp); `{email}`, `{phone}`, `{ip}`, `{iban}`, `{card}` and `{awskey}` are
-/// further labelled values. Any other brace is literal (JSON).
+/// a small number, a timestamp); `{email}`, `{phone}`, `{ip}`, `{iban}`, `{card}`, `{awskey}`
+/// and `{aadhaar}` are further labelled values. Any other brace is literal (JSON).
 pub(crate) fn render(
     rng: &mut Rng,
     kind: Kind,
@@ -180,6 +180,7 @@ pub(crate) fn render(
                 "card" => (personal::card(rng), Some(entity::CARD)),
                 "ip" => (network::ipv4(rng), Some(entity::IP)),
                 "awskey" => (secrets::aws_key(rng), Some(entity::CLOUD)),
+                "aadhaar" => (national::aadhaar(rng), Some(entity::AADHAAR)),
                 _ => return None,
             })
         });

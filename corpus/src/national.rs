@@ -14,6 +14,9 @@ pub(crate) fn generate(rng: &mut Rng, out: &mut Vec<Sample>) {
     samples(rng, out, p, AADHAAR, &AADHAAR_T, 72, &mut aadhaar);
     samples(rng, out, p, PAN, &PAN_T, 72, &mut pan);
     samples(rng, out, p, PASSPORT, &PASSPORT_T, 80, &mut passport);
+    samples(rng, out, p, PASSPORT, &KYC_T, 4, &mut passport);
+    samples(rng, out, p, NINO, &HR_T, 4, &mut nino);
+    samples(rng, out, p, PAN, &IN_KYC_T, 4, &mut pan);
 
     let m = Kind::NearMiss;
     samples(rng, out, m, NINO, &NINO_MISS_T, 20, &mut nino_bad_prefix);
@@ -99,6 +102,34 @@ const PASSPORT_T: [Template; 10] = [
         "{\"passport_number\": \"{}\", \"nationality\": \"DE\"}",
     ),
     ("csv", "name,passport,nationality\n{name},{},GB"),
+];
+
+/// Several values in one sample.
+const KYC_T: [Template; 2] = [
+    (
+        "json",
+        "{\"name\": \"{name}\", \"email\": \"{email}\", \"passport_number\": \"{}\", \"phone\": \"{phone}\"}",
+    ),
+    ("chat", "Booking for {name}: passport {}, email {email}, card {card}"),
+];
+
+const HR_T: [Template; 2] = [
+    ("csv", "name,nino,email,iban\n{name},{},{email},{iban}"),
+    (
+        "chat",
+        "New starter {name}, NI number {}, phone {phone}, salary to {iban}",
+    ),
+];
+
+const IN_KYC_T: [Template; 2] = [
+    (
+        "chat",
+        "KYC for {name}: PAN {}, Aadhaar {aadhaar}, mobile {phone}",
+    ),
+    (
+        "json",
+        "{\"pan\": \"{}\", \"aadhaar\": \"{aadhaar}\", \"email\": \"{email}\"}",
+    ),
 ];
 
 const NINO_MISS_T: [Template; 3] = [
@@ -244,7 +275,7 @@ fn aadhaar_digits(rng: &mut Rng) -> [String; 3] {
 }
 
 /// Grouped 4-4-4 twice in three, else compact.
-fn aadhaar(rng: &mut Rng) -> String {
+pub(crate) fn aadhaar(rng: &mut Rng) -> String {
     let g = aadhaar_digits(rng);
     if rng.one_in(3) {
         g.concat()
