@@ -41,6 +41,14 @@ pub(super) fn secret_value(m: &str) -> Option<(usize, usize)> {
         to -= 1;
     }
     let value = m.get(from..to)?;
+    if super::patterns::SECRET_PREFIXES
+        .iter()
+        .flat_map(|(_, p)| p.iter())
+        .any(|p| value.starts_with(p))
+    {
+        // A key or token of a known format is its own detector's: checksum and all.
+        return None;
+    }
     let colon = m[sep..].starts_with(':') && !m[sep..].starts_with(":=");
     value_ok(name, value, quoted || !colon).then_some((from, to))
 }
@@ -64,7 +72,7 @@ fn credential_ok(scheme: &str, value: &str) -> bool {
 }
 
 /// Values that stand for a secret rather than being one.
-fn placeholder(v: &str) -> bool {
+pub(super) fn placeholder(v: &str) -> bool {
     const WORDS: [&str; 22] = [
         "null",
         "none",

@@ -321,7 +321,7 @@ pub(super) fn valid_url_credential(s: &str) -> bool {
     let Some(userinfo) = rest.strip_suffix('@') else {
         return false;
     };
-    matches!(userinfo.split_once(':'), Some((_, pass)) if !pass.is_empty())
+    matches!(userinfo.split_once(':'), Some((_, pass)) if !super::assign::placeholder(pass))
 }
 
 /// Whether a number `text[start..end]` stands on its own, not as a piece of a longer run of

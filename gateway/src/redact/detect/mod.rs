@@ -436,6 +436,16 @@ fn accept(p: &Pattern, text: &str, start: usize, m: &str) -> Option<Found> {
         return (p.valid)(m).then_some(span(from, to));
     }
     let end = start + m.len();
+    if p.entity == Entity::EmailAddress {
+        // `https://ghp_…@github.com`, `postgres://app:%PASS%@db`: the userinfo of a URL,
+        // not an address.
+        let word = text[..start]
+            .rfind(|c: char| c.is_whitespace() || c == '"' || c == '\'')
+            .map_or(0, |p| p + 1);
+        if text[word..start].contains("://") {
+            return None;
+        }
+    }
     if let Some(c) = p.context {
         if !context::near(text, start, end, c) {
             return None;

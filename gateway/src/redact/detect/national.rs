@@ -181,7 +181,9 @@ pub(super) fn valid_birth_date(s: &str) -> bool {
     };
     let (day, mon, year) = match parts.as_slice() {
         // 1985-03-12
-        [y, m, d] if y.len() == 4 => (num(d), num(m), num(y)),
+        [y, m, d] if y.len() == 4 && y.bytes().all(|c| c.is_ascii_digit()) => {
+            (num(d), num(m), num(y))
+        }
         // 12 March 1985 / March 12, 1985
         [a, b, y] if month(a).is_some() => (num(b), month(a), num(y)),
         [a, b, y] if month(b).is_some() => (num(a), month(b), num(y)),
@@ -224,6 +226,7 @@ mod tests {
         assert!(valid_birth_date("March 12, 1985"));
         assert!(valid_birth_date("12 de marzo de 1985"));
         assert!(valid_birth_date("3rd June 1990"));
+        assert!(valid_birth_date("June 6, 1975"));
         assert!(!valid_birth_date("32/03/1985"));
         assert!(!valid_birth_date("12/13/1885"));
         assert!(valid_passport("C01X00T47"));

@@ -95,6 +95,26 @@ pub(super) const SPECS: &[Spec] = &[
         "shape",
     ),
     spec(
+        Entity::UsSsn,
+        Needs::Ssn,
+        r"\b[0-9]{3}-[0-9]{2}-[0-9]{4}\b",
+        valid_ssn,
+        "us_ssn",
+        "area/group/serial",
+    ),
+    // Nine plain digits or `782 32 3220`, next to "SSN"/"social security".
+    near(
+        spec(
+            Entity::UsSsn,
+            Needs::Digits(9),
+            r"\b(?:[0-9]{9}|[0-9]{3} [0-9]{2} [0-9]{4})\b",
+            valid_ssn,
+            "us_ssn.context",
+            "area/group/serial+context",
+        ),
+        Context::Ssn,
+    ),
+    spec(
         Entity::PhoneNumber,
         Needs::Digits(8),
         r"\+[1-9][0-9 ().\-]{6,20}[0-9]|(?:\b1[ .\-])?\(?\b[2-9][0-9]{2}\)?[ .\-][2-9][0-9]{2}[ .\-][0-9]{4}\b|\(?\b0[1-9][0-9]{0,4}\)?(?:[ \-./][0-9]{2,8}){1,4}\b",
@@ -129,26 +149,6 @@ pub(super) const SPECS: &[Spec] = &[
         valid_iban,
         "iban",
         "mod97+length",
-    ),
-    spec(
-        Entity::UsSsn,
-        Needs::Ssn,
-        r"\b[0-9]{3}-[0-9]{2}-[0-9]{4}\b",
-        valid_ssn,
-        "us_ssn",
-        "area/group/serial",
-    ),
-    // Nine plain digits or `782 32 3220`, next to "SSN"/"social security".
-    near(
-        spec(
-            Entity::UsSsn,
-            Needs::Digits(9),
-            r"\b(?:[0-9]{9}|[0-9]{3} [0-9]{2} [0-9]{4})\b",
-            valid_ssn,
-            "us_ssn.context",
-            "area/group/serial+context",
-        ),
-        Context::Ssn,
     ),
     spec(Entity::IpAddress, Needs::Ipv4, IP, valid_ip, "", ""),
     // IPv6 has its own trigger; the same regex and validation.
@@ -232,7 +232,7 @@ pub(super) const SPECS: &[Spec] = &[
     spec(
         Entity::CloudKey,
         Needs::Prefix,
-        r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA)[A-Z0-9]{16}\b|\bAIza[0-9A-Za-z_\-]{35}\b",
+        r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA)[A-Z0-9]{16}\b|\bAIza[0-9A-Za-z_\-]{35}",
         always,
         "",
         "pattern",
