@@ -1,0 +1,445 @@
+//! `moat redact` gives what the gateway forwards: the same bodies sent through a running gateway
+//! to an echoing upstream and through `moat redact` with the same configuration come out byte for
+//! byte the same, and `--explain`'s spans, applied to the original strings, give the gateway's
+//! strings. Then its errors and exit codes.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use crate::client;
+use crate::gateway::{self, binary, Gateway};
+use crate::origin::Origin;
+
+/// Request-only, so the echoed response is exactly what the upstream received; field paths, so
+/// the walk of `--explain` is checked against the gateway's for them too.
+const PROFILES: &str = r#"
+[redaction.profiles.try]
+direction = "request"
+never = ["$.model"]
+always = ["$.user"]
+
+[redaction.profiles.strict]
+operators = { CLOUD_ACCESS_KEY = "block" }
+
+[[policy.rules]]
+id = "redacted"
+require_region = false
+redaction = "try"
+action = "allow"
+"#;
+
+/// Samples per chat body.
+const BATCH: usize = 200;
+
+/// The texts compared: values of every built-in entity, in plain, grouped, escaped-to-be,
+/// full-width and zero-width forms, near misses, and text beyond ASCII around them.
+fn samples() -> Vec<String> {
+    [
+        "mail jane.doe@example.com or bob@example.org",
+        "card 4111 1111 1111 1111, amex 3782-822463-10005, not a card 4111 1111 1111 1112",
+        "IBAN DE89 3704 0044 0532 0130 00 and GB82WEST12345698765432",
+        "ssn 078-05-1120, not 000-12-3456; call +44 20 7946 0958 or (415) 555-0123",
+        "ip 10.20.30.40 and 2001:db8::1, but version 1.2.3.4 is not an address",
+        "aws AKIAIOSFODNN7EXAMPLE, token ghp_1234567890abcdefghijklmnopqrstuvwxyz",
+        "db postgres://app:s3cret@db.internal:5432/orders",
+        "ｊａｎｅ＠ｅｘａｍｐｌｅ．ｃｏｍ and 4111\u{200B}1111\u{200B}1111\u{200B}1111",
+        "naïve café 😀 — jane@example.com — 東京 10.0.0.1",
+        "quotes \"jane@example.com\" and a backslash \\ and\ttabs\nand lines",
+        "nothing to find here, only words and 42 numbers",
+        "",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect()
+}
+
+/// A chat-completion body carrying `texts` as its messages.
+fn chat_body(texts: &[String]) -> Vec<u8> {
+    let messages: Vec<serde_json::Value> = texts
+        .iter()
+        .map(|t| serde_json::json!({"role": "user", "content": t}))
+        .collect();
+    serde_json::to_vec(&serde_json::json!({
+        "model": "gpt-x jane@example.com",
+        "user": "customer 8812 jane@example.com",
+        "temperature": 0.2,
+        "messages": messages,
+    }))
+    .expect("serialize")
+}
+
+/// What the upstream received for `body` sent with `content_type`.
+async fn through_gateway(gw: &Gateway, content_type: &str, body: &[u8]) -> Vec<u8> {
+    let mut req = format!(
+        "POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(body);
+    let (r, _) = client::raw_exchange(gw.addr, &gw.ca, &req).await;
+    let r = r.expect("response");
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.body
+}
+
+/// Runs `moat redact` with `args`, `stdin` on its standard input.
+fn moat_redact(args: &[&str], config: Option<&Path>, stdin: &[u8]) -> Output {
+    let mut cmd = Command::new(binary());
+    cmd.arg("redact");
+    if let Some(c) = config {
+        cmd.arg("--config").arg(c);
+    }
+    let mut child = cmd
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("moat redact");
+    let mut pipe = child.stdin.take().expect("stdin");
+    let input = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = pipe.write_all(&input);
+    });
+    let out = child.wait_with_output().expect("moat redact output");
+    writer.join().expect("stdin writer");
+    out
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// One `--explain` line.
+#[derive(Debug)]
+struct Span {
+    start: usize,
+    end: usize,
+    entity: String,
+    detector: String,
+}
+
+/// `--explain` output grouped by file and JSON Pointer (`""` for text), in order.
+fn parse_explain(stdout: &[u8]) -> BTreeMap<(String, String), Vec<Span>> {
+    let mut out: BTreeMap<(String, String), Vec<Span>> = BTreeMap::new();
+    for line in String::from_utf8_lossy(stdout).lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+        let field = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+        let offset = |k: &str| {
+            v[k].as_u64()
+                .and_then(|n| usize::try_from(n).ok())
+                .unwrap_or(usize::MAX)
+        };
+        assert!(v["validation"].is_string(), "{line}");
+        out.entry((field("file"), field("path")))
+            .or_default()
+            .push(Span {
+                start: offset("start"),
+                end: offset("end"),
+                entity: field("entity"),
+                detector: field("detector"),
+            });
+    }
+    out
+}
+
+/// `text` with each span (character offsets) replaced by `<ENTITY>`.
+fn apply(text: &str, spans: &[Span]) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::new();
+    let mut pos = 0;
+    for s in spans {
+        assert!(
+            pos <= s.start && s.start <= s.end && s.end <= chars.len(),
+            "span {s:?} out of order or range (text of {} characters)",
+            chars.len()
+        );
+        out.extend(&chars[pos..s.start]);
+        out.push_str(&format!("<{}>", s.entity));
+        pos = s.end;
+    }
+    out.extend(&chars[pos..]);
+    out
+}
+
+fn write_files(dir: &Path, bodies: &[Vec<u8>]) -> Vec<PathBuf> {
+    bodies
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let f = dir.join(format!("body-{i:03}.json"));
+            std::fs::write(&f, b).expect("write sample body");
+            f
+        })
+        .collect()
+}
+
+/// Every sample, batched into chat bodies: the gateway's forwarded body and `moat redact --json`
+/// agree byte for byte, and `--explain` reproduces every string the gateway forwarded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redact_json_matches_what_the_gateway_forwards() {
+    let origin = Origin::start().await;
+    let gw = gateway::new(origin.addr.to_string()).policy(PROFILES).run();
+    let texts = samples();
+    let batches: Vec<&[String]> = texts.chunks(BATCH).collect();
+    let bodies: Vec<Vec<u8>> = batches.iter().map(|b| chat_body(b)).collect();
+    let mut forwarded = Vec::new();
+    for body in &bodies {
+        forwarded.push(through_gateway(&gw, "application/json", body).await);
+    }
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = write_files(dir.path(), &bodies);
+    let file_args: Vec<&str> = files.iter().filter_map(|f| f.to_str()).collect();
+    let config = Some(gw.config_file());
+
+    // Redacted bodies, one after another on stdout.
+    let mut args = vec!["--profile", "try", "--json"];
+    args.extend(&file_args);
+    let out = moat_redact(&args, config, b"");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let mut at = 0;
+    for (i, expected) in forwarded.iter().enumerate() {
+        let got = out.stdout.get(at..at + expected.len());
+        assert!(
+            got == Some(expected.as_slice()),
+            "body {i}: moat redact and the gateway differ\n gateway: {}\n    moat: {}",
+            String::from_utf8_lossy(expected),
+            String::from_utf8_lossy(got.unwrap_or_default())
+        );
+        at += expected.len();
+    }
+    assert_eq!(
+        at,
+        out.stdout.len(),
+        "moat redact wrote more than the gateway"
+    );
+    assert!(
+        stderr(&out).contains("moat redact: profile try: "),
+        "{}",
+        stderr(&out)
+    );
+
+    // The first body alone on stdin, in the default (detected) mode: the same bytes.
+    let out = moat_redact(&["--profile", "try"], config, &bodies[0]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(out.stdout, forwarded[0], "stdin, JSON detected");
+
+    // --explain: spans applied to each original string give the gateway's string.
+    let mut args = vec!["--profile", "try", "--json", "--explain"];
+    args.extend(&file_args);
+    let out = moat_redact(&args, config, b"");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let explained = parse_explain(&out.stdout);
+    let none = Vec::new();
+    let mut compared = 0;
+    for (b, (batch, fwd)) in batches.iter().zip(&forwarded).enumerate() {
+        // `file` is named only when there are several.
+        let file = if file_args.len() > 1 {
+            file_args[b].to_owned()
+        } else {
+            String::new()
+        };
+        let seen: serde_json::Value = serde_json::from_slice(fwd).expect("forwarded JSON");
+        let spans = |path: &str| {
+            explained
+                .get(&(file.clone(), path.to_owned()))
+                .unwrap_or(&none)
+        };
+        for (i, text) in batch.iter().enumerate() {
+            let path = format!("/messages/{i}/content");
+            let got = apply(text, spans(&path));
+            assert_eq!(
+                Some(got.as_str()),
+                seen["messages"][i]["content"].as_str(),
+                "body {b}, {path}: explained spans {:?}",
+                spans(&path)
+            );
+            compared += 1;
+        }
+        assert!(spans("/model").is_empty(), "a `never` path is not scanned");
+        let user = spans("/user");
+        assert!(
+            user.len() == 1 && user[0].entity == "FIELD" && user[0].detector == "path",
+            "an `always` path is one whole-field span: {user:?}"
+        );
+        assert_eq!(
+            (user[0].start, user[0].end),
+            (0, "customer 8812 jane@example.com".chars().count())
+        );
+        assert_eq!(seen["user"], "<REDACTED>");
+    }
+    assert_eq!(compared, texts.len(), "every sample compared");
+    let unexpected: Vec<_> = explained
+        .keys()
+        .filter(|(f, p)| {
+            let file_ok = if file_args.len() > 1 {
+                file_args.contains(&f.as_str())
+            } else {
+                f.is_empty()
+            };
+            !file_ok || !(p.starts_with("/messages/") || p == "/user")
+        })
+        .collect();
+    assert!(unexpected.is_empty(), "{unexpected:?}");
+}
+
+/// A `text/plain` body: the gateway redacts it as text; `moat redact --text` (and the default
+/// mode, for text that is not a JSON object or array) writes the same bytes, and `--explain`'s
+/// spans rebuild them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redact_text_matches_what_the_gateway_forwards() {
+    let origin = Origin::start().await;
+    let gw = gateway::new(origin.addr.to_string()).policy(PROFILES).run();
+    let text = samples().join("\n\n");
+    let forwarded = through_gateway(&gw, "text/plain; charset=utf-8", text.as_bytes()).await;
+    let config = Some(gw.config_file());
+    for args in [&["--profile", "try", "--text"][..], &["--profile", "try"]] {
+        let out = moat_redact(args, config, text.as_bytes());
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&forwarded),
+            "{args:?}"
+        );
+    }
+    let out = moat_redact(
+        &["--profile", "try", "--text", "--explain"],
+        config,
+        text.as_bytes(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let explained = parse_explain(&out.stdout);
+    assert_eq!(
+        explained.keys().collect::<Vec<_>>(),
+        [&(String::new(), String::new())],
+        "text spans carry neither file nor path"
+    );
+    let spans = &explained[&(String::new(), String::new())];
+    assert_eq!(
+        apply(&text, spans),
+        String::from_utf8_lossy(&forwarded),
+        "{spans:?}"
+    );
+    // The summary counts what was redacted, by entity, and never shows a value.
+    let err = stderr(&out);
+    assert!(err.contains("EMAIL_ADDRESS "), "{err}");
+    assert!(!err.contains("jane"), "{err}");
+}
+
+/// A configuration file with a valid rest, and `extra` appended.
+fn config_file(dir: &Path, extra: &str) -> PathBuf {
+    let out = Command::new(binary())
+        .args(["cert", "init", "--dir"])
+        .arg(dir.join("tls"))
+        .args(["--host", "localhost"])
+        .output()
+        .expect("cert init");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let file = dir.join("moat.toml");
+    let text = format!(
+        r#"
+[[listener]]
+address = "127.0.0.1:8443"
+upstream = "model"
+
+[[tls.certificate]]
+cert_file = "tls/server.pem"
+key_file = "tls/server.key"
+
+[upstreams.model]
+address = "127.0.0.1:8000"
+{extra}"#
+    );
+    std::fs::write(&file, text).expect("write config");
+    file
+}
+
+#[test]
+fn redact_errors_name_the_problem_and_exit_with_their_code() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = config_file(dir.path(), PROFILES);
+    let config = Some(file.as_path());
+
+    let out = moat_redact(&["--profile", "nope"], config, b"x");
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("\"nope\"") && stderr(&out).contains("strict, try"),
+        "names the profile and those defined: {}",
+        stderr(&out)
+    );
+    assert!(out.stdout.is_empty());
+
+    let out = moat_redact(&[], config, b"x");
+    assert_eq!(out.status.code(), Some(64), "two profiles, none chosen");
+    assert!(stderr(&out).contains("--profile"), "{}", stderr(&out));
+
+    let out = moat_redact(&["--profile", "nope"], None, b"x");
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    assert!(stderr(&out).contains("\"nope\""), "{}", stderr(&out));
+
+    let other = tempfile::tempdir().expect("tempdir");
+    let bad = config_file(
+        other.path(),
+        "[redaction.profiles.x]\nentities = [\"EMAIL\"]\n",
+    );
+    let out = moat_redact(&[], Some(&bad), b"x");
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("invalid configuration: redaction.profiles.x.entities.0"),
+        "as moat check says it: {}",
+        stderr(&out)
+    );
+
+    let missing = dir.path().join("no-such-sample.txt");
+    let present = dir.path().join("sample.txt");
+    std::fs::write(&present, "mail jane@example.com").expect("write");
+    let out = Command::new(binary())
+        .args(["redact", "--text"])
+        .arg(&missing)
+        .arg(&present)
+        .output()
+        .expect("moat redact");
+    assert_eq!(out.status.code(), Some(66), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("cannot read {}", missing.display())),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "mail <EMAIL_ADDRESS>",
+        "the readable file is still redacted"
+    );
+
+    // A block operator: nothing on stdout, the entity named, never the value.
+    let key = "my key is AKIAIOSFODNN7EXAMPLE";
+    for args in [
+        &["--profile", "strict"][..],
+        &["--profile", "strict", "--explain"],
+    ] {
+        let out = moat_redact(args, config, key.as_bytes());
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("blocks CLOUD_ACCESS_KEY"),
+            "{}",
+            stderr(&out)
+        );
+        let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+        assert!(!all.contains("AKIAIOSFODNN7EXAMPLE"), "{all}");
+    }
+
+    // Input that cannot be redacted as asked.
+    let out = moat_redact(&["--json"], None, b"{\"a\":");
+    assert_eq!(out.status.code(), Some(65), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("invalid JSON at byte"),
+        "{}",
+        stderr(&out)
+    );
+    let out = moat_redact(&["--text"], None, b"\xff\xfe");
+    assert_eq!(out.status.code(), Some(65), "{}", stderr(&out));
+    assert!(stderr(&out).contains("not UTF-8"), "{}", stderr(&out));
+}
