@@ -152,7 +152,12 @@ pub fn redact(o: &Options) -> ExitCode {
         eprintln!("moat redact: cannot write to stdout: {e}");
         return ExitCode::from(EX_IOERR);
     }
-    eprintln!("moat redact: profile {}: {}", profile.name, summary(&total));
+    let verb = if o.explain { "found" } else { "redacted" };
+    eprintln!(
+        "moat redact: profile {}: {}",
+        profile.name,
+        summary(verb, &total)
+    );
     code.map_or(ExitCode::SUCCESS, ExitCode::from)
 }
 
@@ -224,16 +229,13 @@ fn read_input(file: &Path) -> std::io::Result<Vec<u8>> {
     Ok(body)
 }
 
-/// `counts` as `EMAIL_ADDRESS 2, IP_ADDRESS 1`.
-fn summary(counts: &Counts) -> String {
+/// `counts` as `redacted EMAIL_ADDRESS 2, IP_ADDRESS 1`, or `nothing redacted`.
+fn summary(verb: &str, counts: &Counts) -> String {
     if counts.is_empty() {
-        return "nothing found".to_owned();
+        return format!("nothing {verb}");
     }
-    counts
-        .iter()
-        .map(|(e, n)| format!("{e} {n}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    let list: Vec<String> = counts.iter().map(|(e, n)| format!("{e} {n}")).collect();
+    format!("{verb} {}", list.join(", "))
 }
 
 /// Whether the input is read as JSON: always with `--json`, never with `--text`; by default
