@@ -9,6 +9,7 @@
 //! the corpus draws from its own stream: adding a part leaves the others' samples unchanged.
 
 pub mod checks;
+mod context;
 mod credentials;
 mod decoys;
 mod encoded;
@@ -53,9 +54,10 @@ pub struct Sample {
     pub spans: Vec<Span>,
     /// Positive, near miss or decoy.
     pub kind: Kind,
-    /// How the sample is written (`chat`, `env`, `json`, `header`, `csv`, `log`, `de`, `fr`,
-    /// `es`, `encoded`, `context`) for positives; what makes it a near miss (`checksum`,
-    /// `length`, `prefix`, `no_context`, …) or which kind of decoy it is (`version`, `uuid`, …).
+    /// How a positive is written (`chat`, `de`, `fr`, `es`, `env`, `json`, `yaml`, `header`,
+    /// `shell`, `csv`, `log`, `context`, `encoded`); what makes a near miss one (`checksum`,
+    /// `length`, `prefix`, `range`, `shape`, `no_context`, `placeholder`); which kind of decoy it
+    /// is (`version`, `uuid`, `hash`, …).
     pub family: &'static str,
 }
 
@@ -129,6 +131,7 @@ pub fn generate(seed: u64) -> Vec<Sample> {
     secrets::generate(&mut Rng::fork(seed, 3), &mut out);
     credentials::generate(&mut Rng::fork(seed, 7), &mut out);
     national::generate(&mut Rng::fork(seed, 4), &mut out);
+    context::generate(&mut Rng::fork(seed, 8), &mut out);
     encoded::generate(&mut Rng::fork(seed, 5), &mut out);
     decoys::generate(&mut Rng::fork(seed, 6), &mut out);
     out
@@ -142,8 +145,8 @@ pub(crate) type Gen<'a> = &'a mut dyn FnMut(&mut Rng) -> String;
 
 /// The sample of `template`: `{}` is a value of `gen`, labelled `entity` in a positive sample;
 /// `{name}`, `{first}`, `{city}`, `{host}`, `{n}` and `{ts}` are filler (a name, a city, a host,
-/// a small number, a timestamp); `{email}`, `{phone}`, `{ip}`, `{iban}`, `{card}` and `{awskey}` are
-/// further labelled values. Any other brace is literal (JSON).
+/// a small number, a timestamp); `{email}`, `{phone}`, `{ip}`, `{iban}`, `{card}`, `{awskey}`
+/// and `{aadhaar}` are further labelled values. Any other brace is literal (JSON).
 pub(crate) fn render(
     rng: &mut Rng,
     kind: Kind,
@@ -177,6 +180,7 @@ pub(crate) fn render(
                 "card" => (personal::card(rng), Some(entity::CARD)),
                 "ip" => (network::ipv4(rng), Some(entity::IP)),
                 "awskey" => (secrets::aws_key(rng), Some(entity::CLOUD)),
+                "aadhaar" => (national::aadhaar(rng), Some(entity::AADHAAR)),
                 _ => return None,
             })
         });

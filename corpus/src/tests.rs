@@ -54,7 +54,12 @@ fn valid(entity: &str, value: &str) -> bool {
                 && v.bytes().all(|c| c.is_ascii_alphanumeric())
                 && v.bytes().any(|c| c.is_ascii_digit())
         }
-        entity::DOB => v.contains("19") || v.contains("20"),
+        entity::DOB => v.as_bytes().windows(4).any(|w| {
+            std::str::from_utf8(w)
+                .ok()
+                .and_then(|y| y.parse::<u32>().ok())
+                .is_some_and(|y| (1940..=2007).contains(&y))
+        }),
         _ => false,
     }
 }
