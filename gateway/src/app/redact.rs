@@ -716,6 +716,31 @@ mod tests {
         )
     }
 
+    /// Without `--config`: an empty profile table's profile — every built-in entity, `replace`.
+    #[test]
+    fn the_builtin_profile_is_an_empty_profile_table() {
+        let p = select_profile(None, None).expect("built-in profile");
+        assert_eq!(p.name, "default");
+        assert!(p.requests && p.responses && !p.fail_open);
+        assert!(p.paths.always.is_empty() && p.paths.never.is_empty());
+        for e in Entity::ALL {
+            assert_eq!(
+                p.redactor.operator(e),
+                &Operator::Replace { numbered: false }
+            );
+        }
+        let out = p
+            .redactor
+            .redact(
+                "jane@example.com 4111 1111 1111 1111 AKIAIOSFODNN7EXAMPLE",
+                &mut State::default(),
+            )
+            .expect("redact");
+        assert_eq!(out, "<EMAIL_ADDRESS> <CREDIT_CARD> <CLOUD_ACCESS_KEY>");
+        assert!(select_profile(None, Some("default")).is_ok());
+        assert!(select_profile(None, Some("other")).is_err());
+    }
+
     #[test]
     fn char_offsets_count_scalar_values() {
         let text = "aé😀b€";
