@@ -50,6 +50,29 @@ enum Command {
         #[command(subcommand)]
         command: GuardCommand,
     },
+    /// Redact samples (files or stdin) with a redaction profile, exactly as the gateway redacts
+    /// a request body; or, with --explain, list what matched.
+    Redact {
+        /// Configuration file to take the profile from (default: the built-in profile
+        /// `default`: every built-in entity, replaced by `<ENTITY>`).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The profile (`[redaction.profiles.NAME]`); needed when the file defines several.
+        #[arg(long, short)]
+        profile: Option<String>,
+        /// Print one JSON line per match (offsets in characters, entity, detector,
+        /// validation) instead of the redacted body; never the matched value.
+        #[arg(long)]
+        explain: bool,
+        /// Read the input as a JSON body (default: JSON when it is a JSON object or array).
+        #[arg(long, conflicts_with = "text")]
+        json: bool,
+        /// Read the input as plain text.
+        #[arg(long)]
+        text: bool,
+        /// Input files, each redacted on its own (`-` or none: stdin).
+        files: Vec<PathBuf>,
+    },
     /// Start a demo model and the gateway in front of it, and print commands to try.
     Demo {
         /// Gateway port on 127.0.0.1 (a free one is chosen if it is taken).
@@ -169,6 +192,24 @@ fn main() -> ExitCode {
         Command::Audit {
             command: AuditCommand::Verify { dir, pubkey },
         } => commands::audit_verify(&dir, pubkey.as_deref()),
+        Command::Redact {
+            config,
+            profile,
+            explain,
+            json,
+            text,
+            files,
+        } => app::redact::redact(&app::redact::Options {
+            config,
+            profile,
+            explain,
+            kind: match (json, text) {
+                (true, _) => app::redact::InputKind::Json,
+                (_, true) => app::redact::InputKind::Text,
+                _ => app::redact::InputKind::Auto,
+            },
+            files,
+        }),
         Command::Demo { port } => app::demo::run(port),
     }
 }

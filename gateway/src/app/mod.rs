@@ -5,6 +5,7 @@
 
 pub mod commands;
 pub mod demo;
+pub mod redact;
 mod reload;
 
 use std::path::PathBuf;

@@ -35,6 +35,7 @@ use validate::Validator;
 pub use http::{Http2Config, HttpConfig};
 pub use identity::IdentitySettings;
 pub use listener::{valid_server_name, CertificateConfig, ListenerConfig, TlsConfig, TlsVersion};
+pub use redaction::{builtin_profile, BUILTIN_PROFILE};
 pub use upstream::{
     is_local, Credential, UpstreamAddr, UpstreamConfig, UpstreamProtocol, DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_POOL_IDLE_TIMEOUT, DEFAULT_POOL_MAX_IDLE, DEFAULT_RESPONSE_HEADER_TIMEOUT,

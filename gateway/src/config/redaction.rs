@@ -3,9 +3,33 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::spans::Spans;
 use super::validate::Validator;
 use super::{raw, ConfigError};
 use crate::redact::{Detectors, Entity, Operator, Profile, Redactor};
+
+/// Name of the profile [`builtin_profile`] builds.
+pub const BUILTIN_PROFILE: &str = "default";
+
+/// The profile a `[redaction.profiles.default]` table with no keys gives: every built-in entity,
+/// `replace`, both directions, no field paths. Built by the same validation as a configuration
+/// file's profiles (what `moat redact` uses without `--config`).
+pub fn builtin_profile() -> Result<Arc<Profile>, ConfigError> {
+    let raw = raw::RawRedaction {
+        hash_key_file: None,
+        profiles: BTreeMap::from([(BUILTIN_PROFILE.to_owned(), raw::RawProfile::default())]),
+    };
+    let v = Validator {
+        spans: Spans::new(""),
+        base: std::path::Path::new("."),
+    };
+    v.redaction(&raw)?
+        .remove(BUILTIN_PROFILE)
+        .ok_or_else(|| ConfigError::Missing {
+            path: format!("redaction.profiles.{BUILTIN_PROFILE}"),
+            reason: "the built-in profile".into(),
+        })
+}
 
 impl Validator<'_> {
     pub(super) fn redaction(

@@ -10,4 +10,5 @@ mod inspection;
 mod ops;
 mod proxy;
 mod readme;
+mod redact_cli;
 mod redaction;

@@ -5,6 +5,7 @@
 //! - "Run it": every command is run with `moat` meaning the binary under test and the
 //!   documented system directories (`/etc/moat`, `/var/lib/moat`) moved into a temporary
 //!   directory, against `config/moat.example.toml`.
+//! - "Try a profile on your own samples": the `moat redact` commands print what is shown.
 //! - "Test": `.ci/run` runs exactly the README's test command.
 //!
 //! "Try it" and "Run it" both want port 8443 (the demo's default and the example listener), so
@@ -345,6 +346,45 @@ fn readme_run_it_works_as_written() {
         String::from_utf8_lossy(&verify.stdout),
         String::from_utf8_lossy(&verify.stderr)
     );
+}
+
+/// README "Try a profile on your own samples": each command, run by `sh` with `moat` meaning the
+/// binary under test, prints exactly the output shown below it.
+#[test]
+fn readme_redact_example_works_as_written() {
+    let heading = "Try a profile on your own samples";
+    let commands = readme_commands(heading);
+    assert!(
+        !commands.is_empty() && commands.iter().all(|c| c.contains("| moat redact")),
+        "{commands:?}"
+    );
+    let readme = std::fs::read_to_string(root().join("README.md")).expect("README.md");
+    let shown = readme
+        .split("\n## ")
+        .find(|s| s.starts_with(heading))
+        .and_then(|s| s.split("```text\n").nth(1))
+        .and_then(|b| b.split("```").next())
+        .unwrap_or_else(|| panic!("README section {heading:?} has no text block"))
+        .to_owned();
+    let mut printed = String::new();
+    for line in &commands {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!("moat() {{ \"$MOAT\" \"$@\"; }}\n{line}"))
+            .env("MOAT", binary())
+            .output()
+            .expect("sh");
+        assert!(
+            out.status.success(),
+            "{line}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        printed.push_str(&String::from_utf8_lossy(&out.stdout));
+        if !printed.ends_with('\n') {
+            printed.push('\n');
+        }
+    }
+    assert_eq!(printed, shown);
 }
 
 /// README "Test": `.ci/run` ends by running exactly the README's test command.
