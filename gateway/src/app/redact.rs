@@ -17,7 +17,7 @@ use serde::Serialize;
 use super::{invalid, EX_USAGE};
 use crate::config::Config;
 use crate::redact::json::{Paths, Step};
-use crate::redact::rewrite::{redact_json, RewriteError, MAX_DEPTH};
+use crate::redact::rewrite::{inspect_json, redact_json, RewriteError};
 use crate::redact::{Blocked, Profile, Redactor, State};
 
 /// Exit code when a `block` operator matched: the gateway would refuse the body (422).
@@ -346,7 +346,7 @@ fn explain_input(
             Err(e @ RewriteError::Invalid(..)) => Err(json_failure(e)),
             other => match explain_json(&p.redactor, &p.paths, body) {
                 Ok(list) => Ok((list, other.err().map(json_failure))),
-                Err(e) => Err(Failure::Unredactable(e.to_string())),
+                Err(e) => Err(json_failure(e)),
             },
         }
     } else {
@@ -472,234 +472,40 @@ pub fn json_pointer(path: &[Step]) -> String {
     s
 }
 
-/// The matches in every string value of a JSON document, walked as
-/// [`redact_json`] walks it: member names are not scanned, `never` paths are skipped, `always`
-/// paths are one whole-field entry (`FIELD`, detector `path`) unless they hold `null`.
-pub fn explain_json(r: &Redactor, paths: &Paths, body: &[u8]) -> Result<Vec<Explained>, WalkError> {
-    let mut w = Walk {
-        b: body,
-        i: 0,
-        r,
-        paths,
-        path: Vec::new(),
-        out: Vec::new(),
-    };
-    w.ws();
-    w.value(false, 0)?;
-    w.ws();
-    if w.i != body.len() {
-        return Err(w.error("trailing characters"));
-    }
-    Ok(w.out)
-}
-
-/// A document [`explain_json`] could not walk.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid JSON at byte {at}: {why}")]
-pub struct WalkError {
-    why: &'static str,
-    at: usize,
-}
-
-struct Walk<'a> {
-    b: &'a [u8],
-    i: usize,
-    r: &'a Redactor,
-    paths: &'a Paths,
-    path: Vec<Step>,
-    out: Vec<Explained>,
-}
-
-impl<'a> Walk<'a> {
-    fn error(&self, why: &'static str) -> WalkError {
-        WalkError { why, at: self.i }
-    }
-
-    fn ws(&mut self) {
-        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.b.get(self.i) {
-            self.i += 1;
+/// The matches in every string value of a JSON document, as [`redact_json`] walks and
+/// replaces them ([`inspect_json`]): member names are not scanned, `never` paths are skipped,
+/// `always` paths are one whole-field entry (`FIELD`, detector `path`) unless they hold `null`.
+pub fn explain_json(
+    r: &Redactor,
+    paths: &Paths,
+    body: &[u8],
+) -> Result<Vec<Explained>, RewriteError> {
+    let mut out = Vec::new();
+    for seen in inspect_json(r, body, paths)? {
+        let path = Some(json_pointer(&seen.path));
+        if seen.field {
+            out.push(Explained {
+                path,
+                range: seen.text.map(|t| (0, t.chars().count())),
+                entity: "FIELD",
+                detector: "path",
+                validation: "always",
+            });
+            continue;
+        }
+        let text = seen.text.unwrap_or_default();
+        let mut chars = CharOffsets::new(&text);
+        for f in seen.found {
+            out.push(Explained {
+                path: path.clone(),
+                range: Some((chars.at(f.start), chars.at(f.end))),
+                entity: f.entity.name(),
+                detector: f.detector,
+                validation: f.validation,
+            });
         }
     }
-
-    fn expect(&mut self, c: u8, why: &'static str) -> Result<(), WalkError> {
-        if self.b.get(self.i) == Some(&c) {
-            self.i += 1;
-            Ok(())
-        } else {
-            Err(self.error(why))
-        }
-    }
-
-    fn value(&mut self, inert: bool, depth: usize) -> Result<(), WalkError> {
-        let mut inert = inert;
-        if !inert {
-            if self.paths.never.iter().any(|p| p.matches(&self.path)) {
-                inert = true;
-            } else if self.paths.always.iter().any(|p| p.matches(&self.path)) {
-                let start = self.i;
-                let range = if self.b.get(self.i) == Some(&b'"') {
-                    Some((0, self.string()?.chars().count()))
-                } else {
-                    self.value(true, depth)?;
-                    None
-                };
-                if self.b.get(start..self.i) != Some(b"null") {
-                    self.out.push(Explained {
-                        path: Some(json_pointer(&self.path)),
-                        range,
-                        entity: "FIELD",
-                        detector: "path",
-                        validation: "always",
-                    });
-                }
-                return Ok(());
-            }
-        }
-        match self.b.get(self.i) {
-            Some(b'{') => self.object(inert, depth + 1),
-            Some(b'[') => self.array(inert, depth + 1),
-            Some(b'"') => {
-                let text = self.string()?;
-                if !inert {
-                    let found = explain_text(self.r, &text);
-                    if !found.is_empty() {
-                        let ptr = json_pointer(&self.path);
-                        self.out
-                            .extend(found.into_iter().map(|(range, f)| Explained {
-                                path: Some(ptr.clone()),
-                                range: Some(range),
-                                entity: f.entity.name(),
-                                detector: f.detector,
-                                validation: f.validation,
-                            }));
-                    }
-                }
-                Ok(())
-            }
-            Some(_) => {
-                // A number or literal (the gateway's pass has validated the document).
-                let from = self.i;
-                while self
-                    .b
-                    .get(self.i)
-                    .is_some_and(|c| c.is_ascii_alphanumeric() || b"+-.".contains(c))
-                {
-                    self.i += 1;
-                }
-                if self.i == from {
-                    return Err(self.error("unexpected character"));
-                }
-                Ok(())
-            }
-            None => Err(self.error("unexpected end")),
-        }
-    }
-
-    /// The string at `self.i` (on its opening quote), decoded as the gateway decodes it.
-    fn string(&mut self) -> Result<Cow<'a, str>, WalkError> {
-        let b: &'a [u8] = self.b;
-        let start = self.i;
-        self.i += 1;
-        let mut escaped = false;
-        loop {
-            match b.get(self.i) {
-                Some(b'"') => {
-                    self.i += 1;
-                    break;
-                }
-                Some(b'\\') => {
-                    escaped = true;
-                    self.i += 2;
-                }
-                Some(_) => self.i += 1,
-                None => return Err(self.error("unterminated string")),
-            }
-        }
-        let raw = b.get(start..self.i).unwrap_or_default();
-        let invalid = WalkError {
-            why: "invalid string",
-            at: start,
-        };
-        if escaped {
-            serde_json::from_slice::<String>(raw)
-                .map(Cow::Owned)
-                .map_err(|_| invalid)
-        } else {
-            raw.get(1..raw.len().saturating_sub(1))
-                .and_then(|s| std::str::from_utf8(s).ok())
-                .map(Cow::Borrowed)
-                .ok_or(invalid)
-        }
-    }
-
-    fn array(&mut self, inert: bool, depth: usize) -> Result<(), WalkError> {
-        if depth > MAX_DEPTH {
-            return Err(self.error("nested too deeply"));
-        }
-        self.i += 1;
-        self.ws();
-        if self.b.get(self.i) == Some(&b']') {
-            self.i += 1;
-            return Ok(());
-        }
-        let mut index = 0;
-        loop {
-            self.path.push(Step::Index(index));
-            let res = self.value(inert, depth);
-            self.path.pop();
-            res?;
-            index += 1;
-            self.ws();
-            match self.b.get(self.i) {
-                Some(b',') => {
-                    self.i += 1;
-                    self.ws();
-                }
-                Some(b']') => {
-                    self.i += 1;
-                    return Ok(());
-                }
-                _ => return Err(self.error("expected `,` or `]`")),
-            }
-        }
-    }
-
-    fn object(&mut self, inert: bool, depth: usize) -> Result<(), WalkError> {
-        if depth > MAX_DEPTH {
-            return Err(self.error("nested too deeply"));
-        }
-        self.i += 1;
-        self.ws();
-        if self.b.get(self.i) == Some(&b'}') {
-            self.i += 1;
-            return Ok(());
-        }
-        loop {
-            if self.b.get(self.i) != Some(&b'"') {
-                return Err(self.error("expected a member name"));
-            }
-            let key = self.string()?.into_owned();
-            self.ws();
-            self.expect(b':', "expected `:`")?;
-            self.ws();
-            self.path.push(Step::Key(key));
-            let res = self.value(inert, depth);
-            self.path.pop();
-            res?;
-            self.ws();
-            match self.b.get(self.i) {
-                Some(b',') => {
-                    self.i += 1;
-                    self.ws();
-                }
-                Some(b'}') => {
-                    self.i += 1;
-                    return Ok(());
-                }
-                _ => return Err(self.error("expected `,` or `}`")),
-            }
-        }
-    }
+    Ok(out)
 }
 
 #[cfg(test)]

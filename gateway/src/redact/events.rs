@@ -296,10 +296,16 @@ impl Redacting<'_> {
                     w.fed.push((key, w.steps.clone()));
                     return Ok(false);
                 }
-                if self.clean.as_ref().is_some_and(|c| c.contains(s.as_str())) {
+                let name = match w.steps.last() {
+                    Some(Step::Key(k)) if member => Some(k.as_str()),
+                    _ => None,
+                };
+                // A string known clean is clean under any name but a secret's.
+                let secret = name.is_some_and(|n| super::detect::secret_member(n, s));
+                if !secret && self.clean.as_ref().is_some_and(|c| c.contains(s.as_str())) {
                     return Ok(false);
                 }
-                let (out, dropped) = self.redactor.redact_cow(s, self.state)?;
+                let (out, dropped, _) = self.redactor.redact_member(name, s, self.state)?;
                 if dropped && member {
                     return Ok(true);
                 }

@@ -168,16 +168,66 @@ impl Redactor {
         text: &'t str,
         state: &mut State,
     ) -> Result<(std::borrow::Cow<'t, str>, bool), Blocked> {
+        let (out, dropped, _) = self.redact_found(text, state)?;
+        Ok((out, dropped))
+    }
+
+    /// [`Self::redact_cow`], and the matches replaced (byte ranges of `text`).
+    pub(crate) fn redact_found<'t>(
+        &self,
+        text: &'t str,
+        state: &mut State,
+    ) -> Result<(std::borrow::Cow<'t, str>, bool, Vec<detect::Found>), Blocked> {
         let folded = normalize::fold(text);
         let found = self.detectors.find(&folded.text);
         if found.is_empty() {
-            return Ok((std::borrow::Cow::Borrowed(text), false));
+            return Ok((std::borrow::Cow::Borrowed(text), false, found));
         }
         let dropped = found
             .iter()
             .any(|f| matches!(self.operator(f.entity), Operator::Drop));
         let out = self.apply(text, &folded, &found, folded.text.len(), state)?;
-        Ok((std::borrow::Cow::Owned(out), dropped))
+        let mut replaced = Vec::with_capacity(found.len());
+        let mut pos = 0;
+        for mut f in found {
+            (f.start, f.end) = folded.original(f.start, f.end);
+            // As `apply` skips a match that starts inside the previous one.
+            if f.start >= pos {
+                pos = f.end;
+                replaced.push(f);
+            }
+        }
+        Ok((std::borrow::Cow::Owned(out), dropped, replaced))
+    }
+
+    /// [`Self::redact_found`] for the string value of a JSON member named `name`: when
+    /// nothing in the text matched but the name says the value is a secret
+    /// (`"password": "hunter2"`, `"client_secret": "…"`), the whole string is a
+    /// [`Entity::Credential`].
+    pub(crate) fn redact_member<'t>(
+        &self,
+        name: Option<&str>,
+        text: &'t str,
+        state: &mut State,
+    ) -> Result<(std::borrow::Cow<'t, str>, bool, Vec<detect::Found>), Blocked> {
+        let found = self.redact_found(text, state)?;
+        let secret = |name: &str| {
+            self.detectors.enabled(Entity::Credential) && detect::secret_member(name, text)
+        };
+        if !found.2.is_empty() || !name.is_some_and(secret) {
+            return Ok(found);
+        }
+        let whole = detect::Found {
+            start: 0,
+            end: text.len(),
+            entity: Entity::Credential,
+            detector: "json_member",
+            validation: "name+value",
+        };
+        let out = self.replacement(whole.entity, text, state)?;
+        *state.counts.entry(whole.entity.name()).or_default() += 1;
+        let dropped = matches!(self.operator(whole.entity), Operator::Drop);
+        Ok((std::borrow::Cow::Owned(out), dropped, vec![whole]))
     }
 
     /// Rewrites `text[..folded.original(cut)]`, replacing every match that ends at or before

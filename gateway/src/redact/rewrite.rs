@@ -15,6 +15,7 @@ mod tests;
 
 use std::borrow::Cow;
 
+use super::detect::Found;
 use super::json::{Paths, Step, REDACTED};
 use super::{Blocked, Redactor, State};
 
@@ -39,22 +40,7 @@ pub fn redact_json(
     st: &mut State,
     paths: &Paths,
 ) -> Result<Option<Vec<u8>>, RewriteError> {
-    let mut scan = Scan {
-        b: body,
-        i: 0,
-        edits: Vec::new(),
-        r,
-        st,
-        paths,
-        path: Vec::new(),
-    };
-    scan.ws();
-    scan.value(Mode::Redact, 0, false)?;
-    scan.ws();
-    if scan.i != body.len() {
-        return Err(scan.invalid("trailing characters"));
-    }
-    let mut edits = scan.edits;
+    let mut edits = Scan::run(r, body, st, paths, None)?;
     if edits.is_empty() {
         return Ok(None);
     }
@@ -74,6 +60,33 @@ pub fn redact_json(
     }
     out.extend_from_slice(&body[pos..]);
     Ok(Some(out))
+}
+
+/// A string value of a JSON document, or a field an `always` path names, with what
+/// [`redact_json`] replaces in it: `moat redact --explain` reports these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inspected {
+    /// Where it is in the document.
+    pub path: Vec<Step>,
+    /// The decoded string; `None` for an `always` field that is not a string.
+    pub text: Option<String>,
+    /// A whole field redacted by an `always` path.
+    pub field: bool,
+    /// The matches, in byte ranges of `text`, in order, overlaps resolved as replaced.
+    pub found: Vec<Found>,
+}
+
+/// What [`redact_json`] sees and replaces in `body`, string by string in document order
+/// (strings with nothing found are left out): the same walk, the same paths, the same
+/// decoding.
+pub fn inspect_json(
+    r: &Redactor,
+    body: &[u8],
+    paths: &Paths,
+) -> Result<Vec<Inspected>, RewriteError> {
+    let mut seen = Vec::new();
+    Scan::run(r, body, &mut State::default(), paths, Some(&mut seen))?;
+    Ok(seen)
 }
 
 /// Replace `start..end` of the body with `with`.
@@ -99,8 +112,11 @@ struct Scan<'a, 's> {
     r: &'a Redactor,
     st: &'s mut State,
     paths: &'a Paths,
-    /// The current field path; kept only when the profile has path rules.
+    /// The current field path; kept only when the profile has path rules or strings are
+    /// inspected.
     path: Vec<Step>,
+    /// Strings and fields seen, when inspecting.
+    seen: Option<&'s mut Vec<Inspected>>,
 }
 
 /// What a value turned out to be, as its member needs to know.
@@ -112,7 +128,34 @@ enum Seen {
     Drop,
 }
 
-impl<'a> Scan<'a, '_> {
+impl<'a, 's> Scan<'a, 's> {
+    /// Walks `body`, returning the edits that redact it.
+    fn run(
+        r: &'a Redactor,
+        body: &'a [u8],
+        st: &'s mut State,
+        paths: &'a Paths,
+        seen: Option<&'s mut Vec<Inspected>>,
+    ) -> Result<Vec<Edit>, RewriteError> {
+        let mut scan = Scan {
+            b: body,
+            i: 0,
+            edits: Vec::new(),
+            r,
+            st,
+            paths,
+            path: Vec::new(),
+            seen,
+        };
+        scan.ws();
+        scan.value(Mode::Redact, 0, None)?;
+        scan.ws();
+        if scan.i != body.len() {
+            return Err(scan.invalid("trailing characters"));
+        }
+        Ok(scan.edits)
+    }
+
     fn invalid(&self, why: &'static str) -> RewriteError {
         RewriteError::Invalid(why, self.i)
     }
@@ -136,16 +179,35 @@ impl<'a> Scan<'a, '_> {
         !self.paths.always.is_empty() || !self.paths.never.is_empty()
     }
 
-    /// One value at `self.i`. `member`: the value of an object member (may be dropped).
-    fn value(&mut self, mode: Mode, depth: usize, member: bool) -> Result<Seen, RewriteError> {
+    fn tracks_paths(&self) -> bool {
+        self.has_paths() || self.seen.is_some()
+    }
+
+    /// One value at `self.i`. `member`: the name of the object member it is the value of (a
+    /// member may be dropped; a secret's name makes its string a credential).
+    fn value(
+        &mut self,
+        mode: Mode,
+        depth: usize,
+        member: Option<&str>,
+    ) -> Result<Seen, RewriteError> {
         let mut mode = mode;
         if mode == Mode::Redact && self.has_paths() {
             if self.paths.never.iter().any(|p| p.matches(&self.path)) {
                 mode = Mode::Inert;
             } else if self.paths.always.iter().any(|p| p.matches(&self.path)) {
                 let start = self.i;
-                self.value(Mode::Inert, depth, false)?;
+                self.value(Mode::Inert, depth, None)?;
                 if &self.b[start..self.i] != b"null" {
+                    if let Some(seen) = self.seen.as_deref_mut() {
+                        let text = serde_json::from_slice::<String>(&self.b[start..self.i]).ok();
+                        seen.push(Inspected {
+                            path: self.path.clone(),
+                            found: Vec::new(),
+                            text,
+                            field: true,
+                        });
+                    }
                     self.edits.push(Edit {
                         start,
                         end: self.i,
@@ -263,14 +325,24 @@ impl<'a> Scan<'a, '_> {
         }
     }
 
-    fn string_value(&mut self, mode: Mode, member: bool) -> Result<Seen, RewriteError> {
+    fn string_value(&mut self, mode: Mode, member: Option<&str>) -> Result<Seen, RewriteError> {
         let start = self.i;
         let text = self.string()?;
         if mode == Mode::Inert {
             return Ok(Seen::Kept);
         }
-        let (out, dropped) = self.r.redact_cow(&text, self.st)?;
-        if dropped && member {
+        let (out, dropped, found) = self.r.redact_member(member, &text, self.st)?;
+        if let Some(seen) = self.seen.as_deref_mut() {
+            if !found.is_empty() {
+                seen.push(Inspected {
+                    path: self.path.clone(),
+                    text: Some(text.clone().into_owned()),
+                    field: false,
+                    found,
+                });
+            }
+        }
+        if dropped && member.is_some() {
             return Ok(Seen::Drop);
         }
         if let Cow::Owned(s) = out {
@@ -308,13 +380,13 @@ impl<'a> Scan<'a, '_> {
             self.i += 1;
             return Ok(());
         }
-        let paths = self.has_paths();
+        let paths = self.tracks_paths();
         let mut index = 0;
         loop {
             if paths {
                 self.path.push(Step::Index(index));
             }
-            let res = self.value(mode, depth, false);
+            let res = self.value(mode, depth, None);
             if paths {
                 self.path.pop();
             }
@@ -345,7 +417,7 @@ impl<'a> Scan<'a, '_> {
             self.i += 1;
             return Ok(());
         }
-        let paths = self.has_paths();
+        let paths = self.tracks_paths();
         // Dropped members are removed with their commas: a run of dropped members followed by
         // a kept one goes up to that member's key; a run at the end goes from the end of the
         // last kept member (its comma included) or, with none kept, is the whole content.
@@ -357,14 +429,13 @@ impl<'a> Scan<'a, '_> {
                 return Err(self.invalid("expected a member name"));
             }
             let key = self.string()?;
-            let step = paths.then(|| Step::Key(key.into_owned()));
             self.ws();
             self.eat(b':', "expected `:`")?;
             self.ws();
-            if let Some(step) = step {
-                self.path.push(step);
+            if paths {
+                self.path.push(Step::Key(key.clone().into_owned()));
             }
-            let seen = self.value(mode, depth, true);
+            let seen = self.value(mode, depth, Some(&key));
             if paths {
                 self.path.pop();
             }

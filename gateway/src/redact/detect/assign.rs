@@ -146,6 +146,29 @@ pub fn is_password_name(name: &str) -> bool {
         || lower == "pwd"
 }
 
+/// Whether the string `value` of a JSON member named `name` is a secret: a password name
+/// with any value but a placeholder, or another secret name (`client_secret`, `api_key`,
+/// `access_token`) with a random-looking value.
+pub fn secret_member(name: &str, value: &str) -> bool {
+    const NAMES: [&str; 12] = [
+        "password",
+        "passwd",
+        "passphrase",
+        "secret",
+        "token",
+        "apikey",
+        "api_key",
+        "api-key",
+        "accesskey",
+        "access_key",
+        "private_key",
+        "credential",
+    ];
+    let lower = name.to_ascii_lowercase();
+    let named = NAMES.iter().any(|n| lower.contains(n)) || is_password_name(name);
+    named && !value.contains('\n') && value_ok(name, value, true)
+}
+
 /// A generic secret value: long, mixing character classes, high entropy per character.
 pub(super) fn random_looking(v: &str, min_len: usize) -> bool {
     let b = v.as_bytes();

@@ -20,7 +20,7 @@ mod scan;
 
 use regex::Regex;
 
-pub use assign::{is_password_name, MAX_QUOTED};
+pub use assign::{is_password_name, secret_member, MAX_QUOTED};
 pub use checks::luhn;
 pub use national::is_month;
 use patterns::{always, Pattern, SECRET_PREFIXES, SPECS};
@@ -242,6 +242,11 @@ impl Detectors {
             triggers,
             words,
         })
+    }
+
+    /// Whether the detectors of `entity` are enabled.
+    pub fn enabled(&self, entity: Entity) -> bool {
+        self.patterns.iter().any(|p| p.entity == entity)
     }
 
     /// Windows of `text` that hold a trigger, with their context words, merged, in order; the

@@ -188,3 +188,38 @@ fn block_refuses() {
         Err(RewriteError::Blocked(Blocked(Entity::UsSsn)))
     );
 }
+
+/// A member whose name says it holds a secret is masked whole when nothing in its text
+/// matched: in request bodies, in streamed JSON documents, and as `inspect_json` reports it.
+#[test]
+fn members_named_as_secrets_are_credentials() {
+    let r = redactor(&[]);
+    let body = r#"{"user":"bob","password":"hunter22","max_tokens":5,"token":"Hello","client_secret":"Zx9Qw8Er7Ty6Ui5Op4As","db":{"PASSWORD":"${DB_PASSWORD}"},"note":"password"}"#;
+    let want = r#"{"user":"bob","password":"<CREDENTIAL>","max_tokens":5,"token":"Hello","client_secret":"<CREDENTIAL>","db":{"PASSWORD":"${DB_PASSWORD}"},"note":"password"}"#;
+    assert_eq!(rewrite(&r, body, &Paths::default()).expect("rewrite"), want);
+    let mut v: Value = serde_json::from_str(body).expect("json");
+    redact_document(&r, &mut v, &mut State::default(), &Paths::default()).expect("redact");
+    assert_eq!(v, serde_json::from_str::<Value>(want).expect("json"));
+    let seen = inspect_json(&r, body.as_bytes(), &Paths::default()).expect("inspect");
+    let found: Vec<(String, &str)> = seen
+        .iter()
+        .map(|s| (format!("{:?}", s.path), s.found[0].detector))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (r#"[Key("password")]"#.to_owned(), "json_member"),
+            (r#"[Key("client_secret")]"#.to_owned(), "json_member"),
+        ]
+    );
+    // Without the credential detector, names are only names.
+    let emails = Redactor::new(
+        Detectors::new(&[Entity::EmailAddress], &[], &[]).expect("detectors"),
+        HashMap::new(),
+        Operator::Replace { numbered: false },
+    );
+    assert_eq!(
+        rewrite(&emails, body, &Paths::default()).expect("rewrite"),
+        body
+    );
+}
