@@ -3,6 +3,8 @@
 //! - `json_body/pii/{1KiB,16KiB,1MiB}`: chat-completion request bodies of prose with one email
 //!   address and one card number per ~470 bytes, through the production path (validate, detect
 //!   on decoded strings, rewrite in place); throughput in bytes;
+//! - `json_body/sparse/*`: the same prose with one email address in one paragraph of eight
+//!   (one value per ~3.8 KB; the 1 KiB body holds one);
 //! - `json_body/clean/*`: the same prose without those values (the common case);
 //! - `sse/chat_chunks`: a 16k-event stream of OpenAI chat chunks of four characters each
 //!   (parse, hold-back, rewrite); throughput in events (the inverse is the cost per event);
@@ -45,16 +47,26 @@ const PII: &str =
     the confirmation number is 20261130-0042. Let me know if anything in the numbers looks off, \
     especially the section on logistics costs, which grew faster than expected this quarter. ";
 
+const SPARSE: &str =
+    "The quarterly report shows steady growth across all regions, and the team would \
+    like to discuss the next steps during Thursday's meeting. Please send your comments to \
+    jane.doe@example.com before noon. The invoice was paid last week and the confirmation \
+    arrived by mail the same day. Let me know if anything in the numbers looks off, especially \
+    the section on logistics costs, which grew faster than expected this quarter, and why. ";
+
 const CLEAN: &str = "The quarterly report shows steady growth across all regions, and the team \
     would like to discuss the next steps during Thursday's meeting. Please send your comments to \
     the finance team before noon. The invoice was paid last week and the confirmation arrived \
     by mail the same day. Let me know if anything in the numbers looks off, especially the \
     section on logistics costs, which grew faster than expected this quarter, and why. ";
 
-/// A chat-completion request body of about `size` bytes made of `para` repeated.
-fn chat_body(para: &str, size: usize) -> Vec<u8> {
+/// A chat-completion request body of about `size` bytes made of `paras` repeated in turn.
+fn chat_body(paras: &[&str], size: usize) -> Vec<u8> {
     let mut content = String::new();
-    while content.len() + para.len() < size.saturating_sub(120) {
+    for para in paras.iter().cycle() {
+        if content.len() + para.len() >= size.saturating_sub(120) {
+            break;
+        }
         content.push_str(para);
     }
     serde_json::to_vec(
@@ -68,9 +80,14 @@ fn json_bodies(c: &mut Criterion) {
     let mut g = c.benchmark_group("json_body");
     g.warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    for (kind, para) in [("pii", PII), ("clean", CLEAN)] {
+    let sparse = [SPARSE, CLEAN, CLEAN, CLEAN, CLEAN, CLEAN, CLEAN, CLEAN];
+    for (kind, paras) in [
+        ("pii", &[PII][..]),
+        ("sparse", &sparse[..]),
+        ("clean", &[CLEAN][..]),
+    ] {
         for (name, size) in [("1KiB", 1024), ("16KiB", 16 * 1024), ("1MiB", 1024 * 1024)] {
-            let body = chat_body(para, size);
+            let body = chat_body(paras, size);
             g.throughput(Throughput::Bytes(body.len() as u64));
             g.sample_size(if size > 100_000 { 20 } else { 100 });
             g.bench_with_input(BenchmarkId::new(kind, name), &body, |b, body| {
@@ -86,7 +103,7 @@ fn json_bodies(c: &mut Criterion) {
 
 fn sse(c: &mut Criterion) {
     let p = profile();
-    let text = String::from_utf8(chat_body(PII, 64 * 1024)).expect("utf8");
+    let text = String::from_utf8(chat_body(&[PII], 64 * 1024)).expect("utf8");
     let chars: Vec<char> = text.chars().collect();
     let events: Vec<Vec<u8>> = chars
         .chunks(4)

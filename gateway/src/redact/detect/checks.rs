@@ -269,13 +269,16 @@ fn random_looking(s: &str, need_digit: bool) -> bool {
         && usize::from(digit) + usize::from(upper) + usize::from(lower) >= 2
 }
 
-/// Provider API keys: npm's checksum; SendGrid and Slack webhook shapes are exact; OpenAI,
-/// Anthropic, Hugging Face and Stripe keys must look random past their prefix.
+/// Provider API keys: npm's checksum; SendGrid and webhook URLs are exact shapes; the others
+/// must look random past their prefix (an identifier such as `sk-learn-model-name` does not).
 pub(super) fn valid_api_key(s: &str) -> bool {
+    let Some((prefix, _, how)) = super::patterns::api_key_entry(s) else {
+        return false;
+    };
     if let Some(body) = s.strip_prefix("npm_") {
         return checksummed(body);
     }
-    if s.starts_with("SG.") || s.contains("hooks.slack.com/") {
+    if *how == "pattern" {
         return true;
     }
     if let Some(rest) = s.strip_prefix("sk-") {
@@ -285,8 +288,10 @@ pub(super) fn valid_api_key(s: &str) -> bool {
             .unwrap_or(rest);
         return random_looking(body, true);
     }
-    let body = s.rsplit('_').next().unwrap_or(s);
-    random_looking(body, false)
+    if s.starts_with("sk_") || s.starts_with("rk_") {
+        return random_looking(s.rsplit('_').next().unwrap_or(s), false);
+    }
+    random_looking(&s[prefix.len()..], false)
 }
 
 /// Words that make a dotted quad a version, not an address, when they come just before it.

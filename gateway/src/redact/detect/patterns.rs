@@ -232,7 +232,11 @@ pub(super) const SPECS: &[Spec] = &[
     spec(
         Entity::CloudKey,
         Needs::Prefix,
-        r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA)[A-Z0-9]{16}\b|\bAIza[0-9A-Za-z_\-]{35}",
+        concat!(
+            r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA)[A-Z0-9]{16}\b|\bAIza[0-9A-Za-z_\-]{35}",
+            // Alibaba Cloud and Tencent Cloud access key ids.
+            r"|\bLTAI[A-Za-z0-9]{20}\b|\bAKID[A-Za-z0-9]{32}\b",
+        ),
         always,
         "",
         "pattern",
@@ -240,7 +244,15 @@ pub(super) const SPECS: &[Spec] = &[
     spec(
         Entity::AccessToken,
         Needs::Prefix,
-        r"\bgh[pousr]_[A-Za-z0-9]{36,255}\b|\bgithub_pat_[A-Za-z0-9_]{22,255}\b|\bglpat-[A-Za-z0-9_\-]{20,}\b|\bxox[abposr]-[A-Za-z0-9\-]{10,}\b",
+        concat!(
+            r"\bgh[pousr]_[A-Za-z0-9]{36,255}\b|\bgithub_pat_[A-Za-z0-9_]{22,255}\b",
+            // GitLab personal, pipeline-trigger, deploy, runner, feed and OAuth tokens.
+            r"|\bgl(?:pat|ptt|dt|rt|ft|soat|oas)-[A-Za-z0-9_\-]{20,}\b",
+            r"|\bxox[abposr]-[A-Za-z0-9\-]{10,}\b",
+            // Bitbucket app passwords, Heroku, Sentry, HashiCorp Vault.
+            r"|\bATBB[A-Za-z0-9_=.\-]{32}\b|\bHRKU-[A-Za-z0-9_\-]{60}\b",
+            r"|\bsntr[ysu]s?_[A-Za-z0-9+/=_]{40,}|\bhvs\.[A-Za-z0-9_\-]{90,}",
+        ),
         valid_token,
         "",
         "",
@@ -260,12 +272,36 @@ pub(super) const SPECS: &[Spec] = &[
             r"|\bnpm_[A-Za-z0-9]{36}\b",
             // SendGrid.
             r"|\bSG\.[A-Za-z0-9_\-]{22}\.[A-Za-z0-9_\-]{43}\b",
-            // Slack incoming webhooks and workflow triggers: the URL is the credential.
+            // Slack incoming webhooks and workflow triggers, Discord webhooks: the URL is the
+            // credential.
             r"|(?:https?://)?hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9_]{8,}/[A-Za-z0-9_]{8,}/[A-Za-z0-9_]{16,}",
+            r"|(?:https?://)?(?:ptb\.|canary\.)?discord(?:app)?\.com/api/webhooks/[0-9]{17,20}/[A-Za-z0-9_\-]{60,68}",
+            // AI providers with their own prefixes: Groq, Replicate, Perplexity, xAI,
+            // LangSmith, Pinecone, Tavily.
+            r"|\bgsk_[A-Za-z0-9]{52}\b|\br8_[A-Za-z0-9]{37}\b|\bpplx-[A-Za-z0-9]{48}\b",
+            r"|\bxai-[A-Za-z0-9]{80}\b|\blsv2_(?:pt|sk)_[a-f0-9]{32}_[a-f0-9]{10}\b",
+            r"|\bpcsk_[A-Za-z0-9]{4,8}_[A-Za-z0-9]{40,80}\b|\btvly-(?:dev-)?[A-Za-z0-9]{32}\b",
+            // Google OAuth client secrets, Twilio API keys, Mailgun, Square, Shopify,
+            // DigitalOcean, PyPI, Docker Hub, Databricks, Linear, Postman, Supabase, New Relic.
+            r"|\bGOCSPX-[A-Za-z0-9_\-]{28}\b|\bSK[0-9a-f]{32}\b|\bkey-[a-f0-9]{32}\b",
+            r"|\bsq0(?:atp|csp)-[A-Za-z0-9_\-]{22,43}\b|\bshp(?:at|ss|ca|pa)_[a-fA-F0-9]{32}\b",
+            r"|\bdo[por]_v1_[a-f0-9]{64}\b|\bpypi-AgEIcHlwaS5vcmc[A-Za-z0-9_\-]{50,}",
+            r"|\bdckr_pat_[A-Za-z0-9_\-]{27}\b|\bdapi[a-f0-9]{32}(?:-[0-9])?\b",
+            r"|\blin_api_[A-Za-z0-9]{40}\b|\bPMAK-[a-f0-9]{24}-[a-f0-9]{34}\b",
+            r"|\bsbp_[a-f0-9]{40}\b|\bNRAK-[A-Z0-9]{27}\b",
         ),
         valid_api_key,
         "",
         "",
+    ),
+    // Telegram bot tokens: the bot's id, `:`, a 35-character secret starting `AA`.
+    spec(
+        Entity::AccessToken,
+        Needs::Colon,
+        r"\b[0-9]{8,10}:AA[A-Za-z0-9_\-]{33}\b",
+        always,
+        "telegram",
+        "pattern",
     ),
     spec(
         Entity::Credential,
@@ -330,38 +366,83 @@ pub(super) fn provider(e: Entity, m: &str) -> (&'static str, &'static str) {
         Entity::IpAddress if m.contains(':') => ("ipv6", "parse"),
         Entity::IpAddress => ("ipv4", "parse+context"),
         Entity::CloudKey if m.starts_with("AIza") => ("google", "pattern"),
+        Entity::CloudKey if m.starts_with("LTAI") => ("alibaba", "pattern"),
+        Entity::CloudKey if m.starts_with("AKID") => ("tencent", "pattern"),
         Entity::CloudKey => ("aws", "pattern"),
         Entity::AccessToken if m.starts_with("gh") => ("github", "crc32"),
         Entity::AccessToken if m.starts_with("github_pat_") => ("github", "pattern"),
-        Entity::AccessToken if m.starts_with("glpat-") => ("gitlab", "pattern"),
-        Entity::AccessToken => ("slack", "pattern"),
+        Entity::AccessToken if m.starts_with("gl") => ("gitlab", "pattern"),
+        Entity::AccessToken if m.starts_with("xox") => ("slack", "pattern"),
+        Entity::AccessToken if m.starts_with("ATBB") => ("bitbucket", "pattern"),
+        Entity::AccessToken if m.starts_with("HRKU-") => ("heroku", "pattern"),
+        Entity::AccessToken if m.starts_with("sntr") => ("sentry", "pattern"),
+        Entity::AccessToken => ("vault", "pattern"),
         _ => api_key_provider(m),
     }
 }
 
+/// API key prefixes, longest first where they share a start, with their provider and what
+/// validates them beyond the shape.
+pub(super) const PROVIDERS: [(&str, &str, &str); 31] = [
+    ("sk-ant-", "anthropic", "entropy"),
+    ("sk-", "openai", "entropy"),
+    ("sk_", "stripe", "entropy"),
+    ("rk_", "stripe", "entropy"),
+    ("hf_", "huggingface", "entropy"),
+    ("npm_", "npm", "crc32"),
+    ("SG.", "sendgrid", "pattern"),
+    ("gsk_", "groq", "entropy"),
+    ("r8_", "replicate", "entropy"),
+    ("pplx-", "perplexity", "entropy"),
+    ("xai-", "xai", "entropy"),
+    ("lsv2_", "langsmith", "entropy"),
+    ("pcsk_", "pinecone", "entropy"),
+    ("tvly-", "tavily", "entropy"),
+    ("GOCSPX-", "google", "entropy"),
+    ("SK", "twilio", "entropy"),
+    ("key-", "mailgun", "entropy"),
+    ("sq0", "square", "entropy"),
+    ("shp", "shopify", "entropy"),
+    ("do", "digitalocean", "entropy"),
+    ("pypi-", "pypi", "entropy"),
+    ("dckr_pat_", "docker", "entropy"),
+    ("dapi", "databricks", "entropy"),
+    ("lin_api_", "linear", "entropy"),
+    ("PMAK-", "postman", "entropy"),
+    ("sbp_", "supabase", "entropy"),
+    ("NRAK-", "newrelic", "entropy"),
+    ("https://hooks.slack.com/", "slack_webhook", "pattern"),
+    ("hooks.slack.com/", "slack_webhook", "pattern"),
+    ("https://discord", "discord_webhook", "pattern"),
+    ("discord", "discord_webhook", "pattern"),
+];
+
+/// The provider entry of an API key match.
+pub(super) fn api_key_entry(
+    m: &str,
+) -> Option<&'static (&'static str, &'static str, &'static str)> {
+    PROVIDERS
+        .iter()
+        .find(|(p, _, _)| m.starts_with(p))
+        .or_else(|| {
+            // A webhook URL written with `http://` or another host prefix.
+            PROVIDERS.iter().find(|(p, _, _)| {
+                p.ends_with('/') && m.contains(p) || *p == "discord" && m.contains(p)
+            })
+        })
+}
+
 fn api_key_provider(m: &str) -> (&'static str, &'static str) {
-    if m.starts_with("sk-ant-") {
-        ("anthropic", "entropy")
-    } else if m.starts_with("sk-") {
-        ("openai", "entropy")
-    } else if m.starts_with("hf_") {
-        ("huggingface", "entropy")
-    } else if m.starts_with("npm_") {
-        ("npm", "crc32")
-    } else if m.starts_with("SG.") {
-        ("sendgrid", "pattern")
-    } else if m.contains("hooks.slack.com/") {
-        ("slack_webhook", "pattern")
-    } else {
-        ("stripe", "entropy")
-    }
+    api_key_entry(m).map_or(("api_key", "pattern"), |(_, name, how)| (name, how))
 }
 
 /// Prefixes that start the secret detectors' values.
 pub(super) const SECRET_PREFIXES: [(Entity, &[&str]); 5] = [
     (
         Entity::CloudKey,
-        &["AKIA", "ASIA", "AGPA", "AIDA", "AROA", "ANPA", "AIza"],
+        &[
+            "AKIA", "ASIA", "AGPA", "AIDA", "AROA", "ANPA", "AIza", "LTAI", "AKID",
+        ],
     ),
     (
         Entity::AccessToken,
@@ -373,7 +454,17 @@ pub(super) const SECRET_PREFIXES: [(Entity, &[&str]); 5] = [
             "ghr_",
             "github_pat_",
             "glpat-",
+            "glptt-",
+            "gldt-",
+            "glrt-",
+            "glft-",
+            "glsoat-",
+            "gloas-",
             "xox",
+            "ATBB",
+            "HRKU-",
+            "sntr",
+            "hvs.",
         ],
     ),
     (
@@ -388,6 +479,33 @@ pub(super) const SECRET_PREFIXES: [(Entity, &[&str]); 5] = [
             "npm_",
             "SG.",
             "hooks.slack.com/",
+            "discord.com/api/webhooks/",
+            "discordapp.com/api/webhooks/",
+            "gsk_",
+            "r8_",
+            "pplx-",
+            "xai-",
+            "lsv2_",
+            "pcsk_",
+            "tvly-",
+            "GOCSPX-",
+            "SK",
+            "key-",
+            "sq0",
+            "shpat_",
+            "shpss_",
+            "shpca_",
+            "shppa_",
+            "dop_v1_",
+            "doo_v1_",
+            "dor_v1_",
+            "pypi-",
+            "dckr_pat_",
+            "dapi",
+            "lin_api_",
+            "PMAK-",
+            "sbp_",
+            "NRAK-",
         ],
     ),
     (Entity::Credential, &["://"]),
