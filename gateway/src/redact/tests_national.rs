@@ -168,3 +168,30 @@ fn matches_name_their_detector() {
         "{f:?}"
     );
 }
+
+/// A table's column name gives its cells their context however many rows down they are, and
+/// the windowed scan finds what a whole-text scan finds there.
+#[test]
+fn table_columns_give_their_cells_context() {
+    let r = redactor();
+    let mut csv = String::from("name,ssn,date of birth,city\n");
+    let mut want = csv.clone();
+    for i in 0..30 {
+        csv.push_str(&format!(
+            "Person {i},78232{:04},1{}.03.1985,Leeds\n",
+            i + 1,
+            i % 10
+        ));
+        want.push_str(&format!("Person {i},<US_SSN>,<DATE_OF_BIRTH>,Leeds\n"));
+    }
+    assert_eq!(r.redact(&csv, &mut State::default()).expect("redact"), want);
+    let d = r.detectors();
+    assert_eq!(d.find(&csv), d.find_everywhere(&csv));
+    // Other columns, and rows of a table without such a header, stay.
+    let plain = "id;order;placed\n1;782320001;12.03.1985\n2;782320002;13.03.1985\n";
+    assert_eq!(
+        r.redact(plain, &mut State::default()).expect("redact"),
+        plain
+    );
+    assert_eq!(d.find(plain), d.find_everywhere(plain));
+}

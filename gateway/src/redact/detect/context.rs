@@ -146,6 +146,99 @@ pub(super) fn near(text: &str, start: usize, end: usize, ctx: Context) -> bool {
     })
 }
 
+/// Farthest back a table's header row is looked for.
+const TABLE: usize = 16 * 1024;
+/// Longest table row read before a candidate.
+const ROW: usize = 512;
+
+/// The header of the comma-, semicolon- or tab-separated table whose row is the line
+/// `text[line_start..line_end]`: the first of the lines above with as many separators, and the
+/// separator.
+fn table_header(text: &[u8], line_start: usize, line_end: usize) -> Option<(&[u8], u8)> {
+    let line = &text[line_start..line_end];
+    let sep = *[b',', b';', b'\t']
+        .iter()
+        .max_by_key(|&&s| line.iter().filter(|&&c| c == s).count())?;
+    let seps = |l: &[u8]| l.iter().filter(|&&c| c == sep).count();
+    let count = seps(line);
+    if count == 0 {
+        return None;
+    }
+    let mut header = None;
+    let mut at = line_start;
+    while at > 0 && line_start - at < TABLE {
+        let prev_end = at - 1;
+        let prev_start = memchr::memrchr(b'\n', &text[prev_end.saturating_sub(ROW)..prev_end])
+            .map_or(prev_end.saturating_sub(ROW), |p| {
+                prev_end.saturating_sub(ROW) + p + 1
+            });
+        let prev = &text[prev_start..prev_end];
+        if seps(prev) != count {
+            break;
+        }
+        header = Some(prev);
+        at = prev_start;
+    }
+    header.map(|h| (h, sep))
+}
+
+/// The line around `at`, when it starts at most [`ROW`] bytes before it.
+fn line_at(b: &[u8], at: usize) -> Option<(usize, usize)> {
+    let from = at.saturating_sub(ROW);
+    let start = match memchr::memrchr(b'\n', &b[from..at]) {
+        Some(p) => from + p + 1,
+        None if from == 0 => 0,
+        None => return None,
+    };
+    let end = memchr::memchr(b'\n', &b[at..]).map_or(b.len(), |p| at + p);
+    Some((start, end))
+}
+
+/// Whether some line of `text[start..end]` is a row of a table with a header (where a
+/// column name may give a cell its context).
+pub(super) fn in_table(text: &str, start: usize, end: usize) -> bool {
+    let b = text.as_bytes();
+    let mut at = start;
+    loop {
+        let Some((s, e)) = line_at(b, at) else {
+            return false;
+        };
+        if s > 0 && table_header(b, s, e).is_some() {
+            return true;
+        }
+        if e >= end {
+            return false;
+        }
+        at = e + 1;
+    }
+}
+
+/// Whether `text[start..end]` is a cell of a comma-, semicolon- or tab-separated table whose
+/// header names its column with a word of `ctx` (`name,ssn` above `Jane Doe,457555462`).
+pub(super) fn column_says(text: &str, start: usize, end: usize, ctx: Context) -> bool {
+    let b = text.as_bytes();
+    let Some((line_start, line_end)) = line_at(b, start) else {
+        return false;
+    };
+    if end > line_end {
+        return false;
+    }
+    let Some((header, sep)) = table_header(b, line_start, line_end) else {
+        return false;
+    };
+    let column = b[line_start..start].iter().filter(|&&c| c == sep).count();
+    let Some(cell) = header.split(|&c| c == sep).nth(column) else {
+        return false;
+    };
+    let cell = String::from_utf8_lossy(cell).to_lowercase();
+    let cell = cell.trim().trim_matches('"');
+    ctx.words().iter().any(|w| {
+        cell == *w
+            || cell.replace(['_', '-'], " ") == *w
+            || cell.split([' ', '_', '-']).any(|p| p == *w)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -321,7 +321,10 @@ impl Detectors {
             let summary = Summary::of(w.as_bytes(), prefix);
             for p in &self.patterns {
                 let run = summary.allows(p.needs)
-                    && !(p.gate && p.context.is_some_and(|c| !context::near(text, s, e, c)));
+                    && !(p.gate
+                        && p.context.is_some_and(|c| {
+                            !context::near(text, s, e, c) && !context::in_table(text, s, e)
+                        }));
                 if run && p.needs == Needs::Assign {
                     // A quoted value may hold spaces: read on to the end of the line.
                     let line = text.as_bytes()[e..]
@@ -452,7 +455,7 @@ fn accept(p: &Pattern, text: &str, start: usize, m: &str) -> Option<Found> {
         }
     }
     if let Some(c) = p.context {
-        if !context::near(text, start, end, c) {
+        if !context::near(text, start, end, c) && !context::column_says(text, start, end, c) {
             return None;
         }
     }
