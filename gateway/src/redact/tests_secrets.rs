@@ -86,7 +86,6 @@ fn formats() -> Vec<(Entity, String, Vec<String>)> {
         (Entity::ApiKey, "pcsk_5Xj8T_PQxjq4i9DoV8gz4FkQ1okTBGzvAmwufUxbvJDCTbyvHNsG9eh6Yo4gfqrc5X".into(), vec!["pcsk_lrWi0".into()]),
         (Entity::ApiKey, "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".into(), vec!["tvly-fM2oeq3hDavJA76rNicH".into()]),
         (Entity::ApiKey, "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".into(), vec!["GOCSPX-bUGJmGEp7CgQ".into()]),
-        (Entity::ApiKey, "SKdfc967a64cb14028d512c9791e558e08".into(), vec!["SKbaa7196b50ac2f86702824c1c099724".into(), "SK00000000000000000000000000000000".into()]),
         (Entity::ApiKey, "key-caf4941d4072014b3ce107f80e222f82".into(), vec!["key-8767efc2f91624a8940f".into(), "key-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".into()]),
         (Entity::ApiKey, "sq0atp-dFrRgSnRFsTHsDDDXh5Jmt".into(), vec!["sq0atp-f7EbsDe0G9".into()]),
         (Entity::ApiKey, "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".into(), vec!["shpat_0aac36098b2cc2bd818319478da6bd".into(), "shpxx_0c621de49f145fda9988c79fc35526f7".into()]),

@@ -136,14 +136,20 @@ fn value_ok(name: &str, value: &str, strong: bool) -> bool {
 /// Whether `name` names a password (`password`, `DB_PASSWORD`, `passphrase`, `pass`, `pwd`),
 /// whose value may be any string, spaces included when quoted.
 pub fn is_password_name(name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
+    let n = name.as_bytes();
     ["password", "passwd", "passphrase"]
         .iter()
-        .any(|p| lower.contains(p))
-        || lower == "pass"
-        || lower.ends_with("_pass")
-        || lower.ends_with("-pass")
-        || lower == "pwd"
+        .any(|p| contains_ignore_case(n, p))
+        || name.eq_ignore_ascii_case("pass")
+        || name.eq_ignore_ascii_case("pwd")
+        || (n.len() > 5 && n[n.len() - 5..].eq_ignore_ascii_case(b"_pass")
+            || n.len() > 5 && n[n.len() - 5..].eq_ignore_ascii_case(b"-pass"))
+}
+
+/// Whether `hay` holds `needle` (lower case), ignoring ASCII case; no allocation.
+fn contains_ignore_case(hay: &[u8], needle: &str) -> bool {
+    hay.windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
 }
 
 /// Whether the string `value` of a JSON member named `name` is a secret: a password name
@@ -164,8 +170,10 @@ pub fn secret_member(name: &str, value: &str) -> bool {
         "private_key",
         "credential",
     ];
-    let lower = name.to_ascii_lowercase();
-    let named = NAMES.iter().any(|n| lower.contains(n)) || is_password_name(name);
+    let named = NAMES
+        .iter()
+        .any(|n| contains_ignore_case(name.as_bytes(), n))
+        || is_password_name(name);
     named && !value.contains('\n') && value_ok(name, value, true)
 }
 

@@ -121,29 +121,67 @@ impl Context {
     }
 }
 
+impl Context {
+    const ALL: [Self; 6] = [
+        Self::Ssn,
+        Self::Phone,
+        Self::Passport,
+        Self::Birth,
+        Self::TaxDe,
+        Self::Aadhaar,
+    ];
+}
+
+/// Every context word in one automaton (ASCII case-insensitive), and the context of each.
+static WORDS: std::sync::LazyLock<Option<(aho_corasick::AhoCorasick, Vec<Context>)>> =
+    std::sync::LazyLock::new(|| {
+        let mut words = Vec::new();
+        let mut contexts = Vec::new();
+        for c in Context::ALL {
+            for w in c.words() {
+                words.push(*w);
+                contexts.push(c);
+            }
+        }
+        // Leftmost-longest: `call me` over `call`; a word inside a longer one is of the same
+        // context (`tel` in `telephone`, `né` in `née`).
+        let ac = aho_corasick::AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .match_kind(aho_corasick::MatchKind::LeftmostLongest)
+            .build(&words)
+            .ok()?;
+        Some((ac, contexts))
+    });
+
 /// Whether a context word of `ctx` stands in `text` between [`BEFORE`] bytes before `start`
 /// and [`AFTER`] bytes after `end`.
 pub(super) fn near(text: &str, start: usize, end: usize, ctx: Context) -> bool {
+    nearby(text, start, end) & ctx.bit() != 0
+}
+
+impl Context {
+    /// This context's bit in a [`nearby`] mask.
+    pub(super) fn bit(self) -> u8 {
+        1 << self as u8
+    }
+}
+
+/// The contexts whose words stand in `text` between [`BEFORE`] bytes before `start` and
+/// [`AFTER`] bytes after `end`, as a mask of [`Context::bit`]s: one pass of one automaton.
+pub(super) fn nearby(text: &str, start: usize, end: usize) -> u8 {
+    let Some((ac, contexts)) = WORDS.as_ref() else {
+        return 0;
+    };
     let from = start.saturating_sub(BEFORE);
     let to = (end + AFTER).min(text.len());
-    // ASCII lower case keeps byte offsets; the non-ASCII words are written lower case.
-    let mut stack = [0u8; 256];
-    let mut heap = Vec::new();
-    let hay: &mut [u8] = if to - from <= stack.len() {
-        &mut stack[..to - from]
-    } else {
-        heap.resize(to - from, 0);
-        &mut heap
-    };
-    hay.copy_from_slice(&text.as_bytes()[from..to]);
-    hay.make_ascii_lowercase();
-    let hay = &*hay;
-    let edge = |c: Option<&u8>| c.is_none_or(|c| !c.is_ascii_alphabetic() && *c < 0x80);
-    ctx.words().iter().any(|w| {
-        memchr::memmem::find_iter(hay, w.as_bytes()).any(|at| {
-            edge(at.checked_sub(1).and_then(|i| hay.get(i))) && edge(hay.get(at + w.len()))
+    let b = text.as_bytes();
+    let letter = |c: Option<&u8>| c.is_some_and(|c| c.is_ascii_alphabetic() || *c >= 0x80);
+    ac.find_iter(&b[from..to])
+        .filter(|m| {
+            !letter((from + m.start()).checked_sub(1).and_then(|i| b.get(i)))
+                && !letter(b.get(from + m.end()))
         })
-    })
+        .fold(0, |mask, m| mask | contexts[m.pattern().as_usize()].bit())
 }
 
 /// Farthest back a table's header row is looked for.

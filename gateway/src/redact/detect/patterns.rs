@@ -23,10 +23,8 @@ pub(super) struct Pattern {
     pub(super) re: regex::Regex,
     pub(super) valid: Validate,
     pub(super) needs: Needs,
-    /// Words that must stand near a match; with `gate`, near the window too before the regex
-    /// runs (shapes so common that running the regex on every window would cost).
+    /// Words that must stand near a match (and near the window for the regex to run at all).
     pub(super) context: Option<Context>,
-    pub(super) gate: bool,
     pub(super) detector: &'static str,
     pub(super) validation: &'static str,
 }
@@ -38,7 +36,6 @@ pub(super) struct Spec {
     pub(super) re: &'static str,
     pub(super) valid: Validate,
     pub(super) context: Option<Context>,
-    pub(super) gate: bool,
     pub(super) detector: &'static str,
     pub(super) validation: &'static str,
 }
@@ -57,7 +54,6 @@ const fn spec(
         re,
         valid,
         context: None,
-        gate: false,
         detector,
         validation,
     }
@@ -65,12 +61,6 @@ const fn spec(
 
 const fn near(mut s: Spec, context: Context) -> Spec {
     s.context = Some(context);
-    s
-}
-
-const fn gated(mut s: Spec, context: Context) -> Spec {
-    s.context = Some(context);
-    s.gate = true;
     s
 }
 
@@ -155,7 +145,7 @@ pub(super) const SPECS: &[Spec] = &[
     spec(Entity::IpAddress, Needs::Colon, IP, valid_ip, "", ""),
     spec(
         Entity::UkNino,
-        Needs::Digits(6),
+        Needs::Upper(6, 3),
         r"\b[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?[0-9]{2} ?[0-9]{2} ?[0-9]{2} ?[A-D]\b",
         valid_nino,
         "uk_nino",
@@ -201,13 +191,13 @@ pub(super) const SPECS: &[Spec] = &[
     ),
     spec(
         Entity::InPan,
-        Needs::Digits(4),
+        Needs::Upper(4, 5),
         r"\b[A-Z]{3}[ABCFGHLJPT][A-Z][0-9]{4}[A-Z]\b",
         always,
         "in_pan",
         "structure",
     ),
-    gated(
+    near(
         spec(
             Entity::Passport,
             Needs::Digits(1),
@@ -218,7 +208,7 @@ pub(super) const SPECS: &[Spec] = &[
         ),
         Context::Passport,
     ),
-    gated(
+    near(
         spec(
             Entity::DateOfBirth,
             Needs::Digits(2),
@@ -241,17 +231,39 @@ pub(super) const SPECS: &[Spec] = &[
         "",
         "pattern",
     ),
+    // Providers found in windows holding a long token (their prefixes would slow the prefix
+    // automaton's vectorized search for all text).
+    spec(
+        Entity::ApiKey,
+        Needs::LongToken,
+        concat!(
+            // AI providers with their own prefixes: Groq, Replicate, Perplexity, xAI,
+            // LangSmith, Pinecone, Tavily.
+            r"\bgsk_[A-Za-z0-9]{52}\b|\br8_[A-Za-z0-9]{37}\b|\bpplx-[A-Za-z0-9]{48}\b",
+            r"|\bxai-[A-Za-z0-9]{80}\b|\blsv2_(?:pt|sk)_[a-f0-9]{32}_[a-f0-9]{10}\b",
+            r"|\bpcsk_[A-Za-z0-9]{4,8}_[A-Za-z0-9]{40,80}\b|\btvly-(?:dev-)?[A-Za-z0-9]{32}\b",
+            // Google OAuth client secrets, Mailgun, Square, Shopify,
+            // DigitalOcean, PyPI, Docker Hub, Databricks, Linear, Postman, Supabase, New Relic.
+            r"|\bGOCSPX-[A-Za-z0-9_\-]{28}\b|\bkey-[a-f0-9]{32}\b",
+            r"|\bsq0(?:atp|csp)-[A-Za-z0-9_\-]{22,43}\b|\bshp(?:at|ss|ca|pa)_[a-fA-F0-9]{32}\b",
+            r"|\bdo[por]_v1_[a-f0-9]{64}\b|\bpypi-AgEIcHlwaS5vcmc[A-Za-z0-9_\-]{50,}",
+            r"|\bdckr_pat_[A-Za-z0-9_\-]{27}\b|\bdapi[a-f0-9]{32}(?:-[0-9])?\b",
+            r"|\blin_api_[A-Za-z0-9]{40}\b|\bPMAK-[a-f0-9]{24}-[a-f0-9]{34}\b",
+            r"|\bsbp_[a-f0-9]{40}\b|\bNRAK-[A-Z0-9]{27}\b",
+            // Discord webhooks: the URL is the credential.
+            r"|(?:https?://)?(?:ptb\.|canary\.)?discord(?:app)?\.com/api/webhooks/[0-9]{17,20}/[A-Za-z0-9_\-]{60,68}",
+        ),
+        valid_api_key,
+        "",
+        "",
+    ),
     spec(
         Entity::AccessToken,
         Needs::Prefix,
         concat!(
             r"\bgh[pousr]_[A-Za-z0-9]{36,255}\b|\bgithub_pat_[A-Za-z0-9_]{22,255}\b",
-            // GitLab personal, pipeline-trigger, deploy, runner, feed and OAuth tokens.
-            r"|\bgl(?:pat|ptt|dt|rt|ft|soat|oas)-[A-Za-z0-9_\-]{20,}\b",
+            r"|\bglpat-[A-Za-z0-9_\-]{20,}\b",
             r"|\bxox[abposr]-[A-Za-z0-9\-]{10,}\b",
-            // Bitbucket app passwords, Heroku, Sentry, HashiCorp Vault.
-            r"|\bATBB[A-Za-z0-9_=.\-]{32}\b|\bHRKU-[A-Za-z0-9_\-]{60}\b",
-            r"|\bsntr[ysu]s?_[A-Za-z0-9+/=_]{40,}|\bhvs\.[A-Za-z0-9_\-]{90,}",
         ),
         valid_token,
         "",
@@ -272,25 +284,24 @@ pub(super) const SPECS: &[Spec] = &[
             r"|\bnpm_[A-Za-z0-9]{36}\b",
             // SendGrid.
             r"|\bSG\.[A-Za-z0-9_\-]{22}\.[A-Za-z0-9_\-]{43}\b",
-            // Slack incoming webhooks and workflow triggers, Discord webhooks: the URL is the
-            // credential.
+            // Slack incoming webhooks and workflow triggers: the URL is the credential.
             r"|(?:https?://)?hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9_]{8,}/[A-Za-z0-9_]{8,}/[A-Za-z0-9_]{16,}",
-            r"|(?:https?://)?(?:ptb\.|canary\.)?discord(?:app)?\.com/api/webhooks/[0-9]{17,20}/[A-Za-z0-9_\-]{60,68}",
-            // AI providers with their own prefixes: Groq, Replicate, Perplexity, xAI,
-            // LangSmith, Pinecone, Tavily.
-            r"|\bgsk_[A-Za-z0-9]{52}\b|\br8_[A-Za-z0-9]{37}\b|\bpplx-[A-Za-z0-9]{48}\b",
-            r"|\bxai-[A-Za-z0-9]{80}\b|\blsv2_(?:pt|sk)_[a-f0-9]{32}_[a-f0-9]{10}\b",
-            r"|\bpcsk_[A-Za-z0-9]{4,8}_[A-Za-z0-9]{40,80}\b|\btvly-(?:dev-)?[A-Za-z0-9]{32}\b",
-            // Google OAuth client secrets, Twilio API keys, Mailgun, Square, Shopify,
-            // DigitalOcean, PyPI, Docker Hub, Databricks, Linear, Postman, Supabase, New Relic.
-            r"|\bGOCSPX-[A-Za-z0-9_\-]{28}\b|\bSK[0-9a-f]{32}\b|\bkey-[a-f0-9]{32}\b",
-            r"|\bsq0(?:atp|csp)-[A-Za-z0-9_\-]{22,43}\b|\bshp(?:at|ss|ca|pa)_[a-fA-F0-9]{32}\b",
-            r"|\bdo[por]_v1_[a-f0-9]{64}\b|\bpypi-AgEIcHlwaS5vcmc[A-Za-z0-9_\-]{50,}",
-            r"|\bdckr_pat_[A-Za-z0-9_\-]{27}\b|\bdapi[a-f0-9]{32}(?:-[0-9])?\b",
-            r"|\blin_api_[A-Za-z0-9]{40}\b|\bPMAK-[a-f0-9]{24}-[a-f0-9]{34}\b",
-            r"|\bsbp_[a-f0-9]{40}\b|\bNRAK-[A-Z0-9]{27}\b",
         ),
         valid_api_key,
+        "",
+        "",
+    ),
+    spec(
+        Entity::AccessToken,
+        Needs::LongToken,
+        concat!(
+            // GitLab pipeline-trigger, deploy, runner, feed and OAuth tokens.
+            r"\bgl(?:ptt|dt|rt|ft|soat|oas)-[A-Za-z0-9_\-]{20,}\b",
+            // Bitbucket app passwords, Heroku, Sentry, HashiCorp Vault.
+            r"|\bATBB[A-Za-z0-9_=.\-]{32}\b|\bHRKU-[A-Za-z0-9_\-]{60}\b",
+            r"|\bsntr[ysu]s?_[A-Za-z0-9+/=_]{40,}|\bhvs\.[A-Za-z0-9_\-]{90,}",
+        ),
+        valid_token,
         "",
         "",
     ),
@@ -383,7 +394,7 @@ pub(super) fn provider(e: Entity, m: &str) -> (&'static str, &'static str) {
 
 /// API key prefixes, longest first where they share a start, with their provider and what
 /// validates them beyond the shape.
-pub(super) const PROVIDERS: [(&str, &str, &str); 31] = [
+pub(super) const PROVIDERS: [(&str, &str, &str); 30] = [
     ("sk-ant-", "anthropic", "entropy"),
     ("sk-", "openai", "entropy"),
     ("sk_", "stripe", "entropy"),
@@ -399,7 +410,6 @@ pub(super) const PROVIDERS: [(&str, &str, &str); 31] = [
     ("pcsk_", "pinecone", "entropy"),
     ("tvly-", "tavily", "entropy"),
     ("GOCSPX-", "google", "entropy"),
-    ("SK", "twilio", "entropy"),
     ("key-", "mailgun", "entropy"),
     ("sq0", "square", "entropy"),
     ("shp", "shopify", "entropy"),
@@ -436,6 +446,9 @@ fn api_key_provider(m: &str) -> (&'static str, &'static str) {
     api_key_entry(m).map_or(("api_key", "pattern"), |(_, name, how)| (name, how))
 }
 
+/// Prefixes searched on their own (`memmem`) rather than in an automaton with the others.
+pub(super) const SEARCHED_ALONE: [&str; 2] = ["xox", "hooks.slack.com/"];
+
 /// Prefixes that start the secret detectors' values.
 pub(super) const SECRET_PREFIXES: [(Entity, &[&str]); 5] = [
     (
@@ -454,17 +467,7 @@ pub(super) const SECRET_PREFIXES: [(Entity, &[&str]); 5] = [
             "ghr_",
             "github_pat_",
             "glpat-",
-            "glptt-",
-            "gldt-",
-            "glrt-",
-            "glft-",
-            "glsoat-",
-            "gloas-",
             "xox",
-            "ATBB",
-            "HRKU-",
-            "sntr",
-            "hvs.",
         ],
     ),
     (
@@ -472,40 +475,11 @@ pub(super) const SECRET_PREFIXES: [(Entity, &[&str]); 5] = [
         &[
             "sk-",
             "hf_",
-            "sk_live_",
-            "sk_test_",
-            "rk_live_",
-            "rk_test_",
+            "sk_",
+            "rk_",
             "npm_",
             "SG.",
             "hooks.slack.com/",
-            "discord.com/api/webhooks/",
-            "discordapp.com/api/webhooks/",
-            "gsk_",
-            "r8_",
-            "pplx-",
-            "xai-",
-            "lsv2_",
-            "pcsk_",
-            "tvly-",
-            "GOCSPX-",
-            "SK",
-            "key-",
-            "sq0",
-            "shpat_",
-            "shpss_",
-            "shpca_",
-            "shppa_",
-            "dop_v1_",
-            "doo_v1_",
-            "dor_v1_",
-            "pypi-",
-            "dckr_pat_",
-            "dapi",
-            "lin_api_",
-            "PMAK-",
-            "sbp_",
-            "NRAK-",
         ],
     ),
     (Entity::Credential, &["://"]),

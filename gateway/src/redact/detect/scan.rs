@@ -7,6 +7,10 @@
 pub(super) enum Needs {
     /// At least this many ASCII digits.
     Digits(usize),
+    /// At least this many digits and this many capitals.
+    Upper(usize, usize),
+    /// A digit, and a run of 20 or more token characters (letters, digits, `_`, `-`).
+    LongToken,
     /// Two capitals then two digits, and digits for the rest.
     Iban,
     /// Nine digits and a `-`.
@@ -31,6 +35,8 @@ pub(super) enum Needs {
 #[derive(Debug, Default)]
 pub(super) struct Summary {
     digits: usize,
+    upper: usize,
+    long_token: bool,
     dots: usize,
     dash: bool,
     at: bool,
@@ -44,7 +50,17 @@ pub(super) struct Summary {
 impl Summary {
     pub(super) fn of(w: &[u8], prefix: bool) -> Self {
         let mut s = Self::default();
+        let mut run = 0;
         for (i, &c) in w.iter().enumerate() {
+            if c.is_ascii_alphanumeric() || c == b'_' || c == b'-' {
+                run += 1;
+                s.long_token |= run >= 20;
+            } else {
+                run = 0;
+            }
+            if c.is_ascii_uppercase() {
+                s.upper += 1;
+            }
             match c {
                 b'0'..=b'9' => s.digits += 1,
                 b'.' => s.dots += 1,
@@ -68,6 +84,8 @@ impl Summary {
     pub(super) fn allows(&self, needs: Needs) -> bool {
         match needs {
             Needs::Digits(n) => self.digits >= n,
+            Needs::Upper(d, u) => self.digits >= d && self.upper >= u,
+            Needs::LongToken => self.long_token && self.digits > 0,
             Needs::Iban => self.iban && self.digits >= 2,
             Needs::Ssn => self.dash && self.digits >= 9,
             Needs::Ipv4 => self.dots >= 3 && self.digits >= 4,
