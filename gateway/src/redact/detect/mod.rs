@@ -135,7 +135,7 @@ impl Entity {
 /// measured on English text).
 enum PrefixSearch {
     Many(aho_corasick::AhoCorasick),
-    One(memchr::memmem::Finder<'static>),
+    One(Box<memchr::memmem::Finder<'static>>),
 }
 
 impl PrefixSearch {
@@ -171,7 +171,7 @@ impl PrefixSearch {
         out.extend(
             alone
                 .into_iter()
-                .map(|p| Self::One(memchr::memmem::Finder::new(p.as_bytes()))),
+                .map(|p| Self::One(Box::new(memchr::memmem::Finder::new(p.as_bytes())))),
         );
         Ok(out)
     }
