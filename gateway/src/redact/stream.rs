@@ -4,7 +4,8 @@
 //! longer be part of a match: the buffer is cut before the longest suffix that could still grow
 //! into a value (a run of characters values are made of, chained over single spaces between
 //! digit or capital groups, as in `4111 1111 …` or `DE89 3704 …`), before any match that reaches
-//! that suffix, and before an unterminated PEM private key block. Prose is released word by
+//! that suffix, before a URL whose authority is not finished (a password may hold any
+//! punctuation), and before an unterminated PEM private key block. Prose is released word by
 //! word; a card number split over many tokens waits until it is complete, and comes out masked.
 //! A hold-back that grows past its bound fails closed.
 
@@ -74,6 +75,21 @@ fn open_pem(text: &str) -> Option<usize> {
     (is_key_header && !closed).then_some(start)
 }
 
+/// Characters that end the authority of a URL (its `user:password@host:port`), as the
+/// `CREDENTIAL` detector reads it.
+fn ends_authority(c: &u8) -> bool {
+    c.is_ascii_whitespace() || b"/?#".contains(c)
+}
+
+/// Where a URL whose authority is not finished starts (`postgres://app:pa$`): its
+/// `user:password` may hold characters that end a run of value characters, and is found only
+/// with the `scheme://` before it.
+fn open_authority(text: &str) -> Option<usize> {
+    let p = memchr::memmem::rfind(text.as_bytes(), b"://")?;
+    let open = !text.as_bytes()[p + 3..].iter().any(ends_authority);
+    open.then(|| open_suffix(&text[..p]))
+}
+
 impl HoldBack {
     /// Adds `text`; returns the redacted text that may be released now.
     pub fn push(
@@ -90,11 +106,19 @@ impl HoldBack {
         if let Some(p) = open_pem(&folded.text) {
             cut = cut.min(p);
         }
-        // A match reaching into the open suffix may still grow: hold it whole.
-        for f in &found {
-            if f.end > cut || f.end == folded.text.len() {
-                cut = cut.min(f.start);
-            }
+        if let Some(p) = open_authority(&folded.text) {
+            cut = cut.min(p);
+        }
+        // A match the cut falls into, or that reaches the end (it may still grow), is held
+        // whole, with the run of value characters just before it (a URL's `user:password` is
+        // found only after its `scheme://`, which must stay with it to be found again). Each
+        // step moves the cut before a match's start, so this ends.
+        let len = folded.text.len();
+        while let Some(f) = found
+            .iter()
+            .find(|f| f.start < cut && (f.end > cut || f.end == len))
+        {
+            cut = folded.text.get(..f.start).map_or(f.start, open_suffix);
         }
         // `cut` must fall on a character boundary of the folded text.
         while !folded.text.is_char_boundary(cut) {
