@@ -5,11 +5,12 @@
 //! into a value (a run of characters values are made of, chained over single spaces between
 //! digit or capital groups, as in `4111 1111 …` or `DE89 3704 …`), before any match that reaches
 //! that suffix, before a URL whose authority is not finished (a password may hold any
-//! punctuation), and before an unterminated PEM private key block. Prose is released word by
+//! punctuation), before an escape the stream cut short (`jane%4`, `jane&#6`) with the value it
+//! may end, and before an unterminated PEM private key block. Prose is released word by
 //! word; a card number split over many tokens waits until it is complete, and comes out masked.
 //! A hold-back that grows past its bound fails closed.
 
-use super::normalize::fold;
+use super::normalize::{fold, open_escape};
 use super::{Blocked, Redactor, State};
 
 /// Why a stream cannot continue.
@@ -101,12 +102,17 @@ impl HoldBack {
     ) -> Result<String, StreamError> {
         self.held.push_str(text);
         let folded = fold(&self.held);
-        let found = r.detectors().find(&folded.text);
-        let mut cut = open_suffix(&folded.text);
+        let found = r.detect(&self.held, &folded);
+        // An escape the stream cut (`jane%4`, `jane&#6`, `jane\u00`) is held with the value it
+        // may end; until it is complete, it may be anything (a URL's authority is still open).
+        let head = open_escape(&folded.text)
+            .and_then(|e| folded.text.get(..e))
+            .unwrap_or(&folded.text);
+        let mut cut = open_suffix(&folded.text).min(open_suffix(head));
         if let Some(p) = open_pem(&folded.text) {
             cut = cut.min(p);
         }
-        if let Some(p) = open_authority(&folded.text) {
+        if let Some(p) = open_authority(head) {
             cut = cut.min(p);
         }
         // A match the cut falls into, or that reaches the end (it may still grow), is held
