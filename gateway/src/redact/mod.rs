@@ -1,7 +1,8 @@
 //! Redaction stage: masks what may not leave the region, in requests and in responses.
 //!
 //! - [`detect`]: the detectors (regex candidates, validated by checksums and ranges);
-//! - [`normalize`]: folding so zero-width characters and full-width forms cannot hide a value;
+//! - [`normalize`]: folding so zero-width characters, full-width forms and common encodings
+//!   (`%40`, `&#64;`, `\u0040` written out) cannot hide a value;
 //! - [`Redactor`]: applies a profile's operators (mask, replace, hash, drop, block) to text;
 //! - [`stream`]: the hold-back that redacts streamed text (model output, token by token)
 //!   without buffering the stream: only text that could still be the start of a match waits;
@@ -21,6 +22,8 @@ pub mod sse;
 pub mod stream;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_encoded;
 #[cfg(test)]
 mod tests_events;
 #[cfg(test)]
@@ -149,7 +152,7 @@ impl Redactor {
     /// `text` itself (folding and decoding undone), as `moat redact --explain` reports them.
     pub fn find(&self, text: &str) -> Vec<detect::Found> {
         let folded = normalize::fold(text);
-        let mut found = self.detectors.find(&folded.text);
+        let mut found = self.detect(text, &folded);
         for f in &mut found {
             (f.start, f.end) = folded.original(f.start, f.end);
         }
@@ -179,7 +182,7 @@ impl Redactor {
         state: &mut State,
     ) -> Result<(std::borrow::Cow<'t, str>, bool, Vec<detect::Found>), Blocked> {
         let folded = normalize::fold(text);
-        let found = self.detectors.find(&folded.text);
+        let found = self.detect(text, &folded);
         if found.is_empty() {
             return Ok((std::borrow::Cow::Borrowed(text), false, found));
         }
@@ -228,6 +231,36 @@ impl Redactor {
         *state.counts.entry(whole.entity.name()).or_default() += 1;
         let dropped = matches!(self.operator(whole.entity), Operator::Drop);
         Ok((std::borrow::Cow::Owned(out), dropped, vec![whole]))
+    }
+
+    /// The matches of `text`, folded as `folded`, in folded coordinates, in order and without
+    /// overlaps. When folding changed the text, the written text is searched too, so that
+    /// decoding never loses a value its written form holds (a decoded `@` in a URL's password,
+    /// `postgres://app:p%40ss@db`, would end the password early); of overlapping matches the
+    /// earliest wins, then the longest.
+    pub(crate) fn detect(&self, text: &str, folded: &normalize::Folded<'_>) -> Vec<detect::Found> {
+        let mut found = self.detectors.find(&folded.text);
+        if !folded.changed() {
+            return found;
+        }
+        let written = self.detectors.find(text);
+        if written.is_empty() {
+            return found;
+        }
+        found.extend(written.into_iter().map(|mut f| {
+            (f.start, f.end) = folded.folded(f.start, f.end);
+            f
+        }));
+        found.sort_by_key(|f| (f.start, std::cmp::Reverse(f.end)));
+        let mut end = 0;
+        found.retain(|f| {
+            let keep = f.start >= end && f.end > f.start;
+            if keep {
+                end = f.end;
+            }
+            keep
+        });
+        found
     }
 
     /// Rewrites `text[..folded.original(cut)]`, replacing every match that ends at or before

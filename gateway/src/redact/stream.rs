@@ -4,11 +4,13 @@
 //! longer be part of a match: the buffer is cut before the longest suffix that could still grow
 //! into a value (a run of characters values are made of, chained over single spaces between
 //! digit or capital groups, as in `4111 1111 …` or `DE89 3704 …`), before any match that reaches
-//! that suffix, and before an unterminated PEM private key block. Prose is released word by
+//! that suffix, before a URL whose authority is not finished (a password may hold any
+//! punctuation), before an escape the stream cut short (`jane%4`, `jane&#6`) with the value it
+//! may end, and before an unterminated PEM private key block. Prose is released word by
 //! word; a card number split over many tokens waits until it is complete, and comes out masked.
 //! A hold-back that grows past its bound fails closed.
 
-use super::normalize::fold;
+use super::normalize::{fold, open_escape};
 use super::{Blocked, Redactor, State};
 
 /// Why a stream cannot continue.
@@ -69,9 +71,19 @@ pub fn open_suffix(text: &str) -> usize {
             _ => 0,
         }
     };
+    // A trailing single space after a group, or a space or `, ` after a word of a date, may be
+    // followed by the next group or word.
     let trailing = sep_before(i);
-    if trailing > 0 && i > trailing && value_char(b[i - trailing - 1]) {
-        i -= trailing;
+    if trailing > 0 && i > trailing {
+        let end = i - trailing;
+        let mut start = end;
+        while start > 0 && value_char(b[start - 1]) {
+            start -= 1;
+        }
+        let group = trailing == 1 && b[i - 1] == b' ' && group_char(b[end - 1]);
+        if group || (start < end && date_word(&b[start..end])) {
+            i = end;
+        }
     }
     loop {
         let run_end = i;
@@ -103,6 +115,21 @@ pub fn open_suffix(text: &str) -> usize {
         }
         return i;
     }
+}
+
+/// Characters that end the authority of a URL (its `user:password@host:port`), as the
+/// `CREDENTIAL` detector reads it.
+fn ends_authority(c: &u8) -> bool {
+    c.is_ascii_whitespace() || b"/?#".contains(c)
+}
+
+/// Where a URL whose authority is not finished starts (`postgres://app:pa$`): its
+/// `user:password` may hold characters that end a run of value characters, and is found only
+/// with the `scheme://` before it.
+fn open_authority(text: &str) -> Option<usize> {
+    let p = memchr::memmem::rfind(text.as_bytes(), b"://")?;
+    let open = !text.as_bytes()[p + 3..].iter().any(ends_authority);
+    open.then(|| open_suffix(&text[..p]))
 }
 
 /// Where the quoted value of a password name starts when its closing quote has not arrived
@@ -166,23 +193,37 @@ impl HoldBack {
         let held_at = (0..=folded.text.len())
             .find(|&i| folded.text.is_char_boundary(i) && folded.original(i, i).0 >= ctx)
             .unwrap_or(folded.text.len());
-        let mut found = r.detectors().find(&folded.text);
+        let mut found = r.detect(&joined, &folded);
         // What starts in the released context was released already.
         found.retain(|f| f.start >= held_at);
-        let mut cut = folded.text.len();
+        let len = folded.text.len();
+        let mut cut = len;
         if !all {
-            cut = open_suffix(&folded.text);
+            // An escape the stream cut (`jane%4`, `jane&#6`, `jane\u00`) is held with the value
+            // it may end; until it is complete, it may be anything (a URL's authority is still
+            // open).
+            let head = open_escape(&folded.text)
+                .and_then(|e| folded.text.get(..e))
+                .unwrap_or(&folded.text);
+            cut = open_suffix(&folded.text).min(open_suffix(head));
             if let Some(p) = open_pem(&folded.text) {
+                cut = cut.min(p);
+            }
+            if let Some(p) = open_authority(head) {
                 cut = cut.min(p);
             }
             if let Some(q) = open_quoted(&folded.text) {
                 cut = cut.min(q);
             }
-            // A match reaching into the open suffix may still grow: hold it whole.
-            for f in &found {
-                if f.end > cut || f.end == folded.text.len() {
-                    cut = cut.min(f.start);
-                }
+            // A match the cut falls into, or that reaches the end (it may still grow), is held
+            // whole, with the run of value characters just before it (a URL's `user:password`
+            // is found only after its `scheme://`, which must stay with it to be found again).
+            // Each step moves the cut before a match's start, so this ends.
+            while let Some(f) = found
+                .iter()
+                .find(|f| f.start < cut && (f.end > cut || f.end == len))
+            {
+                cut = folded.text.get(..f.start).map_or(f.start, open_suffix);
             }
             cut = cut.max(held_at);
             // `cut` must fall on a character boundary of the folded text.

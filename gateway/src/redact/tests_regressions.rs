@@ -90,3 +90,27 @@ fn url_credentials_split_anywhere_are_masked() {
         assert!(!out.contains("s3cret"), "leaked at cut {cut}: {out}");
     }
 }
+
+/// A password with characters that end a run of value characters (`;`, `$`, `!`, `'`) is
+/// masked wherever a stream cuts it, while its URL may still grow and after.
+#[test]
+fn url_credentials_with_punctuation_split_anywhere_are_masked() {
+    let r = Redactor::new(
+        Detectors::new(&Entity::ALL, &[], &[]).expect("detectors"),
+        HashMap::new(),
+        Operator::Replace { numbered: false },
+    );
+    for text in [
+        "connect postgres://app:pa$$w0rd!@db.internal:5432/orders now",
+        "see jane://a;u:s3cret@x",
+        "see ftp://a'b:s3cret@h ok",
+        "use postgres://a;b:s3cret@host/db ok",
+    ] {
+        let want = r.redact(text, &mut State::default()).expect("redact");
+        assert!(want.contains("<CREDENTIAL>"), "{want}");
+        for cut in 1..text.len() {
+            let out = super::tests_secrets::streamed(&r, text, cut);
+            assert_eq!(out, want, "cut at {cut}");
+        }
+    }
+}

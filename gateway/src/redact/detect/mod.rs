@@ -508,7 +508,11 @@ fn accept(p: &Pattern, text: &str, start: usize, m: &str) -> Option<Found> {
         let word = text[..start]
             .rfind(|c: char| c.is_whitespace() || c == '"' || c == '\'')
             .map_or(0, |p| p + 1);
-        if text[word..start].contains("://") {
+        let before = &text[word..start];
+        let in_authority = before
+            .rfind("://")
+            .is_some_and(|p| !before[p + 3..].contains(['/', '?', '#']));
+        if in_authority {
             return None;
         }
     }
