@@ -11,6 +11,12 @@ pub(super) enum Needs {
     Upper(usize, usize),
     /// A digit, and a run of 20 or more token characters (letters, digits, `_`, `-`).
     LongToken,
+    /// A run of digits of one of these lengths (bit `n`: `n` digits in a row).
+    Run(u32),
+    /// Runs of digits of all of these lengths, and this many digits.
+    Runs(u32, usize),
+    /// A run of six to nine letters and digits holding a digit.
+    Code,
     /// Two capitals then two digits, and digits for the rest.
     Iban,
     /// Nine digits and a `-`.
@@ -37,6 +43,9 @@ pub(super) struct Summary {
     digits: usize,
     upper: usize,
     long_token: bool,
+    /// Bit `n`: a run of exactly `n` digits (31: 31 or more).
+    runs: u32,
+    code: bool,
     dots: usize,
     dash: bool,
     at: bool,
@@ -51,7 +60,21 @@ impl Summary {
     pub(super) fn of(w: &[u8], prefix: bool) -> Self {
         let mut s = Self::default();
         let mut run = 0;
+        let (mut digit_run, mut alnum_run, mut alnum_digit) = (0u32, 0usize, false);
         for (i, &c) in w.iter().enumerate() {
+            if c.is_ascii_digit() {
+                digit_run += 1;
+            } else if digit_run > 0 {
+                s.runs |= 1 << digit_run.min(31);
+                digit_run = 0;
+            }
+            if c.is_ascii_alphanumeric() {
+                alnum_run += 1;
+                alnum_digit |= c.is_ascii_digit();
+            } else {
+                s.code |= alnum_digit && (6..=9).contains(&alnum_run);
+                (alnum_run, alnum_digit) = (0, false);
+            }
             if c.is_ascii_alphanumeric() || c == b'_' || c == b'-' {
                 run += 1;
                 s.long_token |= run >= 20;
@@ -77,6 +100,10 @@ impl Summary {
                 _ => {}
             }
         }
+        if digit_run > 0 {
+            s.runs |= 1 << digit_run.min(31);
+        }
+        s.code |= alnum_digit && (6..=9).contains(&alnum_run);
         s.prefix = prefix;
         s
     }
@@ -86,6 +113,9 @@ impl Summary {
             Needs::Digits(n) => self.digits >= n,
             Needs::Upper(d, u) => self.digits >= d && self.upper >= u,
             Needs::LongToken => self.long_token && self.digits > 0,
+            Needs::Run(lengths) => self.runs & lengths != 0,
+            Needs::Runs(lengths, n) => self.runs & lengths == lengths && self.digits >= n,
+            Needs::Code => self.code,
             Needs::Iban => self.iban && self.digits >= 2,
             Needs::Ssn => self.dash && self.digits >= 9,
             Needs::Ipv4 => self.dots >= 3 && self.digits >= 4,
