@@ -41,7 +41,7 @@ pub(super) fn secret_value(m: &str) -> Option<(usize, usize)> {
         to -= 1;
     }
     let value = m.get(from..to)?;
-    if super::patterns::SECRET_PREFIXES
+    if super::prefixes::SECRET_PREFIXES
         .iter()
         .flat_map(|(_, p)| p.iter())
         .any(|p| value.starts_with(p))

@@ -272,7 +272,7 @@ fn random_looking(s: &str, need_digit: bool) -> bool {
 /// Provider API keys: npm's checksum; SendGrid and webhook URLs are exact shapes; the others
 /// must look random past their prefix (an identifier such as `sk-learn-model-name` does not).
 pub(super) fn valid_api_key(s: &str) -> bool {
-    let Some((prefix, _, how)) = super::patterns::api_key_entry(s) else {
+    let Some((prefix, _, how)) = super::prefixes::api_key_entry(s) else {
         return false;
     };
     if let Some(body) = s.strip_prefix("npm_") {

@@ -16,6 +16,7 @@ mod checks;
 mod context;
 mod national;
 mod patterns;
+mod prefixes;
 mod scan;
 
 use regex::Regex;
@@ -23,7 +24,8 @@ use regex::Regex;
 pub use assign::{is_password_name, secret_member, MAX_QUOTED};
 pub use checks::luhn;
 pub use national::is_month;
-use patterns::{always, Pattern, SECRET_PREFIXES, SPECS};
+use patterns::{always, Pattern, SPECS};
+use prefixes::SECRET_PREFIXES;
 use scan::{
     is_ws, next_trigger, words_after, words_before, Needs, Summary, AT, COLON, DIGIT, EQUALS,
 };
@@ -141,7 +143,7 @@ impl PrefixSearch {
         for (e, prefixes) in SECRET_PREFIXES.iter().filter(|(e, _)| entities.contains(e)) {
             for p in prefixes.iter() {
                 let first = matches!(e, Entity::CloudKey | Entity::AccessToken)
-                    && !patterns::SECOND_HALF.contains(p);
+                    && !prefixes::SECOND_HALF.contains(p);
                 halves[usize::from(!first)].push(p);
             }
         }
