@@ -179,7 +179,12 @@ pub(crate) fn aws_key(rng: &mut Rng) -> String {
 }
 
 fn google_key(rng: &mut Rng) -> String {
-    format!("AIza{}", rng.mixed(B64URL, 35))
+    match rng.below(6) {
+        // Alibaba Cloud and Tencent Cloud access key ids.
+        0 => format!("LTAI{}", rng.mixed(ALNUM, 20)),
+        1 => format!("AKID{}", rng.mixed(ALNUM, 32)),
+        _ => format!("AIza{}", rng.mixed(B64URL, 35)),
+    }
 }
 
 /// 30 random base62 characters and their CRC32 in 6 base62 digits.
@@ -190,7 +195,11 @@ fn checksummed(rng: &mut Rng) -> String {
 }
 
 fn access_token(rng: &mut Rng) -> String {
-    match rng.below(8) {
+    match rng.below(12) {
+        8 => format!("glptt-{}", rng.mixed(HEX, 40)),
+        9 => format!("ATBB{}", rng.mixed(ALNUM, 32)),
+        10 => format!("hvs.{}", rng.mixed(ALNUM, 95)),
+        11 => format!("{}:AA{}", rng.digits(10), rng.mixed(ALNUM, 33)),
         0..=3 => {
             let kind = rng.pick(&["ghp", "gho", "ghu", "ghs", "ghr"]);
             format!("{kind}_{}", checksummed(rng))
@@ -218,8 +227,11 @@ fn access_token(rng: &mut Rng) -> String {
 }
 
 /// A provider API key: OpenAI (legacy, project, service account), Anthropic, Hugging Face,
-/// Stripe (secret, restricted), npm, SendGrid.
+/// Stripe (secret, restricted), npm, SendGrid, and (one in three) a newer provider's.
 pub(crate) fn api_key(rng: &mut Rng) -> String {
+    if rng.one_in(3) {
+        return newer_api_key(rng);
+    }
     let long = rng.range(74, 156);
     let stripe = *rng.pick(&[24, 99]);
     match rng.below(10) {
@@ -237,6 +249,33 @@ pub(crate) fn api_key(rng: &mut Rng) -> String {
         7 => format!("npm_{}", checksummed(rng)),
         8 => format!("SG.{}.{}", rng.mixed(B64URL, 22), rng.mixed(B64URL, 43)),
         _ => format!("sk-proj-{}", rng.mixed(ALNUM, 48)),
+    }
+}
+
+/// Keys of Groq, Replicate, Perplexity, xAI, LangSmith, Pinecone, Tavily, Google OAuth,
+/// Mailgun, Square, Shopify, DigitalOcean, PyPI, Docker Hub, Databricks, Linear, Postman,
+/// Supabase, New Relic.
+fn newer_api_key(rng: &mut Rng) -> String {
+    match rng.below(19) {
+        0 => format!("gsk_{}", rng.mixed(ALNUM, 52)),
+        1 => format!("r8_{}", rng.mixed(ALNUM, 37)),
+        2 => format!("pplx-{}", rng.mixed(ALNUM, 48)),
+        3 => format!("xai-{}", rng.mixed(ALNUM, 80)),
+        4 => format!("lsv2_pt_{}_{}", rng.mixed(HEX, 32), rng.mixed(HEX, 10)),
+        5 => format!("pcsk_{}_{}", rng.mixed(ALNUM, 5), rng.mixed(ALNUM, 60)),
+        6 => format!("tvly-{}", rng.mixed(ALNUM, 32)),
+        7 => format!("GOCSPX-{}", rng.mixed(ALNUM, 28)),
+        8 => format!("key-{}", rng.mixed(HEX, 32)),
+        9 => format!("sq0atp-{}", rng.mixed(ALNUM, 22)),
+        10 => format!("shpat_{}", rng.mixed(HEX, 32)),
+        11 => format!("dop_v1_{}", rng.mixed(HEX, 64)),
+        12 => format!("pypi-AgEIcHlwaS5vcmc{}", rng.mixed(ALNUM, 60)),
+        13 => format!("dckr_pat_{}", rng.mixed(ALNUM, 27)),
+        14 => format!("dapi{}", rng.mixed(HEX, 32)),
+        15 => format!("lin_api_{}", rng.mixed(ALNUM, 40)),
+        16 => format!("PMAK-{}-{}", rng.mixed(HEX, 24), rng.mixed(HEX, 34)),
+        17 => format!("sbp_{}", rng.mixed(HEX, 40)),
+        _ => format!("NRAK-{}", rng.mixed(UPPER_DIGITS, 27)),
     }
 }
 

@@ -18,14 +18,23 @@ fn valid(entity: &str, value: &str) -> bool {
         entity::SSN => checks::ssn(v),
         entity::IP => v.parse::<std::net::IpAddr>().is_ok(),
         entity::CLOUD => {
-            (v.starts_with("AKIA") || v.starts_with("ASIA")) && v.len() == 20
-                || v.starts_with("AIza") && v.len() == 39
+            let len = match v.get(..4) {
+                Some("AKIA" | "ASIA") => 20,
+                Some("LTAI") => 24,
+                Some("AKID") => 36,
+                Some("AIza") => 39,
+                _ => 0,
+            };
+            v.len() == len
         }
         entity::TOKEN => match v.get(..4) {
             Some("ghp_" | "gho_" | "ghu_" | "ghs_" | "ghr_") => checks::checksummed(&v[4..]),
-            _ => ["github_pat_", "glpat-", "xoxb-", "xoxp-"]
+            _ => ["github_pat_", "glpat-", "xoxb-", "xoxp-", "glptt-", "ATBB", "hvs."]
                 .iter()
-                .any(|p| v.starts_with(p)),
+                .any(|p| v.starts_with(p))
+                || v.split_once(":AA").is_some_and(|(id, _)| {
+                    id.len() == 10 && id.bytes().all(|c| c.is_ascii_digit())
+                }),
         },
         entity::API_KEY => match v.strip_prefix("npm_") {
             Some(body) => checks::checksummed(body),
@@ -36,6 +45,25 @@ fn valid(entity: &str, value: &str) -> bool {
                 "rk_live_",
                 "SG.",
                 "https://hooks.slack.com/",
+                "gsk_",
+                "r8_",
+                "pplx-",
+                "xai-",
+                "lsv2_",
+                "pcsk_",
+                "tvly-",
+                "GOCSPX-",
+                "key-",
+                "sq0atp-",
+                "shpat_",
+                "dop_v1_",
+                "pypi-",
+                "dckr_pat_",
+                "dapi",
+                "lin_api_",
+                "PMAK-",
+                "sbp_",
+                "NRAK-",
             ]
             .iter()
             .any(|p| v.starts_with(p)),
