@@ -29,12 +29,22 @@ fn valid(entity: &str, value: &str) -> bool {
         }
         entity::TOKEN => match v.get(..4) {
             Some("ghp_" | "gho_" | "ghu_" | "ghs_" | "ghr_") => checks::checksummed(&v[4..]),
-            _ => ["github_pat_", "glpat-", "xoxb-", "xoxp-", "glptt-", "ATBB", "hvs."]
+            _ => {
+                [
+                    "github_pat_",
+                    "glpat-",
+                    "xoxb-",
+                    "xoxp-",
+                    "glptt-",
+                    "ATBB",
+                    "hvs.",
+                ]
                 .iter()
                 .any(|p| v.starts_with(p))
-                || v.split_once(":AA").is_some_and(|(id, _)| {
-                    id.len() == 10 && id.bytes().all(|c| c.is_ascii_digit())
-                }),
+                    || v.split_once(":AA").is_some_and(|(id, _)| {
+                        id.len() == 10 && id.bytes().all(|c| c.is_ascii_digit())
+                    })
+            }
         },
         entity::API_KEY => match v.strip_prefix("npm_") {
             Some(body) => checks::checksummed(body),

@@ -81,6 +81,15 @@ const FOUND: &[(&str, &str)] = &[
         "Authorization: Basic <CREDENTIAL>",
     ),
     ("client_secret: 'Zx9Qw8Er7Ty6Ui5Op4As'", "client_secret: '<CREDENTIAL>'"),
+    // Passwords said in a sentence, and in other languages.
+    ("my password is Tr0ub4dor&3.", "my password is <CREDENTIAL>."),
+    ("mein Passwort ist Sommer2024! danke", "mein Passwort ist <CREDENTIAL> danke"),
+    ("Kennwort: Winter2023", "Kennwort: <CREDENTIAL>"),
+    ("mon mot de passe est soleil42", "mon mot de passe est <CREDENTIAL>"),
+    ("mi contraseña: Gato1234", "mi contraseña: <CREDENTIAL>"),
+    // North American numbers with the area code in parentheses, no space after.
+    ("call (415)555-2671 now", "call <PHONE_NUMBER> now"),
+    ("call 1(415)555-2671 now", "call <PHONE_NUMBER> now"),
 ];
 
 /// Texts that must come out unchanged.
@@ -121,6 +130,8 @@ const LEFT: &[&str] = &[
     "secret = 42",
     "Authorization: Bearer token",
     "Basic principles apply",
+    "the password is required",
+    "your password is incorrect",
     // A phone number's digits inside an asset tag, an invalid card number.
     "asset AT-0612-3456-789",
     "card 4855 0612 3456 789 declined",

@@ -15,10 +15,17 @@ pub const MAX_QUOTED: usize = 256;
 /// The regex of assignments (a secret-looking name, `=` or `:`, the value) and of
 /// `Authorization` credentials.
 pub(super) const ASSIGNMENT: &str = concat!(
-    r#"(?i:[A-Za-z0-9_.\-]*(?:password|passwd|passphrase|pass|secret|token|api[_\-]?key|access[_\-]?key|accountkey|sharedaccesskey|private[_\-]?key|credentials?|auth[_\-]?key)[A-Za-z0-9_.\-]*)"#,
+    r#"(?i:[A-Za-z0-9_.\-]*(?:password|passwd|passphrase|pass|passwort|kennwort|contrase(?:ñ|n)a|mot de passe|motdepasse|secret|token|api[_\-]?key|access[_\-]?key|accountkey|sharedaccesskey|private[_\-]?key|credentials?|auth[_\-]?key)[A-Za-z0-9_.\-]*)"#,
     r#"["']?[ \t]*(?::=|=|:)[ \t]*"#,
     r#"(?:"[^"\n]{1,256}"|'[^'\n]{1,256}'|[^\s"'`,;&<>(){}\[\]]{1,512})"#,
     r#"|(?i:\b(?:bearer|basic))[ \t]+[A-Za-z0-9._~+/\-]{8,}=*"#,
+);
+
+/// The regex of passwords said in a sentence: "my password is …", "mein Passwort ist …",
+/// "mon mot de passe est …", "mi contraseña es …".
+pub(super) const SAID: &str = concat!(
+    r#"(?i:\b(?:password|passwort|kennwort|passphrase|contrase(?:ñ|n)a|mot de passe)[ \t]+(?:is|ist|est|es|lautet)[ \t]+)"#,
+    r#"[^\s"'`,;<>(){}\[\]]{3,128}"#,
 );
 
 /// The span of the value inside a match of [`ASSIGNMENT`], if it is a secret.
@@ -26,6 +33,15 @@ pub(super) fn secret_value(m: &str) -> Option<(usize, usize)> {
     if let Some((scheme, value)) = auth_header(m) {
         let from = m.len() - value.len();
         return credential_ok(scheme, value).then_some((from, m.len()));
+    }
+    if let Some(from) = said_value(m) {
+        // A sentence's full stop is not part of the password.
+        let value = m[from..].strip_suffix('.').unwrap_or(&m[from..]);
+        let mixed = value.bytes().any(|c| !c.is_ascii_alphabetic());
+        // `… ist password=…`: an assignment follows, the assignment's detector reads it.
+        let assignment = value.contains(['=', ':']);
+        return (mixed && !assignment && value.len() >= 3 && !placeholder(value))
+            .then_some((from, from + value.len()));
     }
     let sep = m.find([':', '='])?;
     let name = m[..sep].trim_end_matches([' ', '\t', '"', '\'']);
@@ -51,6 +67,33 @@ pub(super) fn secret_value(m: &str) -> Option<(usize, usize)> {
     }
     let colon = m[sep..].starts_with(':') && !m[sep..].starts_with(":=");
     value_ok(name, value, quoted || !colon).then_some((from, to))
+}
+
+/// Where the value of "password is …" (or its German, French, Spanish forms) starts.
+fn said_value(m: &str) -> Option<usize> {
+    let mut words = m.split_inclusive([' ', '\t']);
+    let mut at = 0;
+    let mut verb = false;
+    for w in words.by_ref() {
+        at += w.len();
+        let word = w.trim_end();
+        if word.is_empty() {
+            continue;
+        }
+        if ["is", "ist", "est", "es", "lautet"]
+            .iter()
+            .any(|v| word.eq_ignore_ascii_case(v))
+        {
+            verb = true;
+            break;
+        }
+        if word.contains([':', '=']) {
+            return None;
+        }
+    }
+    let rest = &m[at..];
+    let skip = rest.len() - rest.trim_start().len();
+    (verb && at + skip < m.len()).then_some(at + skip)
 }
 
 /// `Bearer <token>` / `Basic <base64>`: the scheme and the credential.
@@ -137,9 +180,19 @@ fn value_ok(name: &str, value: &str, strong: bool) -> bool {
 /// whose value may be any string, spaces included when quoted.
 pub fn is_password_name(name: &str) -> bool {
     let n = name.as_bytes();
-    ["password", "passwd", "passphrase"]
-        .iter()
-        .any(|p| contains_ignore_case(n, p))
+    [
+        "password",
+        "passwd",
+        "passphrase",
+        "passwort",
+        "kennwort",
+        "contraseña",
+        "contrasena",
+        "mot de passe",
+        "motdepasse",
+    ]
+    .iter()
+    .any(|p| contains_ignore_case(n, p))
         || name.eq_ignore_ascii_case("pass")
         || name.eq_ignore_ascii_case("pwd")
         || (n.len() > 5 && n[n.len() - 5..].eq_ignore_ascii_case(b"_pass")
@@ -250,5 +303,12 @@ mod tests {
             Some("dXNlcjpwYXNzd29yZA==")
         );
         assert_eq!(value("Basic principles"), None);
+        assert_eq!(value("password is Tr0ub4dor&3."), Some("Tr0ub4dor&3"));
+        assert_eq!(value("Passwort ist Sommer2024!"), Some("Sommer2024!"));
+        assert_eq!(value("mot de passe est soleil42"), Some("soleil42"));
+        assert_eq!(value("password is required"), None);
+        assert_eq!(value("Passwort ist password=Becker1702*"), None);
+        assert_eq!(value("Passwort: Sommer2024"), Some("Sommer2024"));
+        assert_eq!(value("contraseña: Gato1234"), Some("Gato1234"));
     }
 }

@@ -251,6 +251,7 @@ impl Detectors {
                 | Needs::Run(_)
                 | Needs::Runs(..)
                 | Needs::Code
+                | Needs::Said
                 | Needs::Iban
                 | Needs::Ssn
                 | Needs::Ipv4 => DIGIT,
@@ -384,6 +385,15 @@ impl Detectors {
                     for m in p.re.find_iter(&text[s..end]) {
                         push(p, s, m);
                     }
+                } else if p.needs == Needs::Said {
+                    // The name may be words longer than the window's context (`mot de passe`).
+                    let mut from = s.saturating_sub(16);
+                    while !text.is_char_boundary(from) {
+                        from -= 1;
+                    }
+                    for m in p.re.find_iter(&text[from..e]) {
+                        push(p, from, m);
+                    }
                 } else {
                     for m in p.re.find_iter(w) {
                         push(p, s, m);
@@ -479,7 +489,7 @@ fn accept(p: &Pattern, text: &str, start: usize, m: &str) -> Option<Found> {
         validation,
     };
     if p.entity == Entity::Credential {
-        if p.needs == Needs::Assign {
+        if matches!(p.needs, Needs::Assign | Needs::Said) {
             let (from, to) = assign::secret_value(m)?;
             return Some(span(from, to));
         }

@@ -2,7 +2,7 @@
 //! confirms them, and what a scan window must hold for it to run; and the secret prefixes the
 //! prefix automaton looks for.
 
-use super::assign::ASSIGNMENT;
+use super::assign::{ASSIGNMENT, SAID};
 use super::checks::{
     valid_api_key, valid_card, valid_email, valid_iban, valid_ip, valid_phone, valid_ssn,
     valid_token, valid_url_credential,
@@ -108,7 +108,7 @@ pub(super) const SPECS: &[Spec] = &[
     spec(
         Entity::PhoneNumber,
         Needs::Digits(8),
-        r"\+[1-9][0-9 ().\-]{6,20}[0-9]|(?:\b1[ .\-])?\(?\b[2-9][0-9]{2}\)?[ .\-][2-9][0-9]{2}[ .\-][0-9]{4}\b|\(?\b0[1-9][0-9]{0,4}\)?(?:[ \-./][0-9]{2,8}){1,4}\b",
+        r"\+[1-9][0-9 ().\-]{6,20}[0-9]|(?:\b1[ .\-]?)?(?:\(\b[2-9][0-9]{2}\)[ .\-]?|\b[2-9][0-9]{2}[ .\-])[2-9][0-9]{2}[ .\-][0-9]{4}\b|\(?\b0[1-9][0-9]{0,4}\)?(?:[ \-./][0-9]{2,8}){1,4}\b",
         valid_phone,
         "phone",
         "numbering plan",
@@ -329,6 +329,14 @@ pub(super) const SPECS: &[Spec] = &[
         ASSIGNMENT,
         always,
         "assignment",
+        "name+value",
+    ),
+    spec(
+        Entity::Credential,
+        Needs::Said,
+        SAID,
+        always,
+        "password_said",
         "name+value",
     ),
     spec(

@@ -31,6 +31,8 @@ pub(super) enum Needs {
     Colon,
     /// A `:` or `=` (a name and its value).
     Assign,
+    /// A digit and a word such as `is` (`my password is …`).
+    Said,
     /// A secret prefix (found by the prefix automaton).
     Prefix,
     /// Runs on the whole text (PEM blocks from their header; operator-defined patterns).
@@ -46,6 +48,7 @@ pub(super) struct Summary {
     /// Bit `n`: a run of exactly `n` digits (31: 31 or more).
     runs: u32,
     code: bool,
+    said: bool,
     dots: usize,
     dash: bool,
     at: bool,
@@ -72,6 +75,12 @@ impl Summary {
                 alnum_run += 1;
                 alnum_digit |= c.is_ascii_digit();
             } else {
+                if (2..=6).contains(&alnum_run) && !alnum_digit {
+                    let word = &w[i - alnum_run..i];
+                    s.said |= ["is", "ist", "est", "es", "lautet"]
+                        .iter()
+                        .any(|v| word.eq_ignore_ascii_case(v.as_bytes()));
+                }
                 s.code |= alnum_digit && (6..=9).contains(&alnum_run);
                 (alnum_run, alnum_digit) = (0, false);
             }
@@ -123,6 +132,7 @@ impl Summary {
             Needs::AtUnicode => self.at && self.non_ascii,
             Needs::Colon => self.colon,
             Needs::Assign => self.colon || self.equals,
+            Needs::Said => self.said && self.digits > 0,
             Needs::Prefix => self.prefix,
             Needs::Whole => false,
         }
