@@ -427,7 +427,20 @@ async fn started_as_root_moat_drops_to_the_runtime_user() {
         .runtime("user = \"nobody\"")
         .audit_dir(&base.join("audit"))
         .run();
-    let status = std::fs::read_to_string(format!("/proc/{}/status", gw.pid())).expect("status");
+    // The listeners are bound (and accept into their backlog) before root is dropped; nothing
+    // is served until it is. Wait for the drop, boundedly, then check it.
+    let read_status = || std::fs::read_to_string(format!("/proc/{}/status", gw.pid()));
+    let mut status = read_status().expect("status");
+    for _ in 0..100 {
+        if status
+            .lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) != Some("0"))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        status = read_status().expect("status");
+    }
     let field = |name: &str| {
         status
             .lines()
