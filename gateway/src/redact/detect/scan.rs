@@ -31,7 +31,7 @@ pub(super) enum Needs {
     Colon,
     /// A `:` or `=` (a name and its value).
     Assign,
-    /// A digit and a word such as `is` (`my password is …`).
+    /// A digit, a password word and a word such as `is` (`my password is …`).
     Said,
     /// A secret prefix (found by the prefix automaton).
     Prefix,
@@ -49,6 +49,7 @@ pub(super) struct Summary {
     runs: u32,
     code: bool,
     said: bool,
+    password: bool,
     dots: usize,
     dash: bool,
     at: bool,
@@ -75,11 +76,15 @@ impl Summary {
                 alnum_run += 1;
                 alnum_digit |= c.is_ascii_digit();
             } else {
-                if (2..=6).contains(&alnum_run) && !alnum_digit {
+                if alnum_run >= 2 && !alnum_digit {
                     let word = &w[i - alnum_run..i];
                     s.said |= ["is", "ist", "est", "es", "lautet"]
                         .iter()
                         .any(|v| word.eq_ignore_ascii_case(v.as_bytes()));
+                    // `password`, `passe`, `Passwort`, `Kennwort`, `contraseña`.
+                    s.password |= ["pass", "kennw", "contras"].iter().any(|p| {
+                        word.len() >= p.len() && word[..p.len()].eq_ignore_ascii_case(p.as_bytes())
+                    });
                 }
                 s.code |= alnum_digit && (6..=9).contains(&alnum_run);
                 (alnum_run, alnum_digit) = (0, false);
@@ -132,7 +137,7 @@ impl Summary {
             Needs::AtUnicode => self.at && self.non_ascii,
             Needs::Colon => self.colon,
             Needs::Assign => self.colon || self.equals,
-            Needs::Said => self.said && self.digits > 0,
+            Needs::Said => self.said && self.password && self.digits > 0,
             Needs::Prefix => self.prefix,
             Needs::Whole => false,
         }
