@@ -161,7 +161,6 @@ fn value_ok(name: &str, value: &str, strong: bool) -> bool {
     if placeholder(value) {
         return false;
     }
-    let lower = name.to_ascii_lowercase();
     if is_password_name(name) {
         let mixed = value.bytes().any(|c| !c.is_ascii_alphabetic());
         return value.chars().count() >= 3 && (strong || mixed) && !value.contains(' ') || {
@@ -169,7 +168,7 @@ fn value_ok(name: &str, value: &str, strong: bool) -> bool {
             strong && value.len() >= 8
         };
     }
-    if lower.contains("pass") {
+    if contains_ignore_case(name.as_bytes(), "pass") {
         // `bypass`, `passenger`, `compass`: not secret names.
         return false;
     }

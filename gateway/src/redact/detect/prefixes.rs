@@ -5,7 +5,7 @@ use super::Entity;
 
 /// API key prefixes, longest first where they share a start, with their provider and what
 /// validates them beyond the shape.
-pub(super) const PROVIDERS: [(&str, &str, &str); 30] = [
+pub(super) const PROVIDERS: [(&str, &str, &str); 28] = [
     ("sk-ant-", "anthropic", "entropy"),
     ("sk-", "openai", "entropy"),
     ("sk_", "stripe", "entropy"),
@@ -32,9 +32,7 @@ pub(super) const PROVIDERS: [(&str, &str, &str); 30] = [
     ("PMAK-", "postman", "entropy"),
     ("sbp_", "supabase", "entropy"),
     ("NRAK-", "newrelic", "entropy"),
-    ("https://hooks.slack.com/", "slack_webhook", "pattern"),
     ("hooks.slack.com/", "slack_webhook", "pattern"),
-    ("https://discord", "discord_webhook", "pattern"),
     ("discord", "discord_webhook", "pattern"),
 ];
 
@@ -46,10 +44,10 @@ pub(super) fn api_key_entry(
         .iter()
         .find(|(p, _, _)| m.starts_with(p))
         .or_else(|| {
-            // A webhook URL written with `http://` or another host prefix.
-            PROVIDERS.iter().find(|(p, _, _)| {
-                p.ends_with('/') && m.contains(p) || *p == "discord" && m.contains(p)
-            })
+            // A webhook URL starts with its scheme (or a subdomain): its host names it.
+            PROVIDERS
+                .iter()
+                .find(|(p, name, _)| name.ends_with("_webhook") && m.contains(p))
         })
 }
 
