@@ -57,18 +57,16 @@ struct Served {
     proxy_from: Arc<Vec<ipnet::IpNet>>,
 }
 
-/// Binds a listening socket; `tproxy` sets `IP_TRANSPARENT` first (needs `CAP_NET_ADMIN`), so
-/// TPROXY can hand it connections for addresses that are not the host's.
-async fn listen(addr: std::net::SocketAddr, tproxy: bool) -> std::io::Result<TcpListener> {
-    if !tproxy {
-        return TcpListener::bind(addr).await;
-    }
+/// Binds a listening socket with `backlog` queued connections; `tproxy` sets `IP_TRANSPARENT`
+/// first (needs `CAP_NET_ADMIN`), so TPROXY can hand it connections for addresses that are not
+/// the host's.
+fn listen(addr: std::net::SocketAddr, tproxy: bool, backlog: u32) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         tokio::net::TcpSocket::new_v4()?
     } else {
         tokio::net::TcpSocket::new_v6()?
     };
-    {
+    if tproxy {
         use std::os::fd::AsFd;
         let fd = socket.as_fd();
         nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::IpTransparent, &true)
@@ -76,7 +74,7 @@ async fn listen(addr: std::net::SocketAddr, tproxy: bool) -> std::io::Result<Tcp
     }
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
-    socket.listen(1024)
+    socket.listen(backlog)
 }
 
 /// Builds what each configured listener serves with: routes (upstream pools, policy, redaction
@@ -256,8 +254,7 @@ impl Gateway {
         let mut listeners = Vec::new();
         let mut senders = Vec::new();
         for ((addr, served), l) in built.into_iter().zip(&config.listeners) {
-            let socket = listen(addr, l.tproxy)
-                .await
+            let socket = listen(addr, l.tproxy, l.backlog)
                 .map_err(|source| StartError::Bind { addr, source })?;
             let (routes_tx, routes) = watch::channel(served.route.clone());
             let (tx, rx) = watch::channel(Arc::new(served));

@@ -73,7 +73,7 @@ impl Default for AuditConfig {
         Self {
             dir: PathBuf::from("/var/lib/moat/audit"),
             key_dir: PathBuf::from("/var/lib/moat"),
-            fsync: FsyncMode::Batch,
+            fsync: FsyncMode::Always,
             batch_delay: Duration::from_millis(20),
             checkpoint_every: 1000,
             checkpoint_interval: Duration::from_secs(10),
@@ -121,13 +121,19 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// Lower-case hex.
 pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
+    hex_into(&mut s, bytes);
+    s
+}
+
+/// Lower-case hex, appended to `s`.
+pub fn hex_into(s: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    s.reserve(bytes.len() * 2);
     for b in bytes {
         s.push(char::from(DIGITS[usize::from(b >> 4)]));
         s.push(char::from(DIGITS[usize::from(b & 0xf)]));
     }
-    s
 }
 
 /// Parses lower-case or upper-case hex.

@@ -10,8 +10,8 @@ impl Validator<'_> {
     pub(super) fn audit(&self, a: &raw::RawAudit) -> Result<AuditConfig, ConfigError> {
         let d = AuditConfig::default();
         let fsync = match a.fsync.as_deref() {
-            None | Some("batch") => FsyncMode::Batch,
-            Some("always") => FsyncMode::Always,
+            None | Some("always") => FsyncMode::Always,
+            Some("batch") => FsyncMode::Batch,
             Some("never") => FsyncMode::Never,
             Some(v) => {
                 return Err(self.invalid(

@@ -40,7 +40,15 @@ pub struct ListenerConfig {
     /// Transparent listeners fed by TPROXY: the socket is bound with `IP_TRANSPARENT`, so it
     /// accepts connections for addresses that are not the host's.
     pub tproxy: bool,
+    /// Connections the kernel queues for `accept` (`listen(2)` backlog; the kernel also caps it
+    /// at `net.core.somaxconn`).
+    pub backlog: u32,
 }
+
+/// The listen backlog when `backlog` is not set: what nginx, HAProxy and Envoy use, so a burst
+/// of new connections is queued rather than dropped (a dropped SYN costs the client a 1 s
+/// retransmission).
+pub(crate) const DEFAULT_BACKLOG: u32 = 4096;
 
 /// Lowest TLS version accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -228,7 +236,19 @@ impl Validator<'_> {
                     "only a transparent listener (mode = \"transparent\") takes TPROXY connections",
                 ));
             }
+            let backlog = match l.backlog {
+                None => DEFAULT_BACKLOG,
+                Some(n @ 1..=65_535) => u32::try_from(n).unwrap_or(DEFAULT_BACKLOG),
+                Some(n) => {
+                    return Err(self.invalid(
+                        &format!("{p}.backlog"),
+                        n,
+                        "expected 1 to 65535 connections",
+                    ))
+                }
+            };
             listeners.push(ListenerConfig {
+                backlog,
                 tproxy: l.tproxy.unwrap_or(false),
                 passthrough: l.passthrough.unwrap_or(false),
                 transparent,

@@ -71,6 +71,7 @@ pub(crate) struct RawListener {
     pub(crate) mode: Option<String>,
     pub(crate) passthrough: Option<bool>,
     pub(crate) tproxy: Option<bool>,
+    pub(crate) backlog: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

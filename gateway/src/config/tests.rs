@@ -70,7 +70,10 @@ fn example_file_parses_and_shows_the_defaults() {
     let a = AuditConfig::default();
     assert_eq!(c.audit.dir, a.dir);
     assert_eq!(c.audit.key_dir, a.key_dir);
+    assert_eq!(c.listeners[0].backlog, 4096);
     assert_eq!(c.audit.fsync, a.fsync);
+    // Durable by default: a response completes only once its record is on disk.
+    assert_eq!(c.audit.fsync, crate::audit::FsyncMode::Always);
     assert_eq!(c.audit.batch_delay, a.batch_delay);
     assert_eq!(c.audit.checkpoint_every, a.checkpoint_every);
     assert_eq!(c.audit.checkpoint_interval, a.checkpoint_interval);
@@ -271,6 +274,8 @@ fn identity_and_policy_errors_name_the_key() {
         ("identity = [\"kerberos\"]", "listener.0.identity.0"),
         ("identity = [\"jwt\"]", "identity.jwt"),
         ("identity = [\"api_key\"]", "identity.api_keys"),
+        ("backlog = 0", "listener.0.backlog"),
+        ("backlog = 70000", "listener.0.backlog"),
     ] {
         let text = MINIMAL.replace(
             "upstream = \"model\"\n",

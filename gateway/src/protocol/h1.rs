@@ -173,8 +173,34 @@ impl<S: AsyncRead + Unpin> Reader<S> {
 
 /// Parses and validates a complete request head cut by [`Reader::read_head`].
 pub fn parse_request(head: &Bytes, limits: &Limits, max_body: u64) -> Result<RequestHead, H1Error> {
-    let mut slots = vec![httparse::EMPTY_HEADER; limits.max_headers];
-    let mut req = httparse::Request::new(&mut slots);
+    with_slots(limits.max_headers, |slots| {
+        request_in(head, slots, max_body)
+    })
+}
+
+/// Header slots on the stack for the usual head; a head with more fields than that is parsed
+/// again with room for `max` of them, so the common case allocates nothing.
+const STACK_SLOTS: usize = 32;
+
+fn with_slots<'h, T>(
+    max: usize,
+    mut parse: impl FnMut(&mut [httparse::Header<'h>]) -> Result<T, H1Error>,
+) -> Result<T, H1Error> {
+    let mut stack = [httparse::EMPTY_HEADER; STACK_SLOTS];
+    match parse(&mut stack[..max.min(STACK_SLOTS)]) {
+        Err(H1Error::TooManyHeaders) if max > STACK_SLOTS => {
+            parse(&mut vec![httparse::EMPTY_HEADER; max])
+        }
+        r => r,
+    }
+}
+
+fn request_in<'h>(
+    head: &'h Bytes,
+    slots: &mut [httparse::Header<'h>],
+    max_body: u64,
+) -> Result<RequestHead, H1Error> {
+    let mut req = httparse::Request::new(slots);
     match req.parse(head) {
         Ok(httparse::Status::Complete(_)) => {}
         Ok(httparse::Status::Partial) => return Err(malformed("incomplete head")),
@@ -253,8 +279,17 @@ pub fn parse_response(
     request_method: &http::Method,
     max_headers: usize,
 ) -> Result<ResponseHead, H1Error> {
-    let mut slots = vec![httparse::EMPTY_HEADER; max_headers];
-    let mut res = httparse::Response::new(&mut slots);
+    with_slots(max_headers, |slots| {
+        response_in(head, slots, request_method)
+    })
+}
+
+fn response_in<'h>(
+    head: &'h Bytes,
+    slots: &mut [httparse::Header<'h>],
+    request_method: &http::Method,
+) -> Result<ResponseHead, H1Error> {
+    let mut res = httparse::Response::new(slots);
     match res.parse(head) {
         Ok(httparse::Status::Complete(_)) => {}
         Ok(httparse::Status::Partial) => return Err(malformed("incomplete response head")),

@@ -799,3 +799,34 @@ fn transparent_mode_with_tproxy() {
     let _ = origin.join();
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
 }
+
+/// The backlog each listening socket was given, as the kernel reports it (`ss`: Send-Q of a
+/// socket in LISTEN).
+fn listen_backlog(addr: std::net::SocketAddr) -> u32 {
+    let out = Command::new("ss")
+        .args(["-Hltn", &format!("sport = :{}", addr.port())])
+        .output()
+        .expect("ss (iproute2) runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.contains(&addr.to_string()))
+        .unwrap_or_else(|| panic!("no listening socket on {addr}: {text:?}"));
+    line.split_whitespace()
+        .nth(2)
+        .and_then(|q| q.parse().ok())
+        .unwrap_or_else(|| panic!("no Send-Q in {line:?}"))
+}
+
+/// A burst of new connections is queued, not dropped: listeners listen with a backlog of 4,096
+/// by default (as nginx, HAProxy and Envoy do), or `backlog` when set.
+#[tokio::test]
+async fn listeners_queue_4096_connections_by_default_or_the_configured_backlog() {
+    let origin = Origin::start().await;
+    let default = gateway::new(origin.addr.to_string()).run();
+    assert_eq!(listen_backlog(default.addr), 4096);
+    let set = gateway::new(origin.addr.to_string())
+        .listener("backlog = 512")
+        .run();
+    assert_eq!(listen_backlog(set.addr), 512);
+}

@@ -12,8 +12,8 @@ use tokio::time::Instant;
 
 use crate::audit::record::{checkpoint_message, CheckpointRecord, Record, SCHEMA_VERSION};
 use crate::audit::{
-    hex, io_err, now_rfc3339, segment_name, segments, sha256_hex, AuditConfig, AuditError,
-    FsyncMode, GENESIS, HEAD_FILE, KEY_FILE, PUBKEY_FILE,
+    hex, hex_into, io_err, now_rfc3339, segment_name, segments, sha256_hex, AuditConfig,
+    AuditError, FsyncMode, GENESIS, HEAD_FILE, KEY_FILE, PUBKEY_FILE,
 };
 
 /// Reads the signing key from `dir`, or creates one (private key mode 0600) with its public
@@ -66,7 +66,7 @@ struct EnvelopeOut<'a> {
     v: u32,
     seq: u64,
     prev: &'a str,
-    time: String,
+    time: &'a str,
     #[serde(flatten)]
     record: &'a Record,
 }
@@ -113,6 +113,10 @@ pub(super) struct Writer {
     pub(super) recovered_bytes: Option<u64>,
     /// A checkpoint whose `HEAD.json` is written once its bytes are committed.
     pub(super) pending_head: Option<(u64, String)>,
+    /// The timestamp records get (millisecond precision), and when it was taken: it is formatted
+    /// again only when a millisecond has passed, not for every record of a batch.
+    time: String,
+    stamped: Option<Instant>,
 }
 
 impl Writer {
@@ -132,6 +136,8 @@ impl Writer {
             unsynced_since: None,
             recovered_bytes,
             pending_head: None,
+            time: String::new(),
+            stamped: None,
         };
         w.new_segment()?;
         Ok(w)
@@ -166,20 +172,33 @@ impl Writer {
     }
 
     /// Chains one record: its line names the hash of the line before, and becomes the last.
+    /// The line is serialised straight into the pending buffer: no allocation per record.
     fn link(&mut self, record: &Record) -> Result<(), AuditError> {
+        if self
+            .stamped
+            .is_none_or(|t| t.elapsed() >= std::time::Duration::from_millis(1))
+        {
+            self.time = now_rfc3339();
+            self.stamped = Some(Instant::now());
+        }
+        let start = self.buf.len();
         let env = EnvelopeOut {
             v: SCHEMA_VERSION,
             seq: self.seq,
             prev: &self.prev,
-            time: now_rfc3339(),
+            time: &self.time,
             record,
         };
-        let line = serde_json::to_vec(&env).map_err(|e| AuditError::Io {
-            path: self.cfg.dir.clone(),
-            source: std::io::Error::other(e),
-        })?;
-        self.prev = sha256_hex(&line);
-        self.buf.extend_from_slice(&line);
+        if let Err(e) = serde_json::to_writer(&mut self.buf, &env) {
+            self.buf.truncate(start);
+            return Err(AuditError::Io {
+                path: self.cfg.dir.clone(),
+                source: std::io::Error::other(e),
+            });
+        }
+        let digest = <sha2::Sha256 as sha2::Digest>::digest(&self.buf[start..]);
+        self.prev.clear();
+        hex_into(&mut self.prev, &digest);
         self.buf.push(b'\n');
         self.seq += 1;
         Ok(())

@@ -370,3 +370,39 @@ fn mutations_never_panic() {
         while let Ok(Some(_)) = dec.decode(&mut r.buf) {}
     }
 }
+
+/// Heads with more fields than fit on the stack are parsed with room for the configured limit,
+/// and the limit still holds on both sides of that boundary.
+#[test]
+fn header_count_limit_holds_beyond_the_stack_slots() {
+    let limits = Limits {
+        max_request_line: 64,
+        max_head: 64 * 1024,
+        max_headers: 100,
+    };
+    let request = |n: usize| {
+        let fields: String = (1..n).map(|i| format!("X-{i}: v\r\n")).collect();
+        Bytes::from(format!("GET / HTTP/1.1\r\nHost: a\r\n{fields}\r\n"))
+    };
+    for n in [1, 31, 32, 33, 64, 100] {
+        let r = parse_request(&request(n), &limits, 0).expect("within the limit");
+        assert_eq!(r.headers.len(), n, "{n} fields");
+    }
+    assert!(matches!(
+        parse_request(&request(101), &limits, 0),
+        Err(H1Error::TooManyHeaders)
+    ));
+    let response = |n: usize| {
+        let fields: String = (0..n).map(|i| format!("X-{i}: v\r\n")).collect();
+        Bytes::from(format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n{fields}\r\n"
+        ))
+    };
+    let get = http::Method::GET;
+    let r = parse_response(&response(60), &get, 100).expect("61 fields");
+    assert_eq!(r.headers.len(), 61);
+    assert!(matches!(
+        parse_response(&response(100), &get, 100),
+        Err(H1Error::TooManyHeaders)
+    ));
+}
