@@ -317,3 +317,46 @@ pub async fn raw_exchange(
     let r = c.read_response(false).await;
     (r, c)
 }
+
+/// A streamed upload of `total` bytes, `piece` after `piece`, whose second half is held back
+/// until the upstream has received part of the first: a gateway that read whole bodies before
+/// forwarding them never lets it finish (the feeder panics after 10 s). Await the handle after
+/// the request.
+pub fn held_back_upload(
+    total: u64,
+    piece: Vec<u8>,
+    seen: Arc<crate::origin::Seen>,
+) -> (reqwest::Body, tokio::task::JoinHandle<()>) {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+    let feeder = tokio::spawn(async move {
+        let pieces = total / piece.len() as u64;
+        for i in 0..pieces {
+            if i == pieces / 2 {
+                let mut waited = 0;
+                while seen.sink_progress.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                    assert!(
+                        waited < 200,
+                        "upstream received nothing while the client held back: the body was buffered"
+                    );
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    waited += 1;
+                }
+            }
+            tx.send(Ok(piece.clone())).await.expect("send piece");
+        }
+    });
+    let body =
+        reqwest::Body::wrap_stream(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)));
+    (body, feeder)
+}
+
+/// Downloads `url`, which the origin serves as `n` bytes of its pattern with a length, and checks
+/// that exactly those bytes arrived.
+pub async fn download_pattern(http: &reqwest::Client, url: String, n: u64) {
+    let r = http.get(url).send().await.expect("download");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.content_length(), Some(n));
+    let (got, ok) = read_pattern(r).await;
+    assert_eq!(got, n);
+    assert!(ok, "downloaded bytes differ from what the upstream sent");
+}

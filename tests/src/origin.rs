@@ -185,13 +185,21 @@ async fn handle(
             let reply = serde_json::json!({"bytes": bytes, "sum": sum, "chunked": chunked, "trailers": trailers});
             Response::new(full(reply.to_string()))
         }
-        ("GET", p) if p.starts_with("/bytes/") => {
-            let n: u64 = p["/bytes/".len()..].parse().unwrap_or(0);
+        ("GET", p) if p.starts_with("/bytes/") || p.starts_with("/octets/") => {
+            // `/octets/` is `/bytes/` labelled as opaque bytes.
+            let (_, n) = p[1..].split_once('/').unwrap_or_default();
+            let n: u64 = n.parse().unwrap_or(0);
             let body = StreamBody::new(futures_util::stream::iter(
                 pattern(n).map(|b| Ok(Frame::data(b))),
             ));
             let mut r = Response::new(body.boxed());
             r.headers_mut().insert("content-length", n.into());
+            if p.starts_with("/octets/") {
+                r.headers_mut().insert(
+                    "content-type",
+                    http::HeaderValue::from_static("application/octet-stream"),
+                );
+            }
             r
         }
         ("GET", p) if p.starts_with("/chunked/") => {

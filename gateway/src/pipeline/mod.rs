@@ -83,7 +83,10 @@ pub(crate) async fn serve<D: Downstream>(
     // decoded and redacted; otherwise it streams, after what is already here was checked.
     let mut redactions = crate::redact::State::default();
     let mut note = None;
-    let profile = auth.profile.as_ref().filter(|p| p.requests);
+    let profile = auth
+        .profile
+        .as_ref()
+        .filter(|p| p.requests && response::inspects(p, &response::content_type(&req.headers)));
     let (first, streaming) = match profile {
         Some(p) if req.body != BodyKind::Empty => {
             // The look-ahead may have read it to its end already.

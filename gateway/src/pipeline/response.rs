@@ -40,6 +40,10 @@ pub(crate) fn response_redaction(
         return ResponseRedaction::None;
     };
     let ct = content_type(&resp.headers);
+    if !inspects(p, &ct) {
+        // Nothing in it can be redacted: it passes as it comes, without a byte being read.
+        return ResponseRedaction::None;
+    }
     let stream: Box<dyn StreamRedactor> = if ct.starts_with("text/event-stream") {
         Box::new(crate::redact::sse::SseRedactor::new(p.clone()))
     } else if is_ndjson(&ct) {
@@ -173,6 +177,20 @@ pub(crate) fn content_type(headers: &http::HeaderMap) -> String {
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase()
+}
+
+/// Whether profile `p` reads a body of media type `mime` (lower-cased, without parameters):
+/// JSON, NDJSON and text (server-sent events included) are scanned, and so is a body without a
+/// type; anything else (`application/octet-stream`, images, audio, archives) is passed without
+/// per-byte work — unless the profile refuses content it does not scan (`other_content =
+/// "block"`), in which case it is read to be refused.
+pub(crate) fn inspects(p: &Profile, mime: &str) -> bool {
+    p.block_other_content
+        || mime.is_empty()
+        || mime.starts_with("text/")
+        || mime == "application/json"
+        || mime.ends_with("+json")
+        || is_ndjson(mime)
 }
 
 /// Newline-delimited JSON (Ollama's streams, JSON Lines), by media type.

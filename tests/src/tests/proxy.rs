@@ -111,29 +111,8 @@ async fn ten_megabytes_stream_both_ways_with_bounded_memory() {
     );
     let baseline = gw.memory_kib("VmRSS");
 
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
-    let seen = origin.seen.clone();
-    let feeder = tokio::spawn(async move {
-        let piece: Vec<u8> = (0..64 * 1024u32).map(|i| (i % 251) as u8).collect();
-        let pieces = TEN_MB / piece.len() as u64;
-        for i in 0..pieces {
-            if i == pieces / 2 {
-                // Hold the second half back until the upstream has received part of the first:
-                // a gateway that buffered whole bodies would never get here.
-                let mut waited = 0;
-                while seen.sink_progress.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-                    assert!(
-                        waited < 200,
-                        "upstream received nothing while the client held back"
-                    );
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    waited += 1;
-                }
-            }
-            tx.send(Ok(piece.clone())).await.expect("send piece");
-        }
-    });
-    let body = reqwest::Body::wrap_stream(tokio_stream_from(rx));
+    let piece: Vec<u8> = (0..64 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let (body, feeder) = client::held_back_upload(TEN_MB, piece, origin.seen.clone());
     let r = http
         .post(url(gw.addr, "/sink"))
         .header("content-length", TEN_MB)
@@ -147,16 +126,7 @@ async fn ten_megabytes_stream_both_ways_with_bounded_memory() {
     assert_eq!(v["bytes"], TEN_MB);
     assert_eq!(v["chunked"], false);
 
-    let r = http
-        .get(url(gw.addr, &format!("/bytes/{TEN_MB}")))
-        .send()
-        .await
-        .expect("download");
-    assert_eq!(r.status(), 200);
-    assert_eq!(r.content_length(), Some(TEN_MB));
-    let (n, ok) = client::read_pattern(r).await;
-    assert_eq!(n, TEN_MB);
-    assert!(ok, "downloaded bytes differ from what the upstream sent");
+    client::download_pattern(&http, url(gw.addr, &format!("/bytes/{TEN_MB}")), TEN_MB).await;
 
     let peak = gw.memory_kib("VmHWM");
     let grew = peak.saturating_sub(baseline);
@@ -164,12 +134,6 @@ async fn ten_megabytes_stream_both_ways_with_bounded_memory() {
         grew < 8 * 1024,
         "moat's peak RSS grew by {grew} KiB while moving 20 MB (baseline {baseline} KiB)"
     );
-}
-
-fn tokio_stream_from(
-    mut rx: tokio::sync::mpsc::Receiver<Result<Vec<u8>, std::io::Error>>,
-) -> impl futures_util::Stream<Item = Result<Vec<u8>, std::io::Error>> {
-    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

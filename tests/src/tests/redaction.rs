@@ -217,3 +217,72 @@ async fn streamed_text_responses_are_masked_as_they_stream() {
         "Hello, my email is <EMAIL_ADDRESS>. Bye"
     );
 }
+
+/// Under a profile for both directions, bodies no profile can touch (`application/octet-stream`)
+/// stream through untouched, both ways: an upload reaches the upstream while the client still
+/// holds half of it back, a 20 MiB download (larger than the 16 MiB a response is read whole
+/// for redaction) arrives byte for byte, and moat's memory does not grow by the bodies' size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opaque_bodies_pass_untouched_and_streamed_under_a_profile() {
+    const UPLOAD: u64 = 10 * 1024 * 1024;
+    const DOWNLOAD: u64 = 20 * 1024 * 1024;
+    let origin = Origin::start().await;
+    let gw = gateway::new(origin.addr.to_string())
+        .policy(
+            r#"
+[redaction.profiles.both]
+direction = "both"
+
+[[policy.rules]]
+id = "redacted"
+require_region = false
+redaction = "both"
+action = "allow"
+"#,
+        )
+        .run();
+    let http = client::http(&gw.ca);
+    assert_eq!(
+        http.get(client::url(gw.addr, "/"))
+            .send()
+            .await
+            .expect("warm-up")
+            .status(),
+        200
+    );
+    let baseline = gw.memory_kib("VmRSS");
+
+    // Bytes that would be masked if they were read as text.
+    let piece: Vec<u8> = b"jane.doe@example.com 4111 1111 1111 1111 "
+        .iter()
+        .copied()
+        .cycle()
+        .take(64 * 1024)
+        .collect();
+    let (body, feeder) = client::held_back_upload(UPLOAD, piece, origin.seen.clone());
+    let r = http
+        .post(client::url(gw.addr, "/sink"))
+        .header("content-type", "application/octet-stream")
+        .header("content-length", UPLOAD)
+        .body(body)
+        .send()
+        .await
+        .expect("upload");
+    feeder.await.expect("feeder");
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(v["bytes"], UPLOAD, "the upload arrived whole and unchanged");
+
+    client::download_pattern(
+        &http,
+        client::url(gw.addr, &format!("/octets/{DOWNLOAD}")),
+        DOWNLOAD,
+    )
+    .await;
+
+    let grew = gw.memory_kib("VmHWM").saturating_sub(baseline);
+    assert!(
+        grew < 8 * 1024,
+        "moat's peak RSS grew by {grew} KiB while moving 30 MiB of opaque bytes"
+    );
+}
