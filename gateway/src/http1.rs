@@ -42,7 +42,7 @@ where
             down.shrink_if_idle();
             let mut drain = route.drain.clone();
             tokio::select! {
-                r = timeout(wait, down.fill()) => match r {
+                r = timeout(wait, down.fill_idle()) => match r {
                     Ok(Ok(n)) if n > 0 => {}
                     _ => return,
                 },
@@ -78,7 +78,9 @@ where
             route.http.body_idle_timeout,
             route.http.max_request_body_bytes,
         );
-        pipeline::serve(&mut r, route, &peer, req, started).await;
+        // The request's state lives on the heap while it is served, so an idle connection holds
+        // only what it needs between requests (not the largest state a request passes through).
+        Box::pin(pipeline::serve(&mut r, route, &peer, req, started)).await;
         // Shutting down: the connection closes after the request in flight.
         if !r.reusable() || *route.drain.borrow() {
             let _ = down.io.shutdown().await;

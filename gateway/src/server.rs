@@ -389,21 +389,30 @@ async fn accept_loop(
                         return;
                     }
                 };
+            // The other kinds of connection are boxed, so a TLS connection's state does not
+            // have to make room for theirs.
             if let Some(options) = transparent {
-                crate::transparent::serve(
+                Box::pin(crate::transparent::serve(
                     tcp,
                     ClientAddr(peer),
                     acceptor,
                     &options,
                     route,
                     updates,
-                )
+                ))
                 .await;
                 return;
             }
             let Some(acceptor) = acceptor else {
                 // h2c: cleartext HTTP/2 with prior knowledge, from this host only.
-                crate::session::serve_plain(tcp, ClientAddr(peer), true, route, updates).await;
+                Box::pin(crate::session::serve_plain(
+                    tcp,
+                    ClientAddr(peer),
+                    true,
+                    route,
+                    updates,
+                ))
+                .await;
                 return;
             };
             let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
@@ -419,7 +428,7 @@ async fn accept_loop(
                     return;
                 }
             };
-            crate::session::serve_tls(tls, ClientAddr(peer), route, updates).await;
+            crate::session::serve_tls(Box::new(tls), ClientAddr(peer), route, updates).await;
         });
     }
 }

@@ -14,8 +14,11 @@ use crate::protocol::ClientAddr;
 use crate::route::{Peer, Route, Routes};
 
 /// Serves a connection past its TLS handshake.
+///
+/// The stream comes boxed: each layer that serves it (this one, the protocol, its reader) holds
+/// a pointer, not a copy of the TLS state, for as long as the connection lives.
 pub(crate) async fn serve_tls(
-    tls: TlsStream<TcpStream>,
+    tls: Box<TlsStream<TcpStream>>,
     client: ClientAddr,
     route: Arc<Route>,
     updates: watch::Receiver<Arc<Route>>,
@@ -32,7 +35,8 @@ pub(crate) async fn serve_tls(
             }),
     };
     if conn.alpn_protocol() == Some(b"h2") {
-        crate::http2::serve(tls, peer, Routes::new(route, updates)).await;
+        // Boxed: the HTTP/1.1 connection's state does not have to make room for HTTP/2's.
+        Box::pin(crate::http2::serve(tls, peer, Routes::new(route, updates))).await;
     } else {
         crate::http1::serve(tls, peer, Routes::new(route, updates)).await;
     }

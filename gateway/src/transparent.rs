@@ -134,7 +134,7 @@ pub async fn serve(
         else {
             return;
         };
-        crate::session::serve_tls(tls, client, route, updates).await;
+        crate::session::serve_tls(Box::new(tls), client, route, updates).await;
         return;
     }
     if head.starts_with(b"PRI * HTTP/2.0") || looks_like_http1(head) {

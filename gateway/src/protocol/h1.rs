@@ -91,6 +91,10 @@ pub struct Reader<S> {
 /// Bytes read from the socket at a time.
 const READ_CHUNK: usize = 16 * 1024;
 
+/// The first read of an idle connection: small, as it lives in the connection's state while
+/// the connection waits.
+const IDLE_READ: usize = 256;
+
 impl<S: AsyncRead + Unpin> Reader<S> {
     /// Wraps a stream.
     pub fn new(io: S) -> Self {
@@ -116,6 +120,22 @@ impl<S: AsyncRead + Unpin> Reader<S> {
             self.buf = BytesMut::new();
             self.scanned = 0;
         }
+    }
+
+    /// Waits for the next bytes of an idle connection without holding a read buffer while it
+    /// waits: the first bytes are read into a small stack buffer, and the read buffer is
+    /// allocated only once they arrived. Returns how many bytes were read (0 at end of stream).
+    pub async fn fill_idle(&mut self) -> std::io::Result<usize> {
+        if self.buf.capacity() > 0 {
+            return self.fill().await;
+        }
+        let mut first = [0u8; IDLE_READ];
+        let n = self.io.read(&mut first).await?;
+        if n > 0 {
+            self.buf.reserve(READ_CHUNK);
+            self.buf.extend_from_slice(&first[..n]);
+        }
+        Ok(n)
     }
 
     /// Reads until a complete head is buffered and cuts it off the buffer. `Ok(None)` means the
