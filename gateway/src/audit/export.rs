@@ -138,7 +138,10 @@ pub fn export(req: &ExportRequest) -> Result<Manifest, ExportError> {
     let rfc = time::format_description::well_known::Rfc3339;
     for seg in segments(&req.dir)? {
         let data = std::fs::read(&seg).map_err(io(&seg))?;
-        for raw in data.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        for raw in super::written(&data)
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+        {
             // `verify` already parsed every line; a line that no longer parses changed since.
             let Ok(env) = serde_json::from_slice::<Envelope>(raw) else {
                 continue;

@@ -162,6 +162,13 @@ pub fn segment_name(first_seq: u64) -> String {
     format!("segment-{first_seq:020}.jsonl")
 }
 
+/// The records of a segment's bytes: everything before its first NUL byte. The segment being
+/// written is zero-filled ahead of its records (see `writer`), and a record never holds a NUL
+/// byte (JSON escapes it), so the first NUL is where the written records end.
+pub fn written(segment: &[u8]) -> &[u8] {
+    &segment[..memchr::memchr(0, segment).unwrap_or(segment.len())]
+}
+
 /// Segment files in `dir`, in order.
 pub fn segments(dir: &Path) -> Result<Vec<PathBuf>, AuditError> {
     let mut out: Vec<PathBuf> = std::fs::read_dir(dir)

@@ -21,6 +21,7 @@ pub fn follow(
     let mut backlog: Vec<Vec<u8>> = Vec::new();
     for seg in segs.iter().rev() {
         let data = std::fs::read(seg).map_err(super::io_err(seg))?;
+        let data = super::written(&data);
         let whole = data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
         if current.is_none() {
             current = Some((seg.clone(), whole as u64));
@@ -57,6 +58,8 @@ pub fn follow(
             .map_err(super::io_err(&path))?;
         let mut fresh = Vec::new();
         f.read_to_end(&mut fresh).map_err(super::io_err(&path))?;
+        // Only what was written: the zero-filled space ahead of the records is not read.
+        fresh.truncate(super::written(&fresh).len());
         let new_offset = offset + fresh.len() as u64;
         partial.extend_from_slice(&fresh);
         while let Some(i) = partial.iter().position(|&b| b == b'\n') {

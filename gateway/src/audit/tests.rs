@@ -58,6 +58,15 @@ fn problem(dir: &Path) -> String {
     }
 }
 
+/// Every segment's text, in order.
+fn whole_trail(dir: &Path) -> String {
+    segments(dir)
+        .expect("segments")
+        .iter()
+        .map(|s| std::fs::read_to_string(s).expect("read"))
+        .collect()
+}
+
 fn lines_of(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)
         .expect("segment")
@@ -220,11 +229,7 @@ fn a_torn_tail_is_cut_and_the_chain_continues() {
     write_trail(&cfg, 2);
     let r = verify(&cfg.dir, None).expect("verify after recovery");
     assert_eq!(r.records, r.last_seq);
-    let all: String = segments(&cfg.dir)
-        .expect("segments")
-        .iter()
-        .map(|s| std::fs::read_to_string(s).expect("read"))
-        .collect();
+    let all = whole_trail(&cfg.dir);
     assert!(
         all.contains("\"event\":\"recovered\""),
         "recovery is recorded"
@@ -431,4 +436,93 @@ fn tail_follows_new_records_across_segments() {
         .filter(|l| l.contains("\"kind\":\"reject\""))
         .count();
     assert_eq!(rejects, 40, "every new record followed, across rotations");
+}
+
+/// While moat writes, its segment is zero-filled a MiB ahead of the records, so a record is an
+/// overwrite, never an append; readers see the records only, and a closed segment holds its
+/// records and nothing else.
+#[test]
+fn the_live_segment_is_zero_filled_ahead_and_cut_when_closed() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cfg = AuditConfig {
+        segment_max_bytes: 64 * 1024 * 1024,
+        ..config(tmp.path())
+    };
+    let (a, thread) = Auditor::start(&cfg, life("start")).expect("start");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    for i in 0..20 {
+        let d = a.record_durable(reject(i)).expect("queued");
+        rt.block_on(d.wait()).expect("durable");
+    }
+    let live = segments(&cfg.dir)
+        .expect("segments")
+        .pop()
+        .expect("segment");
+    let data = std::fs::read(&live).expect("read");
+    assert_eq!(data.len(), 1024 * 1024, "zero-filled a MiB ahead");
+    let records = written(&data);
+    assert!(records.ends_with(b"\n") && records.len() > 20 * 100);
+    assert!(data[records.len()..].iter().all(|&b| b == 0));
+    let r = verify(&cfg.dir, None).expect("a live trail verifies");
+    assert_eq!(r.records, 25, "start, 20 records, 4 checkpoints: {r:?}");
+    a.shutdown(life("stop"));
+    thread.join().expect("writer thread");
+    let closed = std::fs::read(&live).expect("read");
+    assert!(!closed.contains(&0), "a closed segment has no zero fill");
+    assert!(closed.starts_with(records));
+    verify(&cfg.dir, None).expect("verifies when closed");
+}
+
+/// A crash leaves the zero fill, and possibly records that were written but never synced
+/// beyond a hole of zeros: the next start cuts both, counts the cut records' bytes, and the
+/// chain continues from the last record before the hole.
+#[test]
+fn after_a_crash_the_zero_fill_and_unsynced_records_past_a_hole_are_cut() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cfg = AuditConfig {
+        segment_max_bytes: 64 * 1024 * 1024,
+        ..config(tmp.path())
+    };
+    write_trail(&cfg, 4);
+    let last = segments(&cfg.dir)
+        .expect("segments")
+        .pop()
+        .expect("segment");
+    let clean = std::fs::read(&last).expect("read");
+    // What a crash leaves: the zero fill, without a hole …
+    let mut crashed = clean;
+    crashed.resize(1024 * 1024, 0);
+    std::fs::write(&last, &crashed).expect("write");
+    verify(&cfg.dir, None).expect("zero fill is not a torn record");
+    write_trail(&cfg, 1);
+    let all = whole_trail(&cfg.dir);
+    assert!(!all.contains('\0'));
+    assert!(
+        !all.contains("\"event\":\"recovered\""),
+        "zero fill alone is not a cut: {all}"
+    );
+    // … and with a record past a hole.
+    let last = segments(&cfg.dir)
+        .expect("segments")
+        .pop()
+        .expect("segment");
+    let mut crashed = std::fs::read(&last).expect("read");
+    crashed.extend_from_slice(&[0; 4096]);
+    crashed.extend_from_slice(b"{\"v\":1,\"seq\":777777,\"prev\":\"x\"}\n");
+    crashed.resize(1024 * 1024, 0);
+    std::fs::write(&last, &crashed).expect("write");
+    write_trail(&cfg, 1);
+    let r = verify(&cfg.dir, None).expect("verifies after recovery");
+    assert_eq!(r.records, r.last_seq);
+    let all = whole_trail(&cfg.dir);
+    assert!(
+        !all.contains("\"seq\":777777"),
+        "the record past the hole is gone"
+    );
+    assert!(
+        all.contains("cut a torn tail of 32 bytes"),
+        "the cut is recorded: {all}"
+    );
 }

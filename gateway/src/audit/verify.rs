@@ -91,6 +91,7 @@ pub fn verify(dir: &Path, pubkey: Option<&Path>) -> Result<Report, VerifyError> 
     for file in &files {
         report.segments += 1;
         let data = std::fs::read(file).map_err(super::io_err(file))?;
+        let data = super::written(&data);
         let bad = |line: usize, what: String| {
             VerifyError::Bad(Problem {
                 file: file.clone(),

@@ -292,6 +292,11 @@ impl Writer {
                 self.resume(&health, "queue drained");
             }
             if let Some(done) = shutdown {
+                if ok {
+                    if let Err(e) = self.close_segment() {
+                        tracing::warn!(target: "moat::audit", error = %e, "could not cut the last segment's zero fill; the next start does");
+                    }
+                }
                 let _ = done.send(());
                 return;
             }
@@ -342,7 +347,12 @@ impl Writer {
                 "{why}; {lost} record(s) could not be written; {refused} request(s) were refused with 503 meanwhile"
             )),
         });
-        let written = self.append(&record).and_then(|()| self.commit(true));
+        // A signed checkpoint follows, so `HEAD.json` is written again too (writing it may be
+        // what failed).
+        let written = self
+            .append(&record)
+            .and_then(|()| self.checkpoint())
+            .and_then(|()| self.commit(true));
         match written {
             Ok(()) => {
                 health.overflowed.store(false, Ordering::Release);

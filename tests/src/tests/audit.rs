@@ -148,7 +148,7 @@ async fn full_audit_disk_fails_closed_and_recovers() {
     }
     let origin = Origin::start().await;
     let mnt = tempfile::tempdir().expect("tempdir");
-    let tiny = TinyFs::mount(mnt.path(), "512k");
+    let tiny = TinyFs::mount(mnt.path(), "4m");
     let audit_dir = mnt.path().join("audit");
     let gw = gateway::new(origin.addr.to_string())
         .audit("fsync = \"always\"")
@@ -159,14 +159,23 @@ async fn full_audit_disk_fails_closed_and_recovers() {
     assert_eq!(r.expect("before").status, 200);
 
     tiny.fill();
-    // The first request after the disk filled may be forwarded (its record then fails and its
-    // response is not completed); from then on nothing is forwarded.
+    // Records go on into the space zero-filled ahead of them (1 MiB, under 2,000 records)
+    // until it is used up. The first request after that may be forwarded
+    // (its record then fails and its response is not completed); from then on nothing is.
     let mut refused = false;
-    for _ in 0..20 {
-        let (r, _) = client::raw_exchange(gw.addr, &gw.ca, get).await;
-        if r.is_some_and(|r| r.status == 503) {
-            refused = true;
-            break;
+    let mut c = Raw::connect(gw.addr, &gw.ca).await;
+    for _ in 0..4000 {
+        let r = match c.send(get).await {
+            Ok(()) => c.read_response(false).await,
+            Err(_) => None,
+        };
+        match r {
+            Some(r) if r.status == 503 => {
+                refused = true;
+                break;
+            }
+            Some(r) if r.status == 200 => {}
+            _ => c = Raw::connect(gw.addr, &gw.ca).await,
         }
     }
     assert!(refused, "no 503 with a full audit disk");

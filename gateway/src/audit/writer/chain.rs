@@ -3,7 +3,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::{Signer, SigningKey};
@@ -89,11 +89,62 @@ pub fn head_message(seq: u64, hash: &str) -> Vec<u8> {
     format!("moat-audit-head-v1\n{seq}\n{hash}").into_bytes()
 }
 
+/// How far ahead of its records a segment is zero-filled.
+///
+/// Records are written over zeros already on disk, so the file's size and block map do not
+/// change when records are added: `fdatasync` then flushes the records alone, with no journal
+/// commit. An append, by contrast, commits the filesystem's journal, which waits for every other
+/// process's pending writes (on ext4, `data=ordered`): under another process's write load a
+/// commit took 0.47 ms at the median and 158 ms at p99, an overwrite 0.13 ms and 1.3 ms. The
+/// journal is committed once per extension instead, one per `PREALLOCATE` bytes of records.
+const PREALLOCATE: u64 = 1024 * 1024;
+
+/// Zeros written to extend a segment.
+static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+
 pub(super) struct Segment {
     pub(super) file: File,
     pub(super) path: PathBuf,
+    /// Bytes of records in the file (where the next record goes).
     pub(super) bytes: u64,
+    /// Bytes in the file: the records, then zeros.
+    pub(super) allocated: u64,
+    /// Zero-filling failed (the disk is full): records are appended for the rest of this
+    /// segment, and only a failed record write makes the trail unhealthy.
+    pub(super) appending: bool,
     pub(super) opened: Instant,
+}
+
+impl Segment {
+    /// Makes room for `n` more bytes of records: the file is zero-filled, `PREALLOCATE` at a
+    /// time, ahead of them. When that fails (a full disk), the records are appended instead.
+    fn reserve(&mut self, n: u64) {
+        let need = self.bytes + n;
+        if need <= self.allocated || self.appending {
+            return;
+        }
+        let target = need.div_ceil(PREALLOCATE) * PREALLOCATE;
+        while self.allocated < target {
+            let chunk = (target - self.allocated).min(ZEROS.len() as u64);
+            let zeros = &ZEROS[..usize::try_from(chunk).unwrap_or(ZEROS.len())];
+            if let Err(e) = self.file.write_all_at(zeros, self.allocated) {
+                tracing::warn!(target: "moat::audit", error = %e, path = %self.path.display(), "cannot zero-fill the audit segment ahead of its records: appending instead");
+                self.appending = true;
+                return;
+            }
+            self.allocated += chunk;
+        }
+    }
+
+    /// Cuts the zeros off the end, so a closed segment holds its records and nothing else.
+    fn trim(&mut self) -> Result<(), AuditError> {
+        if self.allocated > self.bytes {
+            self.file.set_len(self.bytes).map_err(io_err(&self.path))?;
+            self.file.sync_all().map_err(io_err(&self.path))?;
+            self.allocated = self.bytes;
+        }
+        Ok(())
+    }
 }
 
 pub(super) struct Writer {
@@ -147,15 +198,20 @@ impl Writer {
         let path = self.cfg.dir.join(segment_name(self.seq));
         let file = OpenOptions::new()
             .create(true)
-            .append(true)
+            .write(true)
+            .truncate(false)
             .mode(0o640)
             .open(&path)
             .map_err(io_err(&path))?;
+        // A segment of the same name exists only when `recover` found it and cut it to its
+        // records: new records continue after them.
         let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
         self.seg = Some(Segment {
             file,
             path,
             bytes,
+            allocated: bytes,
+            appending: false,
             opened: Instant::now(),
         });
         Ok(())
@@ -231,8 +287,13 @@ impl Writer {
             });
         };
         if !self.buf.is_empty() {
-            seg.file.write_all(&self.buf).map_err(io_err(&seg.path))?;
-            seg.bytes += self.buf.len() as u64;
+            let n = self.buf.len() as u64;
+            seg.reserve(n);
+            seg.file
+                .write_all_at(&self.buf, seg.bytes)
+                .map_err(io_err(&seg.path))?;
+            seg.bytes += n;
+            seg.allocated = seg.allocated.max(seg.bytes);
             self.buf.clear();
             self.unsynced_since.get_or_insert_with(Instant::now);
         }
@@ -277,10 +338,20 @@ impl Writer {
         });
         if due {
             self.commit(true)?;
+            self.close_segment()?;
             // The next record's `prev` links the new segment to the last hash of this one.
             self.new_segment()?;
         }
         Ok(())
+    }
+
+    /// Cuts the current segment to its records (at rotation and shutdown; after a crash,
+    /// `recover` does it).
+    pub(super) fn close_segment(&mut self) -> Result<(), AuditError> {
+        match self.seg.as_mut() {
+            Some(seg) => seg.trim(),
+            None => Ok(()),
+        }
     }
 }
 
@@ -296,6 +367,20 @@ pub fn recover(dir: &Path) -> Result<(u64, String, Option<u64>), AuditError> {
             .map_err(io_err(path))?;
         let mut data = Vec::new();
         f.read_to_end(&mut data).map_err(io_err(path))?;
+        // The zero-filled space ahead of the records (and anything after a hole a crash left in
+        // bytes that were never synced) is not part of the trail, and not a torn record.
+        let records = crate::audit::written(&data).len();
+        if records < data.len() {
+            // Bytes of records past a hole were written but never synced: they are cut, and
+            // counted as cut.
+            let unsynced = data[records..].iter().filter(|&&b| b != 0).count() as u64;
+            if unsynced > 0 {
+                *cut_total.get_or_insert(0) += unsynced;
+            }
+            f.set_len(records as u64).map_err(io_err(path))?;
+            f.sync_data().map_err(io_err(path))?;
+            data.truncate(records);
+        }
         loop {
             if data.is_empty() {
                 break; // nothing whole here: the chain ends in an earlier segment
