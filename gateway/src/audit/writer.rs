@@ -9,6 +9,7 @@
 //! succeeds is the trail healthy again.
 
 mod chain;
+mod sync;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -20,6 +21,7 @@ use tokio::time::Instant;
 use super::record::{LifecycleRecord, Record};
 use super::{hex, io_err, AuditConfig, AuditError, FsyncMode, PUBKEY_FILE};
 use chain::{load_or_create_key, Writer};
+use sync::{Ack, Syncers};
 
 pub use chain::{head_message, key_id, recover, Head};
 
@@ -40,7 +42,7 @@ struct Health {
 }
 
 enum Msg {
-    Record(Record, Option<tokio::sync::oneshot::Sender<bool>>),
+    Record(Record, Option<Ack>),
     Shutdown(std::sync::mpsc::Sender<()>),
 }
 
@@ -192,7 +194,14 @@ impl Auditor {
 
 impl Writer {
     fn run(mut self, rx: Receiver<Msg>, health: Arc<Health>) {
-        let mut acks: Vec<tokio::sync::oneshot::Sender<bool>> = Vec::new();
+        let syncers = Syncers::start(&health);
+        self.deferred = self.cfg.fsync == FsyncMode::Always && syncers.running();
+        self.serve(&rx, &health, &syncers);
+        syncers.stop();
+    }
+
+    fn serve(&mut self, rx: &Receiver<Msg>, health: &Arc<Health>, syncers: &Syncers) {
+        let mut acks: Vec<Ack> = Vec::new();
         loop {
             let wait = self.next_deadline();
             let first = match rx.recv_timeout(wait) {
@@ -269,7 +278,16 @@ impl Writer {
                 result = self.checkpoint();
             }
             if result.is_ok() {
-                result = self.commit(shutdown.is_some());
+                match self.commit(shutdown.is_some()) {
+                    // Written, not yet synced: the syncers make it durable and acknowledge it.
+                    Ok(false) => {
+                        if let Some(seg) = &self.seg {
+                            syncers.submit(seg.file.clone(), std::mem::take(&mut acks));
+                        }
+                    }
+                    Ok(true) => {}
+                    Err(e) => result = Err(e),
+                }
             }
             if result.is_ok() {
                 result = self.rotate_if_due();
@@ -354,7 +372,7 @@ impl Writer {
             .and_then(|()| self.checkpoint())
             .and_then(|()| self.commit(true));
         match written {
-            Ok(()) => {
+            Ok(_) => {
                 health.overflowed.store(false, Ordering::Release);
                 tracing::warn!(target: "moat::audit", lost, "audit trail writable again; serving resumes");
             }

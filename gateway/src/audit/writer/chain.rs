@@ -103,7 +103,8 @@ const PREALLOCATE: u64 = 1024 * 1024;
 static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
 
 pub(super) struct Segment {
-    pub(super) file: File,
+    /// Shared with the syncers, which may still be syncing it after it is closed.
+    pub(super) file: std::sync::Arc<File>,
     pub(super) path: PathBuf,
     /// Bytes of records in the file (where the next record goes).
     pub(super) bytes: u64,
@@ -164,6 +165,8 @@ pub(super) struct Writer {
     pub(super) recovered_bytes: Option<u64>,
     /// A checkpoint whose `HEAD.json` is written once its bytes are committed.
     pub(super) pending_head: Option<(u64, String)>,
+    /// `fsync = "always"` with syncer threads running: `commit` leaves the `fdatasync` to them.
+    pub(super) deferred: bool,
     /// The timestamp records get (millisecond precision), and when it was taken: it is formatted
     /// again only when a millisecond has passed, not for every record of a batch.
     time: String,
@@ -187,6 +190,7 @@ impl Writer {
             unsynced_since: None,
             recovered_bytes,
             pending_head: None,
+            deferred: false,
             time: String::new(),
             stamped: None,
         };
@@ -207,7 +211,7 @@ impl Writer {
         // records: new records continue after them.
         let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
         self.seg = Some(Segment {
-            file,
+            file: std::sync::Arc::new(file),
             path,
             bytes,
             allocated: bytes,
@@ -278,8 +282,9 @@ impl Writer {
         Ok(())
     }
 
-    /// Writes the pending buffer; fsyncs when `sync` (or the policy says so now).
-    pub(super) fn commit(&mut self, sync: bool) -> Result<(), AuditError> {
+    /// Writes the pending buffer; fsyncs when `sync` (or the policy says so now). Returns whether
+    /// everything written is durable now; `false` when the syncers are to make it so.
+    pub(super) fn commit(&mut self, sync: bool) -> Result<bool, AuditError> {
         let Some(seg) = self.seg.as_mut() else {
             return Err(AuditError::Io {
                 path: self.cfg.dir.clone(),
@@ -298,20 +303,26 @@ impl Writer {
             self.unsynced_since.get_or_insert_with(Instant::now);
         }
         let due = match self.cfg.fsync {
-            FsyncMode::Always => true,
+            // With syncers, the writer syncs itself only for a checkpoint's head.
+            FsyncMode::Always => !self.deferred || self.pending_head.is_some(),
             FsyncMode::Batch => self
                 .unsynced_since
                 .is_some_and(|t| t.elapsed() >= self.cfg.batch_delay),
             FsyncMode::Never => false,
         };
+        let mut durable = self.unsynced_since.is_none() || self.cfg.fsync != FsyncMode::Always;
         if (sync || due) && self.unsynced_since.is_some() && self.cfg.fsync != FsyncMode::Never {
             seg.file.sync_data().map_err(io_err(&seg.path))?;
+            self.unsynced_since = None;
+            durable = true;
+        } else if self.cfg.fsync == FsyncMode::Always {
+            // Handed to the syncers with the records' acknowledgements.
             self.unsynced_since = None;
         }
         if let Some((seq, hash)) = self.pending_head.take() {
             self.write_head(seq, &hash)?;
         }
-        Ok(())
+        Ok(durable)
     }
 
     pub(super) fn write_head(&self, seq: u64, hash: &str) -> Result<(), AuditError> {
@@ -337,7 +348,7 @@ impl Writer {
             s.bytes >= self.cfg.segment_max_bytes || s.opened.elapsed() >= self.cfg.segment_max_age
         });
         if due {
-            self.commit(true)?;
+            let _ = self.commit(true)?;
             self.close_segment()?;
             // The next record's `prev` links the new segment to the last hash of this one.
             self.new_segment()?;
