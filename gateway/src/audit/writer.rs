@@ -250,7 +250,7 @@ impl Writer {
                         }
                     }
                 }
-                self.try_recover(&health);
+                self.try_recover(health);
                 continue;
             }
             let started = Instant::now();
@@ -307,7 +307,7 @@ impl Writer {
                 let _ = a.send(ok);
             }
             if ok && health.overflowed.load(Ordering::Acquire) {
-                self.resume(&health, "queue drained");
+                self.resume(health, "queue drained");
             }
             if let Some(done) = shutdown {
                 if ok {
