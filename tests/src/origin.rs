@@ -299,6 +299,11 @@ async fn handle(
             );
             r
         }
+        ("GET", "/delay") => {
+            // Long enough for concurrent requests to overlap.
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            Response::new(full("ok"))
+        }
         ("GET", "/slow") => {
             std::future::pending::<()>().await;
             Response::new(full(""))

@@ -82,7 +82,7 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Default `response_header_timeout`: long, because a model may think before it answers.
 pub const DEFAULT_RESPONSE_HEADER_TIMEOUT: Duration = Duration::from_secs(120);
 /// Default `pool_max_idle`.
-pub const DEFAULT_POOL_MAX_IDLE: usize = 64;
+pub const DEFAULT_POOL_MAX_IDLE: usize = 1024;
 /// Default `pool_idle_timeout`.
 pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 

@@ -366,3 +366,33 @@ async fn idle_keep_alive_connections_hold_no_buffers() {
     );
     drop(open);
 }
+
+/// The upstream pool keeps as many idle connections as requests ran at once (up to
+/// `pool_max_idle`, 1024 by default): a second wave of 150 concurrent requests reuses the first
+/// wave's 150 upstream connections instead of closing and reopening most of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_waves_reuse_the_upstream_pool() {
+    const WAVE: usize = 150;
+    let origin = Origin::start().await;
+    let gw = gateway::new(origin.addr.to_string()).run();
+    let http = client::http(&gw.ca);
+    let wave = async || {
+        let requests = (0..WAVE).map(|_| {
+            let http = http.clone();
+            let url = url(gw.addr, "/delay");
+            tokio::spawn(async move { http.get(url).send().await.map(|r| r.status()) })
+        });
+        for r in futures_util::future::join_all(requests).await {
+            assert_eq!(r.expect("task").expect("request"), 200);
+        }
+    };
+    wave().await;
+    let first = origin.connections();
+    assert!(first >= WAVE as u64 / 2, "the wave overlapped: {first}");
+    wave().await;
+    assert_eq!(
+        origin.connections(),
+        first,
+        "the second wave opened new upstream connections"
+    );
+}
