@@ -1,5 +1,6 @@
 //! The external programs the benchmark uses and the processes it starts.
 
+use std::ffi::OsString;
 use std::fs;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -17,42 +18,49 @@ pub(super) const STARTUP: Duration = Duration::from_secs(15);
 /// Poll interval while waiting for a port or a process.
 pub(super) const POLL: Duration = Duration::from_millis(50);
 
+/// The CPU the proxies run on when pinned; the load generators and the upstream use CPU 0.
+pub(super) const PROXY_CPU: usize = 1;
+
 /// External programs the benchmark uses.
 pub(super) struct Tools {
     pub(super) nginx: PathBuf,
+    pub(super) haproxy: PathBuf,
     pub(super) wrk: PathBuf,
-    /// `h2load` (Debian `nghttp2-client`), for `--h2`.
-    pub(super) h2load: Option<PathBuf>,
+    /// `h2load` (Debian `nghttp2-client`).
+    pub(super) h2load: PathBuf,
     /// `taskset`, when present and there are at least two CPUs to pin to.
     pub(super) taskset: Option<PathBuf>,
     pub(super) curl: Option<PathBuf>,
 }
 
 impl Tools {
-    pub(super) fn ensure(h2: bool) -> Result<Self> {
-        let mut missing: Vec<&str> = ["nginx", "wrk"]
-            .into_iter()
-            .filter(|t| find_tool(t).is_none())
-            .collect();
-        if h2 && find_tool("h2load").is_none() {
-            missing.push("nghttp2-client");
-        }
+    /// Finds the programs, installing the missing ones with apt-get.
+    pub(super) fn ensure() -> Result<Self> {
+        let missing: Vec<&str> = [
+            ("nginx", "nginx"),
+            ("haproxy", "haproxy"),
+            ("wrk", "wrk"),
+            ("h2load", "nghttp2-client"),
+        ]
+        .into_iter()
+        .filter(|(tool, _)| find_tool(tool).is_none())
+        .map(|(_, package)| package)
+        .collect();
         if !missing.is_empty() {
             eprintln!(
                 "bench: {} not found; installing with apt-get",
-                missing.join(" and ")
+                missing.join(", ")
             );
+            let hint = format!("install {} by hand", missing.join(" "));
             let mut update = Command::new("apt-get");
             update.arg("update");
-            crate::run(&mut update)
-                .context("apt-get update failed (install nginx and wrk by hand)")?;
+            crate::run(&mut update).with_context(|| format!("apt-get update failed ({hint})"))?;
             let mut install = Command::new("apt-get");
             install
                 .args(["install", "-y", "--no-install-recommends"])
                 .args(&missing)
                 .env("DEBIAN_FRONTEND", "noninteractive");
-            crate::run(&mut install)
-                .context("apt-get install failed (install nginx and wrk by hand)")?;
+            crate::run(&mut install).with_context(|| format!("apt-get install failed ({hint})"))?;
         }
         let cpus = std::thread::available_parallelism().map_or(1, usize::from);
         let taskset = if cpus >= 2 {
@@ -71,17 +79,21 @@ impl Tools {
                 }
             );
         }
+        let found = |name: &str| {
+            find_tool(name).with_context(|| format!("{name} still not found after installing"))
+        };
         Ok(Self {
-            nginx: find_tool("nginx").context("nginx still not found after installing")?,
-            wrk: find_tool("wrk").context("wrk still not found after installing")?,
-            h2load: find_tool("h2load"),
+            nginx: found("nginx")?,
+            haproxy: found("haproxy")?,
+            wrk: found("wrk")?,
+            h2load: found("h2load")?,
             taskset,
             curl: find_tool("curl"),
         })
     }
 
     /// A command for `program`, pinned to `cpu` when pinning is available.
-    pub(super) fn pinned(&self, cpu: u32, program: &Path) -> Command {
+    pub(super) fn pinned(&self, cpu: usize, program: &Path) -> Command {
         match &self.taskset {
             Some(t) => {
                 let mut c = Command::new(t);
@@ -90,6 +102,11 @@ impl Tools {
             }
             None => Command::new(program),
         }
+    }
+
+    /// The CPU the proxies are pinned to, or `None` (the whole machine) without pinning.
+    pub(super) fn proxy_cpu(&self) -> Option<usize> {
+        self.taskset.as_ref().map(|_| PROXY_CPU)
     }
 }
 
@@ -119,11 +136,31 @@ pub(crate) fn build_moat() -> Result<PathBuf> {
     Ok(bin)
 }
 
+/// This program built in release, for the handshake client: a debug build of rustls spends
+/// several times the CPU of the proxy on each handshake.
+pub(super) fn build_client() -> Result<PathBuf> {
+    crate::run(crate::cargo().args(["build", "--release", "-p", "xtask", "--bin", "xtask"]))?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| crate::root().join("target"), PathBuf::from);
+    let bin = target.join("release/xtask");
+    ensure!(bin.is_file(), "built xtask not found at {}", bin.display());
+    Ok(bin)
+}
+
 /// A started process; killed and reaped when dropped.
 pub(super) struct Proc {
     pub(super) name: &'static str,
     pub(super) child: Child,
     pub(super) log: PathBuf,
+    /// How to start it again (servers only).
+    pub(super) relaunch: Option<Relaunch>,
+}
+
+/// A server's command line and port, to start it again.
+pub(super) struct Relaunch {
+    program: OsString,
+    args: Vec<OsString>,
+    port: u16,
 }
 
 impl Proc {
@@ -162,8 +199,17 @@ impl Procs {
     /// `port`.
     pub(super) fn start(&mut self, name: &'static str, cmd: &mut Command, port: u16) -> Result<()> {
         let log = self.dir.join(format!("{name}.log"));
-        let out = fs::File::create(&log)?;
+        let out = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .with_context(|| format!("cannot open {}", log.display()))?;
         let err = out.try_clone()?;
+        let relaunch = Relaunch {
+            program: cmd.get_program().to_owned(),
+            args: cmd.get_args().map(ToOwned::to_owned).collect(),
+            port,
+        };
         eprintln!("+ {cmd:?}");
         let child = cmd
             .current_dir(&self.dir)
@@ -172,7 +218,12 @@ impl Procs {
             .stderr(err)
             .spawn()
             .with_context(|| format!("cannot start {name}: {cmd:?}"))?;
-        self.children.push(Proc { name, child, log });
+        self.children.push(Proc {
+            name,
+            child,
+            log,
+            relaunch: Some(relaunch),
+        });
         let addr = SocketAddr::from((LOOPBACK, port));
         let polls = STARTUP.as_millis() / POLL.as_millis();
         for _ in 0..polls {
@@ -183,6 +234,29 @@ impl Procs {
             sleep(POLL);
         }
         bail!("{name} does not accept connections on {addr} after {STARTUP:?}")
+    }
+
+    /// Stops the server `name`, removes the directories `clear` (state it would otherwise
+    /// recover), and starts it again with the same command line, so that it starts from a fresh
+    /// process (its log goes on in the same file).
+    pub(super) fn restart(&mut self, name: &'static str, clear: &[PathBuf]) -> Result<()> {
+        let i = self
+            .children
+            .iter()
+            .position(|p| p.name == name)
+            .with_context(|| format!("{name} is not running"))?;
+        let mut old = self.children.remove(i);
+        let r = old
+            .relaunch
+            .take()
+            .with_context(|| format!("{name} cannot be restarted"))?;
+        drop(old); // killed and reaped, so its port is free
+        for d in clear.iter().filter(|d| d.exists()) {
+            fs::remove_dir_all(d).with_context(|| format!("cannot remove {}", d.display()))?;
+        }
+        let mut cmd = Command::new(&r.program);
+        cmd.args(&r.args);
+        self.start(name, &mut cmd, r.port)
     }
 
     pub(super) fn check_alive(&mut self) -> Result<()> {
