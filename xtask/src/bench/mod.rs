@@ -241,10 +241,18 @@ fn bench(
         conf.state = Target::MoatRedaction.process();
         start_moat(procs, tools, moat, &conf, Target::MoatRedaction)?;
     }
+    // Room for the idle rows' connections (warm-up and measured) and the upstream's.
+    let proxy_connections = (2 * opts.idle_connections + 1024).max(4096);
     let nginx_conf = dir.join("nginx-proxy.conf");
     fs::write(
         &nginx_conf,
-        nginx_proxy_config(&dir, &cert, &cert_key, nginx_port, upstream_port),
+        nginx_proxy_config(
+            &dir,
+            &cert,
+            &cert_key,
+            (nginx_port, upstream_port),
+            proxy_connections,
+        ),
     )?;
     procs.start(
         Target::Nginx.process(),
@@ -258,7 +266,7 @@ fn bench(
     let haproxy_conf = dir.join("haproxy.cfg");
     fs::write(
         &haproxy_conf,
-        haproxy_config(&pem, haproxy_port, upstream_port),
+        haproxy_config(&pem, haproxy_port, upstream_port, proxy_connections),
     )?;
     crate::run(
         Command::new(&tools.haproxy)

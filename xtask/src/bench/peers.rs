@@ -51,7 +51,7 @@ pub(super) fn nginx_args(dir: &Path, name: &str, conf: &Path) -> Vec<String> {
 
 /// The parts of an nginx configuration both instances share: one process in the foreground,
 /// everything in `dir`, no access log, keep-alive connections never closed for request counts.
-pub(super) fn nginx_common(dir: &Path, name: &str) -> String {
+pub(super) fn nginx_common(dir: &Path, name: &str, connections: usize) -> String {
     let d = dir.display();
     format!(
         "# Written by `cargo xtask bench`.\n\
@@ -60,7 +60,7 @@ pub(super) fn nginx_common(dir: &Path, name: &str) -> String {
          worker_processes 1;\n\
          pid {d}/{name}.pid;\n\
          error_log {d}/{name}-error.log warn;\n\
-         events {{ worker_connections 4096; }}\n"
+         events {{ worker_connections {connections}; }}\n"
     )
 }
 
@@ -115,7 +115,7 @@ pub(super) fn upstream_config(dir: &Path, port: u16, www: &Path) -> String {
          \x20       }}\n\
          \x20   }}\n\
          }}\n",
-        common = nginx_common(dir, "upstream"),
+        common = nginx_common(dir, "upstream", 4096),
         http = nginx_http_common(dir, "upstream"),
         get = GET_BODY.replace('\n', "\\n"),
         www = www.display(),
@@ -123,13 +123,13 @@ pub(super) fn upstream_config(dir: &Path, port: u16, www: &Path) -> String {
 }
 
 /// nginx as a peer: TLS termination with moat's certificate, HTTP/2 on the same listener,
-/// keep-alive to the upstream, responses never spooled to disk.
+/// keep-alive to the upstream, responses never spooled to disk, room for `connections`.
 pub(super) fn nginx_proxy_config(
     dir: &Path,
     cert: &Path,
     key: &Path,
-    port: u16,
-    upstream: u16,
+    (port, upstream): (u16, u16),
+    connections: usize,
 ) -> String {
     format!(
         "{common}http {{\n{http}\
@@ -151,7 +151,7 @@ pub(super) fn nginx_proxy_config(
          \x20       }}\n\
          \x20   }}\n\
          }}\n",
-        common = nginx_common(dir, "nginx-proxy"),
+        common = nginx_common(dir, "nginx-proxy", connections),
         http = nginx_http_common(dir, "nginx-proxy"),
         cert = cert.display(),
         key = key.display(),
@@ -173,15 +173,16 @@ pub(super) fn haproxy_pem(cert: &Path, key: &Path) -> Result<String> {
 
 /// HAProxy as a peer: one thread in the foreground (`-db`), TLS with moat's certificate and
 /// key (`pem`, see [`haproxy_pem`]), ALPN h2 and http/1.1, keep-alive to the upstream with
-/// `http-reuse always`, no logging (no `log` line anywhere), `tune.bufsize` left at its default.
-pub(super) fn haproxy_config(pem: &Path, port: u16, upstream: u16) -> String {
+/// `http-reuse always`, no logging (no `log` line anywhere), `tune.bufsize` left at its default,
+/// room for `connections`.
+pub(super) fn haproxy_config(pem: &Path, port: u16, upstream: u16, connections: usize) -> String {
     let mut s = String::new();
     let _ = write!(
         s,
         "# Written by `cargo xtask bench`. No `log` line: HAProxy logs nothing.\n\
          global\n\
          \x20   nbthread 1\n\
-         \x20   maxconn 8192\n\
+         \x20   maxconn {connections}\n\
          \x20   ssl-default-bind-options ssl-min-ver TLSv1.2\n\
          \n\
          defaults\n\
@@ -337,7 +338,7 @@ mod tests {
 
     #[test]
     fn haproxy_config_has_the_key_settings() {
-        let c = haproxy_config(Path::new("/b/haproxy.pem"), 9443, 8080);
+        let c = haproxy_config(Path::new("/b/haproxy.pem"), 9443, 8080, 3024);
         let lines: Vec<&str> = c.lines().map(str::trim).collect();
         for want in [
             "nbthread 1",
@@ -346,6 +347,7 @@ mod tests {
             "http-reuse always",
             "option http-keep-alive",
             "server upstream 127.0.0.1:8080",
+            "maxconn 3024",
         ] {
             assert!(lines.contains(&want), "{want:?} missing from\n{c}");
         }
@@ -384,10 +386,12 @@ mod tests {
             Path::new("/b"),
             Path::new("/b/c"),
             Path::new("/b/k"),
-            9443,
-            8080,
+            (9443, 8080),
+            3024,
         );
         assert!(c.contains("listen 127.0.0.1:9443 ssl http2;"));
+        assert!(c.contains("server 127.0.0.1:8080;"));
+        assert!(c.contains("events { worker_connections 3024; }"));
         assert!(c.contains("keepalive 64;"));
         assert!(c.contains("proxy_set_header Connection \"\";"));
         assert!(c.contains("master_process off;"));
