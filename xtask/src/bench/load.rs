@@ -58,7 +58,10 @@ impl Load<'_> {
         match row {
             Row::H1Get | Row::H1Post | Row::H2Get | Row::H2Post | Row::Download => {
                 cmd = self.tools.pinned(LOAD_CPU, &self.tools.h2load);
-                cmd.args(["-t1", &format!("-c{c}"), &format!("-D{secs}")])
+                // -N5: a connection without any activity for 5 s is given up (counted as a
+                // timeout). Without it, h2load 1.52 was once seen waiting forever after
+                // "Stopped all clients" on a busy machine.
+                cmd.args(["-t1", "-N5", &format!("-c{c}"), &format!("-D{secs}")])
                     .args(["-H", &self.auth()]);
                 if matches!(row, Row::H2Get | Row::H2Post) {
                     cmd.arg("-m10");
