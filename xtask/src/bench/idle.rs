@@ -1,15 +1,19 @@
 //! Memory per idle TLS connection. The proxy is restarted; a warm-up opens N TLS connections
 //! and keeps them open; the proxy's resident memory (`VmRSS`) is read once it has settled; N
 //! more connections are opened and left idle (HTTP/1.1: the handshake only; HTTP/2: also the
-//! connection preface and the SETTINGS exchange); the memory is read again once settled; every
-//! connection is closed. The figure is the difference over the connections still open.
+//! connection preface and the SETTINGS exchange), in ten steps of N/10, with the memory read
+//! again once settled after each step; every connection is closed. The figure is the growth
+//! over the steps in which the memory did not shrink, divided by the connections those steps
+//! opened.
 //!
 //! The warm-up is there because a freshly started process still holds memory it has freed:
 //! moat's allocator (mimalloc) returns it to the system lazily, when the thread that freed it
 //! allocates again, which the first several hundred accepted connections bring about. Measured from
 //! a cold start, that release falls inside the measurement and the figure comes out too small,
 //! even negative (seen with the redaction profile, whose start-up frees tens of MiB). The
-//! warm-up connections stay open so that the measured ones cannot reuse their memory.
+//! warm-up connections stay open so that the measured ones cannot reuse their memory. Even so
+//! the release sometimes comes later, within one step of the measured connections: the memory
+//! shrinks over that step, and the step is left out.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -36,6 +40,8 @@ const READING: Duration = Duration::from_millis(200);
 /// Readings in a row within [`STEADY_KIB`] of each other that count as settled.
 const STEADY_READINGS: usize = 3;
 const STEADY_KIB: u64 = 64;
+/// The measured connections are opened in this many steps, with a reading after each.
+const STEPS: usize = 10;
 /// Longest wait for the memory to settle.
 const SETTLE_LIMIT: Duration = Duration::from_secs(10);
 /// The HTTP/2 client connection preface.
@@ -153,9 +159,10 @@ async fn steady_rss(pid: u32) -> Result<u64> {
 struct Held {
     /// Warm-up connections that failed to open.
     warm_failed: usize,
-    rss_before: u64,
-    rss_after: u64,
-    opened: usize,
+    /// `VmRSS` in KiB before the first step and after each.
+    readings: Vec<u64>,
+    /// Connections opened by each step.
+    opened: Vec<usize>,
     failed: usize,
     closed: usize,
     first_error: Option<String>,
@@ -207,6 +214,24 @@ async fn open_many(
     o
 }
 
+/// Connections in step `step` of [`STEPS`] when `n` are opened in all.
+pub(super) fn step_size(n: usize, step: usize) -> usize {
+    n / STEPS + usize::from(step < n % STEPS)
+}
+
+/// KiB per connection: the growth over the steps in which the memory did not shrink, over the
+/// connections those steps opened. A step in which the process gave back memory it had freed
+/// earlier shows as a shrink, and is left out. (Not a median of the steps: allocators grow in
+/// chunks of megabytes, so single steps are lumpy and only their sum is meaningful.)
+pub(super) fn per_connection(readings: &[u64], opened: &[usize]) -> Option<f64> {
+    let (grown, conns) = readings
+        .windows(2)
+        .zip(opened)
+        .filter(|(w, _)| w[1] >= w[0])
+        .fold((0, 0), |(g, c), (w, n)| (g + (w[1] - w[0]), c + n));
+    (conns > 0).then(|| grown as f64 / conns as f64)
+}
+
 async fn hold(
     pid: u32,
     addr: SocketAddr,
@@ -218,26 +243,27 @@ async fn hold(
     // Warm-up: connections that stay open through the measurement (see the module's
     // documentation).
     let warm = open_many(&connector, addr, &name, h2, n).await;
-    let rss_before = steady_rss(pid).await?;
-    let Opened {
-        mut conns,
-        failed,
-        first_error,
-    } = open_many(&connector, addr, &name, h2, n).await;
-    let rss_after = steady_rss(pid).await?;
+    let mut readings = vec![steady_rss(pid).await?];
+    let (mut conns, mut opened, mut failed, mut first_error) = (Vec::new(), Vec::new(), 0, None);
+    for step in 0..STEPS {
+        let o = open_many(&connector, addr, &name, h2, step_size(n, step)).await;
+        opened.push(o.conns.len());
+        conns.extend(o.conns);
+        failed += o.failed;
+        first_error = first_error.or(o.first_error);
+        readings.push(steady_rss(pid).await?);
+    }
     let mut closed = 0;
     for c in &mut conns {
         if is_closed(c).await {
             closed += 1;
         }
     }
-    let opened = conns.len();
     drop(conns); // every connection closed
     drop(warm.conns);
     Ok(Held {
         warm_failed: warm.failed,
-        rss_before,
-        rss_after,
+        readings,
         opened,
         failed,
         closed,
@@ -292,17 +318,26 @@ pub(super) fn measure(
             held.closed
         );
     }
-    let kept = held.opened - held.closed;
-    eprintln!(
-        "bench: {process} {}: VmRSS {} KiB with the warm-up connections open, {} KiB with \
-         {kept} more",
-        if h2 { "h2" } else { "h1" },
-        held.rss_before,
-        held.rss_after,
+    let opened: usize = held.opened.iter().sum();
+    let (first, last) = (
+        held.readings.first().copied().unwrap_or_default(),
+        held.readings.last().copied().unwrap_or_default(),
     );
-    let grown = held.rss_after as f64 - held.rss_before as f64;
+    let growth: Vec<i64> = held
+        .readings
+        .windows(2)
+        .map(|w| w[1] as i64 - w[0] as i64)
+        .collect();
+    eprintln!(
+        "bench: {process} {}: VmRSS {first} KiB with the warm-up connections open, {last} KiB \
+         with {opened} more ({:.1} KiB each over all; growth per step of {} connections, KiB: \
+         {growth:?})",
+        if h2 { "h2" } else { "h1" },
+        (last as f64 - first as f64) / opened.max(1) as f64,
+        step_size(n, 0),
+    );
     Ok(Sample {
-        value: if kept == 0 { 0.0 } else { grown / kept as f64 },
+        value: per_connection(&held.readings, &held.opened).unwrap_or(0.0),
         requests: n as u64,
         errors: (held.failed + held.closed + held.warm_failed) as u64,
         tls: Some("TLSv1.3".into()),
@@ -334,5 +369,33 @@ mod tests {
         assert!(is_steady(&[90_000, 40_000, 40_010, 40_050, 40_020], 4, 64));
         assert!(!is_steady(&[40_000, 40_010, 40_100, 40_020], 4, 64));
         assert!(is_steady(&[7], 1, 0));
+    }
+
+    #[test]
+    fn steps_add_up() {
+        assert_eq!((0..STEPS).map(|s| step_size(1000, s)).sum::<usize>(), 1000);
+        assert_eq!((0..STEPS).map(|s| step_size(1005, s)).sum::<usize>(), 1005);
+        assert_eq!(step_size(1005, 0), 101);
+        assert_eq!(step_size(1005, 9), 100);
+        assert_eq!(step_size(3, 5), 0);
+    }
+
+    #[test]
+    fn a_release_does_not_move_the_figure() -> Result<()> {
+        // 100 connections per step, the memory growing in 2 MiB chunks, and one step in which
+        // 20 MiB freed at start-up went back to the system.
+        let readings = [70_000, 74_096, 76_144, 80_240, 62_000, 64_048, 68_144];
+        let opened = [100; 6];
+        let v = per_connection(&readings, &opened).context("no figure")?;
+        assert!(
+            (v - 16_384.0 / 500.0).abs() < 1e-9,
+            "{v}: 5 steps, 16 MiB, 500 connections"
+        );
+        // Steps that opened nothing add nothing.
+        let v = per_connection(&[10, 10, 3610], &[0, 100]).context("no figure")?;
+        assert!((v - 36.0).abs() < 1e-9, "{v}");
+        assert_eq!(per_connection(&[10], &[]), None);
+        assert_eq!(per_connection(&[10, 5], &[100]), None, "only a shrink");
+        Ok(())
     }
 }
