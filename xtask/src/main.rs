@@ -5,7 +5,8 @@
 //!   test (unit tests and the end-to-end crate, which starts the binary).
 //! - `build-ebpf`: the guard's kernel object, with nightly, rust-src and bpf-linker set up
 //!   when missing.
-//! - `bench`: load tests against a fast upstream, directly, through moat and through nginx.
+//! - `bench`: moat against nginx and HAProxy, one proxy core each, over every row of the peer
+//!   table (see docs/benchmarks.md).
 //! - `bench-guard`: what the egress guard costs a fenced process (connect latency, loopback
 //!   throughput, ns per program run), with and without the guard, in a child cgroup; needs root.
 //! - `install`: builds moat with the guard and installs the binary, the systemd unit, an example
@@ -31,7 +32,8 @@ fn main() -> Result<()> {
         Some("install") => install::run(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test | build-ebpf | bench [--duration SECS] [--connections N] \
+                "usage: cargo xtask <test | build-ebpf \
+                 | bench [--duration SECS] [--rows LIST] [--moat-bin PATH] [--redaction] … \
                  | bench-guard [--connects N] [--seconds S] [--rounds N] \
                  | install [--prefix P] [--destdir D] [--uninstall]>"
             );
