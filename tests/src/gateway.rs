@@ -151,9 +151,15 @@ impl Builder {
             .audit_dir
             .clone()
             .unwrap_or_else(|| dir.path().join("audit"));
+        // Two workers unless the test chose (one runs the single-threaded runtime).
+        let workers = if self.runtime.contains("worker_threads") {
+            ""
+        } else {
+            "worker_threads = 2"
+        };
         let config = format!(
             r#"[runtime]
-worker_threads = 2
+{workers}
 {runtime}
 [log]
 format = "json"

@@ -33,15 +33,20 @@ pub fn invalid(e: &crate::config::ConfigError) -> ExitCode {
     ExitCode::from(EX_USAGE)
 }
 
-/// Runs `fut` on a multi-threaded runtime (`workers` threads, `0` for one per core) and turns
-/// its result into the exit code.
+/// Runs `fut` on a runtime with `workers` threads (`0` for one per core) and turns its result
+/// into the exit code. One worker is a single-threaded runtime on the main thread: no
+/// work-stealing queues, no hand-over between the main thread and a worker.
 pub fn run_runtime(
     workers: usize,
     fut: impl std::future::Future<Output = anyhow::Result<()>>,
 ) -> ExitCode {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    let mut builder = if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
     builder.enable_all();
-    if workers > 0 {
+    if workers > 1 {
         builder.worker_threads(workers);
     }
     let rt = match builder.build() {

@@ -44,8 +44,10 @@ fn all_records(dir: &std::path::Path) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_completed_request_survives_sigkill() {
     let origin = Origin::start().await;
+    // One worker: the single-threaded runtime, as a one-core deployment runs.
     let mut gw = gateway::new(origin.addr.to_string())
         .audit("checkpoint_every = 7")
+        .runtime("worker_threads = 1")
         .run();
     let (addr, ca) = (gw.addr, gw.ca.clone());
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -338,7 +338,9 @@ Content-Length: 10\r\n\r\nbodysecret";
 async fn idle_keep_alive_connections_hold_no_buffers() {
     const N: u64 = 400;
     let origin = Origin::start().await;
-    let gw = gateway::new(origin.addr.to_string()).run();
+    let gw = gateway::new(origin.addr.to_string())
+        .runtime("worker_threads = 1")
+        .run();
     let mut open = Vec::new();
     let one = async || {
         let mut c = Raw::connect(gw.addr, &gw.ca).await;
