@@ -203,6 +203,9 @@ impl Writer {
     fn serve(&mut self, rx: &Receiver<Msg>, health: &Arc<Health>, syncers: &Syncers) {
         let mut acks: Vec<Ack> = Vec::new();
         loop {
+            if self.deferred {
+                syncers.wait_for_idle(Duration::from_millis(5));
+            }
             let wait = self.next_deadline();
             let first = match rx.recv_timeout(wait) {
                 Ok(m) => Some(m),

@@ -26,18 +26,37 @@ struct Pending {
     /// Groups written and waiting for an `fdatasync`: the file their bytes went to, and their
     /// acknowledgements.
     groups: Vec<(Arc<File>, Vec<Ack>)>,
+    /// Syncers waiting for a group (not in an `fdatasync`).
+    idle: usize,
     stop: bool,
+}
+
+/// What the threads share: the pending groups, a signal for syncers (a group is ready) and one
+/// for the writer (a syncer is idle).
+#[derive(Default)]
+struct Shared {
+    pending: Mutex<Pending>,
+    ready: Condvar,
+    freed: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// The syncer threads.
 pub(super) struct Syncers {
-    state: Arc<(Mutex<Pending>, Condvar)>,
+    state: Arc<Shared>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Syncers {
     pub(super) fn start(health: &Arc<Health>) -> Self {
-        let state = Arc::new((Mutex::new(Pending::default()), Condvar::new()));
+        let state = Arc::new(Shared::default());
         let threads = (0..SYNCERS)
             .filter_map(|i| {
                 let (state, health) = (state.clone(), health.clone());
@@ -55,43 +74,58 @@ impl Syncers {
         !self.threads.is_empty()
     }
 
-    /// Hands over the acknowledgements of records already written to `file`.
+    /// Hands over the acknowledgements of records already written to `file`. A syncer is woken
+    /// only if one is waiting; a busy one takes the group when its `fdatasync` returns.
     pub(super) fn submit(&self, file: Arc<File>, acks: Vec<Ack>) {
         if acks.is_empty() {
             return;
         }
-        let (lock, ready) = &*self.state;
-        lock.lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .groups
-            .push((file, acks));
-        ready.notify_one();
+        let mut p = self.state.lock();
+        p.groups.push((file, acks));
+        if p.idle > 0 {
+            self.state.ready.notify_one();
+        }
+    }
+
+    /// Waits (at most `max`) until a syncer is idle. The writer waits here before it takes the
+    /// next records: while every syncer is in an `fdatasync`, a group written now could not be
+    /// synced before one returns anyway, so the records gather in the queue meanwhile, without a
+    /// wake-up per record, and go out in one write.
+    pub(super) fn wait_for_idle(&self, max: std::time::Duration) {
+        let p = self.state.lock();
+        if p.idle > 0 || p.stop {
+            return;
+        }
+        let _ = self
+            .state
+            .freed
+            .wait_timeout_while(p, max, |p| p.idle == 0 && !p.stop);
     }
 
     /// Syncs what was handed over, then ends the threads.
     pub(super) fn stop(self) {
-        let (lock, ready) = &*self.state;
-        lock.lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .stop = true;
-        ready.notify_all();
+        self.state.lock().stop = true;
+        self.state.ready.notify_all();
         for t in self.threads {
             let _ = t.join();
         }
     }
 }
 
-fn run(state: &(Mutex<Pending>, Condvar), health: &Health) {
-    let (lock, ready) = state;
+fn run(state: &Shared, health: &Health) {
     loop {
         let groups = {
-            let mut p = lock
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            while p.groups.is_empty() && !p.stop {
-                p = ready
-                    .wait(p)
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut p = state.lock();
+            if p.groups.is_empty() && !p.stop {
+                p.idle += 1;
+                state.freed.notify_one();
+                while p.groups.is_empty() && !p.stop {
+                    p = state
+                        .ready
+                        .wait(p)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                }
+                p.idle -= 1;
             }
             if p.groups.is_empty() {
                 return;
