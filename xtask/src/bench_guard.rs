@@ -62,7 +62,7 @@ use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
 
-use crate::bench::{build_moat, find_tool};
+use crate::bench::{apt_install, build_moat, find_tool, pinning};
 
 use clock::Stopwatch;
 
@@ -223,21 +223,9 @@ impl Tools {
     fn ensure() -> Result<Self> {
         if find_tool("bpftool").is_none() {
             eprintln!("bench-guard: bpftool not found; installing it with apt-get");
-            crate::run(Command::new("apt-get").arg("update"))
-                .context("apt-get update failed (install bpftool by hand)")?;
-            crate::run(
-                Command::new("apt-get")
-                    .args(["install", "-y", "--no-install-recommends", "bpftool"])
-                    .env("DEBIAN_FRONTEND", "noninteractive"),
-            )
-            .context("apt-get install bpftool failed (install it by hand)")?;
+            apt_install(&["bpftool"])?;
         }
-        let cpus = thread::available_parallelism().map_or(1, usize::from);
-        let taskset = if cpus >= 2 {
-            find_tool("taskset")
-        } else {
-            None
-        };
+        let (taskset, cpus) = pinning();
         if taskset.is_none() {
             eprintln!(
                 "bench-guard: WARNING: no CPU pinning ({cpus} CPUs); the probe shares its CPU \

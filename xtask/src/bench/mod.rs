@@ -48,8 +48,8 @@ use peers::{
     download_body, haproxy_config, haproxy_pem, moat_config, nginx_args, nginx_proxy_config,
     post_body, upstream_config, MoatConf, LOOPBACK,
 };
+pub(crate) use procs::{apt_install, build_moat, find_tool, pinning};
 use procs::{build_client, free_ports, tail, Procs, Tools, PROXY_CPU};
-pub(crate) use procs::{build_moat, find_tool};
 use report::{reruns, table, versions, Results};
 use sys::background_load;
 

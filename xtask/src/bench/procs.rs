@@ -51,23 +51,9 @@ impl Tools {
                 "bench: {} not found; installing with apt-get",
                 missing.join(", ")
             );
-            let hint = format!("install {} by hand", missing.join(" "));
-            let mut update = Command::new("apt-get");
-            update.arg("update");
-            crate::run(&mut update).with_context(|| format!("apt-get update failed ({hint})"))?;
-            let mut install = Command::new("apt-get");
-            install
-                .args(["install", "-y", "--no-install-recommends"])
-                .args(&missing)
-                .env("DEBIAN_FRONTEND", "noninteractive");
-            crate::run(&mut install).with_context(|| format!("apt-get install failed ({hint})"))?;
+            apt_install(&missing)?;
         }
-        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-        let taskset = if cpus >= 2 {
-            find_tool("taskset")
-        } else {
-            None
-        };
+        let (taskset, cpus) = pinning();
         if taskset.is_none() {
             eprintln!(
                 "bench: WARNING: no CPU pinning ({cpus} CPUs, taskset {}); figures are not \
@@ -108,6 +94,31 @@ impl Tools {
     pub(super) fn proxy_cpu(&self) -> Option<usize> {
         self.taskset.as_ref().map(|_| PROXY_CPU)
     }
+}
+
+/// Installs Debian `packages` with apt-get (non-interactively, without recommends).
+pub(crate) fn apt_install(packages: &[&str]) -> Result<()> {
+    let hint = format!("install {} by hand", packages.join(" "));
+    crate::run(Command::new("apt-get").arg("update"))
+        .with_context(|| format!("apt-get update failed ({hint})"))?;
+    crate::run(
+        Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends"])
+            .args(packages)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+    .with_context(|| format!("apt-get install failed ({hint})"))
+}
+
+/// `taskset`, when it is present and there are at least two CPUs to pin to; and the CPU count.
+pub(crate) fn pinning() -> (Option<PathBuf>, usize) {
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let taskset = if cpus >= 2 {
+        find_tool("taskset")
+    } else {
+        None
+    };
+    (taskset, cpus)
 }
 
 /// Finds `name` on PATH or in the sbin directories (nginx lives in /usr/sbin).

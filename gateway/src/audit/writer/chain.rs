@@ -310,15 +310,13 @@ impl Writer {
                 .is_some_and(|t| t.elapsed() >= self.cfg.batch_delay),
             FsyncMode::Never => false,
         };
-        let mut durable = self.unsynced_since.is_none() || self.cfg.fsync != FsyncMode::Always;
         if (sync || due) && self.unsynced_since.is_some() && self.cfg.fsync != FsyncMode::Never {
             seg.file.sync_data().map_err(io_err(&seg.path))?;
             self.unsynced_since = None;
-            durable = true;
-        } else if self.cfg.fsync == FsyncMode::Always {
-            // Handed to the syncers with the records' acknowledgements.
-            self.unsynced_since = None;
         }
+        // What is still unsynced in `always` mode goes to the syncers.
+        let durable =
+            !(self.cfg.fsync == FsyncMode::Always && self.unsynced_since.take().is_some());
         if let Some((seq, hash)) = self.pending_head.take() {
             self.write_head(seq, &hash)?;
         }

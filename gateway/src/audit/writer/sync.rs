@@ -74,12 +74,10 @@ impl Syncers {
         !self.threads.is_empty()
     }
 
-    /// Hands over the acknowledgements of records already written to `file`. A syncer is woken
+    /// Hands over a group of records already written to `file`, with the acknowledgements of
+    /// those that wait (a group may have none: it is synced all the same). A syncer is woken
     /// only if one is waiting; a busy one takes the group when its `fdatasync` returns.
     pub(super) fn submit(&self, file: Arc<File>, acks: Vec<Ack>) {
-        if acks.is_empty() {
-            return;
-        }
         let mut p = self.state.lock();
         p.groups.push((file, acks));
         if p.idle > 0 {
