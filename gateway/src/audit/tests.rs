@@ -526,3 +526,48 @@ fn after_a_crash_the_zero_fill_and_unsynced_records_past_a_hole_are_cut() {
         "the cut is recorded: {all}"
     );
 }
+
+#[test]
+fn a_full_queue_refuses_records_until_the_writer_has_taken_them() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cfg = AuditConfig {
+        queue_capacity: 2,
+        ..config(tmp.path())
+    };
+    let (a, thread) = Auditor::start(&cfg, life("start")).expect("start");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        // Within one turn of the runtime the records wait in the courier's outbox: the third
+        // finds the queue full.
+        let first = a.record_durable(reject(1)).expect("queued");
+        let second = a.record_durable(reject(2)).expect("queued");
+        assert!(a.record(reject(3)).is_err(), "over capacity");
+        assert!(!a.healthy(), "an overflow refuses requests");
+        first.wait().await.expect("durable");
+        second.wait().await.expect("durable");
+        for _ in 0..200 {
+            if a.healthy() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(a.healthy(), "healthy again once the writer caught up");
+        a.record_durable(reject(4))
+            .expect("queued")
+            .wait()
+            .await
+            .expect("durable");
+    });
+    a.shutdown(life("stop"));
+    thread.join().expect("writer");
+    let trail = whole_trail(&cfg.dir);
+    assert!(
+        trail.contains("queue drained; 1 record(s) could not be written"),
+        "{trail}"
+    );
+    assert!(trail.contains("127.0.0.1:4") && !trail.contains("127.0.0.1:3"));
+    verify(&cfg.dir, None).expect("verifies");
+}

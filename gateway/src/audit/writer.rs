@@ -9,10 +9,11 @@
 //! succeeds is the trail healthy again.
 
 mod chain;
+mod courier;
 mod sync;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,7 +22,8 @@ use tokio::time::Instant;
 use super::record::{LifecycleRecord, Record};
 use super::{hex, io_err, AuditConfig, AuditError, FsyncMode, PUBKEY_FILE};
 use chain::{load_or_create_key, Writer};
-use sync::{Ack, Syncers};
+use courier::{Batch, Courier};
+use sync::Syncers;
 
 pub use chain::{head_message, key_id, recover, Head};
 
@@ -39,19 +41,23 @@ struct Health {
     lost: AtomicU64,
     /// Requests refused with 503 while the trail was down (reported in `audit_resumed`).
     refused: AtomicU64,
+    /// Records queued and not yet taken by the writer.
+    queued: AtomicUsize,
 }
 
 enum Msg {
-    Record(Record, Option<Ack>),
-    Shutdown(std::sync::mpsc::Sender<()>),
+    Records(Batch),
+    Shutdown(Sender<()>),
 }
 
 /// The handle stages use to record; cheap to clone.
 #[derive(Clone)]
 pub struct Auditor {
-    tx: SyncSender<Msg>,
+    tx: Sender<Msg>,
+    courier: Arc<Courier>,
     health: Arc<Health>,
     fsync: FsyncMode,
+    capacity: usize,
 }
 
 impl std::fmt::Debug for Auditor {
@@ -114,17 +120,20 @@ impl Auditor {
         }
         w.append(&Record::Lifecycle(start))?;
         w.commit(true)?;
-        let (tx, rx) = sync_channel(cfg.queue_capacity.max(1));
-        let h = health.clone();
+        let (tx, rx) = channel();
+        let courier = Arc::<Courier>::default();
+        let (h, c) = (health.clone(), courier.clone());
         let thread = std::thread::Builder::new()
             .name("moat-audit".into())
-            .spawn(move || w.run(rx, h))
+            .spawn(move || w.run(&rx, &h, &c))
             .map_err(io_err(&cfg.dir))?;
         Ok((
             Self {
                 tx,
+                courier,
                 health,
                 fsync: cfg.fsync,
+                capacity: cfg.queue_capacity.max(1),
             },
             thread,
         ))
@@ -144,7 +153,7 @@ impl Auditor {
 
     /// Queues a record without waiting.
     pub fn record(&self, r: Record) -> Result<(), Unavailable> {
-        self.send(Msg::Record(r, None))
+        self.send(r, None)
     }
 
     /// Queues a record; in `always` mode the returned [`Durable`] resolves once it is on disk.
@@ -153,55 +162,55 @@ impl Auditor {
             return self.record(r).map(|()| Durable(None));
         }
         let (ack, rx) = tokio::sync::oneshot::channel();
-        self.send(Msg::Record(r, Some(ack)))?;
+        self.send(r, Some(ack))?;
         Ok(Durable(Some(rx)))
     }
 
-    fn send(&self, m: Msg) -> Result<(), Unavailable> {
-        match self.tx.try_send(m) {
-            Ok(()) => {
-                crate::metrics::METRICS.audit_queue_depth.inc();
-                Ok(())
-            }
-            Err(TrySendError::Full(_)) => {
-                self.health.overflowed.store(true, Ordering::Release);
-                self.health.lost.fetch_add(1, Ordering::AcqRel);
-                Err(Unavailable)
-            }
-            Err(TrySendError::Disconnected(_)) => {
-                self.health.io_failed.store(true, Ordering::Release);
-                self.health.lost.fetch_add(1, Ordering::AcqRel);
-                Err(Unavailable)
-            }
+    fn send(&self, r: Record, ack: Option<sync::Ack>) -> Result<(), Unavailable> {
+        if self.health.queued.fetch_add(1, Ordering::AcqRel) >= self.capacity {
+            self.health.queued.fetch_sub(1, Ordering::AcqRel);
+            self.health.overflowed.store(true, Ordering::Release);
+            self.health.lost.fetch_add(1, Ordering::AcqRel);
+            return Err(Unavailable);
         }
+        crate::metrics::METRICS.audit_queue_depth.inc();
+        if self.courier.post(&self.tx, r, ack) {
+            return Ok(());
+        }
+        self.health.io_failed.store(true, Ordering::Release);
+        self.health.lost.fetch_add(1, Ordering::AcqRel);
+        Err(Unavailable)
     }
 
     /// Writes a `stop` record and a final checkpoint, fsyncs, and ends the writer.
     pub fn shutdown(&self, stop: LifecycleRecord) {
+        let _ = self.send(Record::Lifecycle(stop), None);
+        let (done, wait) = channel();
         if self
-            .tx
-            .send(Msg::Record(Record::Lifecycle(stop), None))
-            .is_ok()
+            .courier
+            .send_after_queued(&self.tx, Msg::Shutdown(done))
         {
-            crate::metrics::METRICS.audit_queue_depth.inc();
-        }
-        let (done, wait) = std::sync::mpsc::channel();
-        if self.tx.send(Msg::Shutdown(done)).is_ok() {
             let _ = wait.recv_timeout(Duration::from_secs(10));
         }
     }
 }
 
 impl Writer {
-    fn run(mut self, rx: Receiver<Msg>, health: Arc<Health>) {
-        let syncers = Syncers::start(&health);
+    fn run(mut self, rx: &Receiver<Msg>, health: &Arc<Health>, courier: &Arc<Courier>) {
+        let syncers = Syncers::start(health, courier);
         self.deferred = self.cfg.fsync == FsyncMode::Always && syncers.running();
-        self.serve(&rx, &health, &syncers);
+        self.serve(rx, health, courier, &syncers);
         syncers.stop();
     }
 
-    fn serve(&mut self, rx: &Receiver<Msg>, health: &Arc<Health>, syncers: &Syncers) {
-        let mut acks: Vec<Ack> = Vec::new();
+    fn serve(
+        &mut self,
+        rx: &Receiver<Msg>,
+        health: &Arc<Health>,
+        courier: &Courier,
+        syncers: &Syncers,
+    ) {
+        let mut acks: Vec<sync::Ack> = Vec::new();
         loop {
             if self.deferred {
                 syncers.wait_for_idle(Duration::from_millis(5));
@@ -213,7 +222,7 @@ impl Writer {
                 Err(RecvTimeoutError::Disconnected) => return,
             };
             let mut shutdown = None;
-            let mut batch = Vec::new();
+            let mut batch: Batch = Vec::new();
             if let Some(m) = first {
                 if self.cfg.fsync != FsyncMode::Always && !matches!(m, Msg::Shutdown(_)) {
                     // Gather: senders do not wake a writer that is not waiting on the queue, so
@@ -221,54 +230,46 @@ impl Writer {
                     // (With `always`, responses wait for the write: no added delay.)
                     std::thread::sleep(GATHER);
                 }
-                batch.push(m);
-                // Group commit: everything already queued goes in the same write.
-                while batch.len() < 4096 {
-                    match rx.try_recv() {
-                        Ok(m) => batch.push(m),
-                        Err(_) => break,
+                // Group commit: everything already queued goes in the same write. A shutdown
+                // comes after every record queued before it.
+                let mut next = Some(m);
+                while let Some(m) = next.take() {
+                    match m {
+                        Msg::Records(records) if batch.is_empty() => batch = records,
+                        Msg::Records(mut records) => batch.append(&mut records),
+                        Msg::Shutdown(done) => {
+                            shutdown = Some(done);
+                            break;
+                        }
+                    }
+                    if batch.len() < 4096 {
+                        next = rx.try_recv().ok();
                     }
                 }
             }
-            let records = batch
-                .iter()
-                .filter(|m| matches!(m, Msg::Record(..)))
-                .count();
+            health.queued.fetch_sub(batch.len(), Ordering::AcqRel);
             crate::metrics::METRICS
                 .audit_queue_depth
-                .dec_by(i64::try_from(records).unwrap_or(i64::MAX));
+                .dec_by(i64::try_from(batch.len()).unwrap_or(i64::MAX));
             if health.io_failed.load(Ordering::Acquire) {
                 // Not writing: everything queued is lost (and counted) until recovery works.
-                for m in batch {
-                    match m {
-                        Msg::Record(_, ack) => {
-                            health.lost.fetch_add(1, Ordering::AcqRel);
-                            if let Some(a) = ack {
-                                let _ = a.send(false);
-                            }
-                        }
-                        Msg::Shutdown(done) => {
-                            let _ = done.send(());
-                            return;
-                        }
-                    }
+                health.lost.fetch_add(batch.len() as u64, Ordering::AcqRel);
+                courier.acknowledge(batch.into_iter().filter_map(|(_, a)| a).collect(), false);
+                if let Some(done) = shutdown {
+                    let _ = done.send(());
+                    return;
                 }
                 self.try_recover(health);
                 continue;
             }
             let started = Instant::now();
             let mut result = Ok(());
-            for m in batch {
-                match m {
-                    Msg::Record(r, ack) => {
-                        if result.is_ok() {
-                            result = self.append(&r);
-                        }
-                        if let Some(a) = ack {
-                            acks.push(a);
-                        }
-                    }
-                    Msg::Shutdown(done) => shutdown = Some(done),
+            for (r, ack) in batch {
+                if result.is_ok() {
+                    result = self.append(&r);
+                }
+                if let Some(a) = ack {
+                    acks.push(a);
                 }
             }
             if result.is_ok()
@@ -306,9 +307,7 @@ impl Writer {
                 self.buf.clear();
                 self.seg = None;
             }
-            for a in acks.drain(..) {
-                let _ = a.send(ok);
-            }
+            courier.acknowledge(std::mem::take(&mut acks), ok);
             if ok && health.overflowed.load(Ordering::Acquire) {
                 self.resume(health, "queue drained");
             }

@@ -13,7 +13,7 @@ use std::fs::File;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
 
-use super::Health;
+use super::{Courier, Health};
 
 /// A record's acknowledgement: `true` once it is durable, `false` if it could not be made so.
 pub(super) type Ack = tokio::sync::oneshot::Sender<bool>;
@@ -55,14 +55,14 @@ pub(super) struct Syncers {
 }
 
 impl Syncers {
-    pub(super) fn start(health: &Arc<Health>) -> Self {
+    pub(super) fn start(health: &Arc<Health>, courier: &Arc<Courier>) -> Self {
         let state = Arc::new(Shared::default());
         let threads = (0..SYNCERS)
             .filter_map(|i| {
-                let (state, health) = (state.clone(), health.clone());
+                let (state, health, courier) = (state.clone(), health.clone(), courier.clone());
                 std::thread::Builder::new()
                     .name(format!("moat-audit-sync{i}"))
-                    .spawn(move || run(&state, &health))
+                    .spawn(move || run(&state, &health, &courier))
                     .ok()
             })
             .collect();
@@ -110,7 +110,7 @@ impl Syncers {
     }
 }
 
-fn run(state: &Shared, health: &Health) {
+fn run(state: &Shared, health: &Health, courier: &Courier) {
     loop {
         let groups = {
             let mut p = state.lock();
@@ -152,9 +152,7 @@ fn run(state: &Shared, health: &Health) {
             if !ok {
                 health.lost.fetch_add(acks.len() as u64, Ordering::AcqRel);
             }
-            for a in acks {
-                let _ = a.send(ok);
-            }
+            courier.acknowledge(acks, ok);
         }
     }
 }
