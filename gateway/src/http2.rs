@@ -310,7 +310,16 @@ async fn handle(req: http::Request<RecvStream>, mut respond: SendResponse<Bytes>
         idle: route.http.body_idle_timeout,
         unreleased: 0,
     };
-    pipeline::serve(&mut stream, route, &ctx.peer, head, started).await;
+    // The request's state lives in its own allocation: the stream task stays small, so
+    // spawning and ending it does not copy the whole state (several KiB) around.
+    Box::pin(pipeline::serve(
+        &mut stream,
+        route,
+        &ctx.peer,
+        head,
+        started,
+    ))
+    .await;
 }
 
 /// One HTTP/2 stream, as the request sequence sees it.
