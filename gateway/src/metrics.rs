@@ -82,6 +82,8 @@ pub struct Metrics {
     pub audit_queue_depth: Gauge,
     /// Time the audit writer takes per batch (write, and fsync when it syncs).
     pub audit_write_seconds: Histogram,
+    /// Time a response waited for its audit record to be durable (`fsync = "always"`).
+    pub audit_durable_wait_seconds: Histogram,
 }
 
 fn request_histogram() -> Histogram {
@@ -152,6 +154,12 @@ impl Metrics {
             "Time the audit writer takes per batch",
             audit_write_seconds.clone(),
         );
+        let audit_durable_wait_seconds = Histogram::new(exponential_buckets(0.00001, 2.0, 20));
+        registry.register(
+            "audit_durable_wait_seconds",
+            "Time a response waited for its audit record to be on disk",
+            audit_durable_wait_seconds.clone(),
+        );
         Self {
             registry,
             requests,
@@ -163,6 +171,7 @@ impl Metrics {
             guard_refusals,
             audit_queue_depth,
             audit_write_seconds,
+            audit_durable_wait_seconds,
         }
     }
 

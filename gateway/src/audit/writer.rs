@@ -76,17 +76,22 @@ pub struct Unavailable;
 
 /// Resolves once a record is durable (in `always` mode) or queued (otherwise).
 #[derive(Debug)]
-pub struct Durable(Option<tokio::sync::oneshot::Receiver<bool>>);
+pub struct Durable(Option<(tokio::sync::oneshot::Receiver<bool>, std::time::Instant)>);
 
 impl Durable {
-    /// Waits; `Err` if the record could not be written.
+    /// Waits; `Err` if the record could not be written. The time waited since the record was
+    /// queued goes into `moat_audit_durable_wait_seconds`.
     pub async fn wait(self) -> Result<(), Unavailable> {
-        match self.0 {
-            None => Ok(()),
-            Some(rx) => match rx.await {
-                Ok(true) => Ok(()),
-                _ => Err(Unavailable),
-            },
+        let Some((rx, queued)) = self.0 else {
+            return Ok(());
+        };
+        let durable = rx.await;
+        crate::metrics::METRICS
+            .audit_durable_wait_seconds
+            .observe(queued.elapsed().as_secs_f64());
+        match durable {
+            Ok(true) => Ok(()),
+            _ => Err(Unavailable),
         }
     }
 }
@@ -163,7 +168,7 @@ impl Auditor {
         }
         let (ack, rx) = tokio::sync::oneshot::channel();
         self.send(r, Some(ack))?;
-        Ok(Durable(Some(rx)))
+        Ok(Durable(Some((rx, std::time::Instant::now()))))
     }
 
     fn send(&self, r: Record, ack: Option<sync::Ack>) -> Result<(), Unavailable> {

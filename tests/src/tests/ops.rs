@@ -162,6 +162,8 @@ async fn admin_metrics_pass_promtool_and_count_what_happened() {
         "moat_connections_active",
         "moat_audit_queue_depth",
         "moat_audit_write_seconds_count",
+        // Both forwarded requests waited for their records (the default `fsync = "always"`).
+        "moat_audit_durable_wait_seconds_count 2",
     ] {
         assert!(metrics.contains(want), "{want} missing from:\n{metrics}");
     }
