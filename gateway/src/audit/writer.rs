@@ -76,7 +76,7 @@ pub struct Unavailable;
 
 /// Resolves once a record is durable (in `always` mode) or queued (otherwise).
 #[derive(Debug)]
-pub struct Durable(Option<(tokio::sync::oneshot::Receiver<bool>, std::time::Instant)>);
+pub struct Durable(Option<(tokio::sync::oneshot::Receiver<bool>, Instant)>);
 
 impl Durable {
     /// Waits; `Err` if the record could not be written. The time waited since the record was
@@ -168,7 +168,7 @@ impl Auditor {
         }
         let (ack, rx) = tokio::sync::oneshot::channel();
         self.send(r, Some(ack))?;
-        Ok(Durable(Some((rx, std::time::Instant::now()))))
+        Ok(Durable(Some((rx, Instant::now()))))
     }
 
     fn send(&self, r: Record, ack: Option<sync::Ack>) -> Result<(), Unavailable> {
