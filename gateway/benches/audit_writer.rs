@@ -113,13 +113,13 @@ fn request(i: u64) -> Record {
         request_id: format!("{:032x}", u128::from(i).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
         listener: "127.0.0.1:8443".into(),
         client: format!("127.0.0.1:{}", 40_000 + i % 20_000),
-        tls: TlsFacts {
+        tls: Arc::new(TlsFacts {
             version: Some("TLSv1_3".into()),
             cipher: Some("TLS13_AES_256_GCM_SHA384".into()),
             sni: Some("localhost".into()),
             alpn: Some("http/1.1".into()),
             client_cert_sha256: None,
-        },
+        }),
         principal: None,
         principal_kind: None,
         method: "POST".into(),
@@ -135,10 +135,10 @@ fn request(i: u64) -> Record {
         duration_ms: 0.412,
         upstream_ms: Some(0.187),
         redactions: Default::default(),
-        guard: GuardFacts {
+        guard: Arc::new(GuardFacts {
             mode: "off".into(),
             allow_sha256: None,
-        },
+        }),
         failed: None,
         reason: None,
     }))

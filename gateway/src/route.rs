@@ -36,7 +36,7 @@ pub struct Route {
     /// Whether responses wait for their record to be durable (`fsync = "always"`).
     pub audit_waits: bool,
     /// The guard's state, stamped on request records.
-    pub guard: GuardFacts,
+    pub guard: Arc<GuardFacts>,
     /// Identity sources of this listener, in order.
     pub identity_sources: Vec<Source>,
     /// Verifies credentials.
@@ -96,7 +96,7 @@ pub struct Peer {
     /// Who opened it.
     pub client: ClientAddr,
     /// Its TLS session (empty for cleartext h2c and plain transparent connections).
-    pub tls: TlsFacts,
+    pub tls: Arc<TlsFacts>,
     /// The client certificate it presented, if any.
     pub cert: Option<PeerCert>,
 }

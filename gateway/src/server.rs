@@ -118,7 +118,7 @@ fn build(
             upstreams: upstreams.clone(),
             audit: audit.clone(),
             audit_waits: config.audit.fsync == crate::audit::FsyncMode::Always,
-            guard: guard.clone(),
+            guard: Arc::new(guard.clone()),
             identity_sources: l.identity.clone(),
             identifier: identifier.clone(),
             forward_identity: config.identity.forward_headers,

@@ -26,7 +26,7 @@ pub(crate) async fn serve_tls(
     let conn = tls.get_ref().1;
     let peer = Peer {
         client,
-        tls: tls_facts(conn),
+        tls: Arc::new(tls_facts(conn)),
         cert: conn
             .peer_certificates()
             .and_then(|c| c.first())
@@ -52,7 +52,7 @@ pub(crate) async fn serve_plain(
 ) {
     let peer = Peer {
         client,
-        tls: TlsFacts::default(),
+        tls: Arc::default(),
         cert: None,
     };
     if h2 {

@@ -57,8 +57,8 @@ pub struct RequestRecord {
     pub listener: String,
     /// Client IP and port.
     pub client: String,
-    /// TLS facts.
-    pub tls: TlsFacts,
+    /// TLS facts (shared by the connection's requests).
+    pub tls: std::sync::Arc<TlsFacts>,
     /// Authenticated principal, once identity exists.
     pub principal: Option<String>,
     /// Kind of principal (`mtls`, `jwt`, `api_key`).
@@ -89,8 +89,8 @@ pub struct RequestRecord {
     pub upstream_ms: Option<f64>,
     /// Values masked, per type and direction, once redaction exists.
     pub redactions: std::collections::BTreeMap<String, u64>,
-    /// Guard state.
-    pub guard: GuardFacts,
+    /// Guard state (shared by the listener's requests).
+    pub guard: std::sync::Arc<GuardFacts>,
     /// `downstream`, `upstream` or `internal` when the exchange failed.
     pub failed: Option<String>,
     /// Short reason for a failure (never content).
