@@ -182,6 +182,9 @@ impl Auditor {
         if self.courier.post(&self.tx, r, ack) {
             return Ok(());
         }
+        // The writer has ended: nothing was queued.
+        self.health.queued.fetch_sub(1, Ordering::AcqRel);
+        crate::metrics::METRICS.audit_queue_depth.dec();
         self.health.io_failed.store(true, Ordering::Release);
         self.health.lost.fetch_add(1, Ordering::AcqRel);
         Err(Unavailable)
