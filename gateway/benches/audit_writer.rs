@@ -112,7 +112,7 @@ fn request(i: u64) -> Record {
     Record::Request(Box::new(RequestRecord {
         request_id: format!("{:032x}", u128::from(i).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
         listener: "127.0.0.1:8443".into(),
-        client: format!("127.0.0.1:{}", 40_000 + i % 20_000),
+        client: format!("127.0.0.1:{}", 40_000 + i % 20_000).into(),
         tls: Arc::new(TlsFacts {
             version: Some("TLSv1_3".into()),
             cipher: Some("TLS13_AES_256_GCM_SHA384".into()),

@@ -101,7 +101,7 @@ async fn refuse<S: AsyncWrite + Unpin>(
     route: &Route,
 ) {
     let (method, path) = head.map_or((None, None), |h| request_line(h));
-    pipeline::record_refusal(route, r, method, path, &detail.to_string(), peer.client);
+    pipeline::record_refusal(route, r, method, path, &detail.to_string(), &peer.text);
     let mut out = BytesMut::new();
     r.write_h1(&mut out, None);
     let _ = io.write_all(&out).await;

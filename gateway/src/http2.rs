@@ -29,7 +29,7 @@ use crate::error::{DownstreamError, Reject, Side};
 use crate::pipeline;
 use crate::protocol::h1::H1Error;
 use crate::protocol::io::send_flow_controlled;
-use crate::protocol::{BodyKind, ClientAddr, RequestHead, ResponseHead, Version};
+use crate::protocol::{BodyKind, ClientText, RequestHead, ResponseHead, Version};
 use crate::route::{Peer, Route, Routes};
 
 /// What every stream of one connection shares.
@@ -43,7 +43,7 @@ pub async fn serve<S>(io: S, peer: Peer, mut routes: Routes)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let client = peer.client;
+    let client = peer.text.clone();
     let route = routes.current().clone();
     let l = &route.http2;
     let mut builder = h2::server::Builder::new();
@@ -60,7 +60,7 @@ where
     {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
-            connection_error(&route, client, &e);
+            connection_error(&route, &client, &e);
             return;
         }
         Err(_) => return,
@@ -100,7 +100,7 @@ where
         let next = tokio::select! {
             n = timeout(wait, conn.accept()) => n,
             () = dead.notified(), if deadline.is_none() => {
-                tracing::debug!(client = %client.0, "HTTP/2 keep-alive PING unanswered: closing");
+                tracing::debug!(client = %client.addr, "HTTP/2 keep-alive PING unanswered: closing");
                 conn.abrupt_shutdown(h2::Reason::NO_ERROR);
                 deadline = Some(Instant::now() + Duration::from_secs(1));
                 continue;
@@ -143,7 +143,7 @@ where
                 });
             }
             Some(Err(e)) => {
-                connection_error(&route, client, &e);
+                connection_error(&route, &client, &e);
                 break;
             }
         }
@@ -177,7 +177,7 @@ impl Drop for Counted {
 }
 
 /// A connection ended by a protocol error or a tripped limit: logged and recorded.
-fn connection_error(route: &Route, client: ClientAddr, e: &h2::Error) {
+fn connection_error(route: &Route, client: &ClientText, e: &h2::Error) {
     if e.is_io() && !e.is_go_away() {
         // The client went away.
         return;
@@ -290,14 +290,7 @@ async fn handle(req: http::Request<RecvStream>, mut respond: SendResponse<Bytes>
             let r = Reject::from(&e);
             let (method, path) = (parts.method.to_string(), parts.uri.path().to_owned());
             let detail = e.to_string();
-            pipeline::record_refusal(
-                route,
-                &r,
-                Some(method),
-                Some(path),
-                &detail,
-                ctx.peer.client,
-            );
+            pipeline::record_refusal(route, &r, Some(method), Some(path), &detail, &ctx.peer.text);
             return send_reject(&mut respond, &r, None);
         }
     };

@@ -18,20 +18,20 @@ use prometheus_client::registry::Registry;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     /// Listener name.
-    pub listener: String,
+    pub listener: std::sync::Arc<str>,
     /// `http/1.1` or `h2`.
     pub protocol: &'static str,
     /// Status sent to the client (0 when none was).
     pub status: u16,
     /// The policy rule that allowed it.
-    pub rule: String,
+    pub rule: std::sync::Arc<str>,
 }
 
 /// Labels of a duration.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ListenerLabels {
     /// Listener name.
-    pub listener: String,
+    pub listener: std::sync::Arc<str>,
 }
 
 /// Labels of a refused request.

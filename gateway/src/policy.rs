@@ -20,8 +20,8 @@ pub enum Action {
 /// One `[[policy.rules]]` entry. Every list is "any of"; an empty list matches anything.
 #[derive(Debug, Clone)]
 pub struct Rule {
-    /// Rule id, recorded with every decision it makes.
-    pub id: String,
+    /// Rule id, recorded with every decision it makes (shared with them, not copied).
+    pub id: std::sync::Arc<str>,
     /// Principal kinds.
     pub kinds: Vec<PrincipalKind>,
     /// Principal ids (`*` wildcards).
@@ -45,9 +45,9 @@ pub struct Rule {
     /// What to do.
     pub action: Action,
     /// Upstream to use (allow only; default: the listener's).
-    pub upstream: Option<String>,
+    pub upstream: Option<std::sync::Arc<str>>,
     /// Redaction profile applied to allowed requests (none: no redaction).
-    pub redaction: Option<String>,
+    pub redaction: Option<std::sync::Arc<str>>,
 }
 
 /// The facts a rule is matched against.
@@ -73,14 +73,18 @@ pub struct Decision {
     /// Allow or deny.
     pub action: Action,
     /// The rule that decided, or `default-deny`.
-    pub rule: String,
+    pub rule: std::sync::Arc<str>,
     /// Upstream named by the rule.
-    pub upstream: Option<String>,
+    pub upstream: Option<std::sync::Arc<str>>,
     /// Redaction profile named by the rule.
-    pub redaction: Option<String>,
+    pub redaction: Option<std::sync::Arc<str>>,
     /// Why, for the audit record (never shown to the client).
-    pub reason: String,
+    pub reason: std::borrow::Cow<'static, str>,
 }
+
+/// The rule named when no rule matched: one string, shared by every such refusal.
+static DEFAULT_DENY: std::sync::LazyLock<std::sync::Arc<str>> =
+    std::sync::LazyLock::new(|| std::sync::Arc::from("default-deny"));
 
 /// The rules and moat's own region.
 #[derive(Debug, Clone, Default)]
@@ -105,7 +109,7 @@ impl Policy {
                 continue;
             }
             if rule.require_region && !self.region_ok(f.principal) {
-                region_miss.get_or_insert(&rule.id);
+                region_miss.get_or_insert(&*rule.id);
                 continue;
             }
             return Decision {
@@ -121,7 +125,7 @@ impl Policy {
         }
         Decision {
             action: Action::Deny,
-            rule: "default-deny".into(),
+            rule: DEFAULT_DENY.clone(),
             upstream: None,
             redaction: None,
             reason: match region_miss {
@@ -129,7 +133,8 @@ impl Policy {
                     "region mismatch: rule {id} requires region {}, caller may use [{}]",
                     self.region.as_deref().unwrap_or("(unset)"),
                     f.principal.regions.join(", ")
-                ),
+                )
+                .into(),
                 None => "no rule matched".into(),
             },
         }
@@ -166,17 +171,21 @@ impl Policy {
 
 /// `*` matches any run of characters.
 pub fn glob(pattern: &str, value: &str) -> bool {
-    let parts: Vec<&str> = pattern.split('*').collect();
-    if parts.len() == 1 {
+    let (Some((first, _)), Some((_, last))) = (pattern.split_once('*'), pattern.rsplit_once('*'))
+    else {
         return pattern == value;
-    }
-    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    };
     if !value.starts_with(first) || value.len() < first.len() + last.len() || !value.ends_with(last)
     {
         return false;
     }
+    if first.len() + last.len() + 1 == pattern.len() {
+        // One `*`.
+        return true;
+    }
     let mut rest = &value[first.len()..value.len() - last.len()];
-    for mid in &parts[1..parts.len() - 1] {
+    // The parts between the first `*` and the last, in order.
+    for mid in pattern[first.len() + 1..pattern.len() - last.len() - 1].split('*') {
         match rest.find(mid) {
             Some(i) => rest = &rest[i + mid.len()..],
             None => return false,
@@ -186,12 +195,16 @@ pub fn glob(pattern: &str, value: &str) -> bool {
 }
 
 fn host_matches(pattern: &str, host: &str) -> bool {
-    let host = host.to_ascii_lowercase();
     match pattern.strip_prefix("*.") {
-        Some(suffix) => host
-            .strip_suffix(suffix)
-            .is_some_and(|h| h.ends_with('.') && h.len() > 1),
-        None => pattern.eq_ignore_ascii_case(&host),
+        // At least one label before the suffix: `a.example` matches `*.example`, `.example`
+        // and `example` do not.
+        Some(suffix) => {
+            let (h, s) = (host.as_bytes(), suffix.as_bytes());
+            h.len() > s.len() + 1
+                && h[h.len() - s.len() - 1] == b'.'
+                && h[h.len() - s.len()..].eq_ignore_ascii_case(s)
+        }
+        None => pattern.eq_ignore_ascii_case(host),
     }
 }
 
@@ -305,7 +318,7 @@ mod tests {
         let p = principal(PrincipalKind::ApiKey, "batch", &[], &[]);
         let d = Policy::default().decide(&facts(&p, "/v1/models", None));
         assert_eq!(
-            (d.action, d.rule.as_str(), d.reason.as_str()),
+            (d.action, &*d.rule, &*d.reason),
             (Action::Deny, "default-deny", "no rule matched")
         );
     }
@@ -321,8 +334,14 @@ mod tests {
         };
         let batch = principal(PrincipalKind::ApiKey, "batch", &[], &[]);
         let other = principal(PrincipalKind::ApiKey, "other", &[], &[]);
-        assert_eq!(policy.decide(&facts(&batch, "/", None)).rule, "deny-batch");
-        assert_eq!(policy.decide(&facts(&other, "/", None)).rule, "allow-all");
+        assert_eq!(
+            policy.decide(&facts(&batch, "/", None)).rule.as_ref(),
+            "deny-batch"
+        );
+        assert_eq!(
+            policy.decide(&facts(&other, "/", None)).rule.as_ref(),
+            "allow-all"
+        );
     }
 
     #[test]
@@ -480,5 +499,22 @@ mod tests {
         assert!(!glob("gpt-*", "claude"));
         assert!(glob("a*b*c", "axxbyyc"));
         assert!(!glob("a*b*c", "axxc"));
+        assert!(glob("a*b*c*d", "a1b2c3d"));
+        assert!(!glob("a*b*c*d", "a1c2b3d"));
+        assert!(glob("**", ""));
+        assert!(glob("a**b", "ab"));
+        assert!(!glob("ab*ba", "aba"));
+        assert!(!glob("exact", "exact-not"));
+    }
+
+    #[test]
+    fn host_patterns() {
+        assert!(host_matches("*.example", "a.example"));
+        assert!(host_matches("*.example", "A.B.Example"));
+        assert!(!host_matches("*.example", ".example"));
+        assert!(!host_matches("*.example", "example"));
+        assert!(!host_matches("*.example", "aexample"));
+        assert!(host_matches("model.example", "MODEL.example"));
+        assert!(!host_matches("model.example", "model.example.evil"));
     }
 }

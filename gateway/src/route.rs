@@ -11,7 +11,7 @@ use crate::config::{Http2Config, HttpConfig};
 use crate::identity::{Identifier, PeerCert, Source};
 use crate::policy::Policy;
 use crate::protocol::h1::Limits;
-use crate::protocol::ClientAddr;
+use crate::protocol::{ClientAddr, ClientText};
 use crate::redact::Profile;
 use crate::upstream::Upstream;
 
@@ -19,8 +19,8 @@ use crate::upstream::Upstream;
 /// started with.
 #[derive(Debug, Clone)]
 pub struct Route {
-    /// Listener name, for logs.
-    pub listener: String,
+    /// Listener name, for logs, records and metric labels (shared by them).
+    pub listener: Arc<str>,
     /// HTTP limits and timeouts.
     pub http: HttpConfig,
     /// HTTP/2 limits.
@@ -28,7 +28,7 @@ pub struct Route {
     /// Becomes true when moat shuts down: connections finish what is in flight and close.
     pub drain: tokio::sync::watch::Receiver<bool>,
     /// Upstream used unless the deciding policy rule names another.
-    pub default_upstream: String,
+    pub default_upstream: Arc<str>,
     /// Every upstream, by name.
     pub upstreams: Arc<HashMap<String, Arc<Upstream>>>,
     /// The audit trail.
@@ -95,8 +95,23 @@ impl Routes {
 pub struct Peer {
     /// Who opened it.
     pub client: ClientAddr,
+    /// The same, as text: formatted once for the connection, shared by its requests' records
+    /// and forwarding headers.
+    pub text: ClientText,
     /// Its TLS session (empty for cleartext h2c and plain transparent connections).
     pub tls: Arc<TlsFacts>,
     /// The client certificate it presented, if any.
     pub cert: Option<PeerCert>,
+}
+
+impl Peer {
+    /// A connection from `client`.
+    pub fn new(client: ClientAddr, tls: Arc<TlsFacts>, cert: Option<PeerCert>) -> Self {
+        Self {
+            client,
+            text: ClientText::of(client),
+            tls,
+            cert,
+        }
+    }
 }

@@ -110,11 +110,11 @@ fn build(
             )?,
         };
         let route = Arc::new(Route {
-            listener: l.name.clone(),
+            listener: l.name.as_str().into(),
             http: config.http.clone(),
             http2: config.http2.clone(),
             drain: drain.clone(),
-            default_upstream: l.upstream.clone(),
+            default_upstream: l.upstream.as_str().into(),
             upstreams: upstreams.clone(),
             audit: audit.clone(),
             audit_waits: config.audit.fsync == crate::audit::FsyncMode::Always,
@@ -127,7 +127,7 @@ fn build(
             request_seconds: crate::metrics::METRICS
                 .request_seconds
                 .get_or_create(&crate::metrics::ListenerLabels {
-                    listener: l.name.clone(),
+                    listener: l.name.as_str().into(),
                 })
                 .clone(),
         });
@@ -384,7 +384,7 @@ async fn accept_loop(
                             None,
                             None,
                             &e.to_string(),
-                            ClientAddr(peer),
+                            &crate::protocol::ClientText::of(ClientAddr(peer)),
                         );
                         return;
                     }

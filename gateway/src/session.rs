@@ -24,16 +24,15 @@ pub(crate) async fn serve_tls(
     updates: watch::Receiver<Arc<Route>>,
 ) {
     let conn = tls.get_ref().1;
-    let peer = Peer {
+    let peer = Peer::new(
         client,
-        tls: Arc::new(tls_facts(conn)),
-        cert: conn
-            .peer_certificates()
+        Arc::new(tls_facts(conn)),
+        conn.peer_certificates()
             .and_then(|c| c.first())
             .map(|c| PeerCert {
                 der: c.as_ref().to_vec(),
             }),
-    };
+    );
     if conn.alpn_protocol() == Some(b"h2") {
         // Boxed: the HTTP/1.1 connection's state does not have to make room for HTTP/2's.
         Box::pin(crate::http2::serve(tls, peer, Routes::new(route, updates))).await;
@@ -50,11 +49,7 @@ pub(crate) async fn serve_plain(
     route: Arc<Route>,
     updates: watch::Receiver<Arc<Route>>,
 ) {
-    let peer = Peer {
-        client,
-        tls: Arc::default(),
-        cert: None,
-    };
+    let peer = Peer::new(client, Arc::default(), None);
     if h2 {
         crate::http2::serve(tcp, peer, Routes::new(route, updates)).await;
     } else {

@@ -64,7 +64,14 @@ fn refuse(route: &Route, client: ClientAddr, kind: &'static str, detail: String)
         message: "connection refused",
         side: Side::Downstream,
     };
-    crate::pipeline::record_refusal(route, &r, None, None, &detail, client);
+    crate::pipeline::record_refusal(
+        route,
+        &r,
+        None,
+        None,
+        &detail,
+        &crate::protocol::ClientText::of(client),
+    );
 }
 
 /// Serves one redirected connection.
@@ -95,7 +102,7 @@ pub async fn serve(
     // The connection goes to the upstream it was meant for (a policy rule may still name
     // another).
     let mut meant = (*route).clone();
-    meant.default_upstream = upstream;
+    meant.default_upstream = upstream.into();
     let route = Arc::new(meant);
     let mut first = [0u8; 24];
     let n = match tokio::time::timeout(route.http.header_timeout, tcp.peek(&mut first)).await {
@@ -229,7 +236,7 @@ async fn pass(
     sni: Option<String>,
 ) {
     let started = tokio::time::Instant::now();
-    let Some(upstream) = route.upstreams.get(&route.default_upstream) else {
+    let Some(upstream) = route.upstreams.get(&*route.default_upstream) else {
         return;
     };
     let (bytes_in, bytes_out, failed) = match upstream.connect().await {
@@ -246,7 +253,7 @@ async fn pass(
         listener: route.listener.clone(),
         client: client.0.to_string(),
         destination: dst.to_string(),
-        upstream: format!("{}@{}", upstream.name, upstream.config().address),
+        upstream: upstream.label.to_string(),
         protocol: protocol.to_owned(),
         sni,
         bytes_in,

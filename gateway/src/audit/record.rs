@@ -1,6 +1,9 @@
 //! Audit record bodies. Metadata only: who, what route, which decision, how much, how long —
 //! never a header value, a query string or a byte of any body. Schema in `docs/audit.md`.
 
+use std::borrow::Cow;
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 /// Schema version written in every record's `v`.
@@ -54,17 +57,17 @@ pub struct RequestRecord {
     /// moat's request id (also sent upstream and to the client).
     pub request_id: String,
     /// Listener name.
-    pub listener: String,
-    /// Client IP and port.
-    pub client: String,
+    pub listener: Arc<str>,
+    /// Client IP and port (shared by the connection's requests).
+    pub client: Arc<str>,
     /// TLS facts (shared by the connection's requests).
-    pub tls: std::sync::Arc<TlsFacts>,
+    pub tls: Arc<TlsFacts>,
     /// Authenticated principal, once identity exists.
     pub principal: Option<String>,
     /// Kind of principal (`mtls`, `jwt`, `api_key`).
-    pub principal_kind: Option<String>,
+    pub principal_kind: Option<Cow<'static, str>>,
     /// Method.
-    pub method: String,
+    pub method: Cow<'static, str>,
     /// Host header value.
     pub host: String,
     /// Path without the query.
@@ -72,11 +75,11 @@ pub struct RequestRecord {
     /// Model name, when known.
     pub model: Option<String>,
     /// Policy rule that decided, once policy exists.
-    pub rule: Option<String>,
+    pub rule: Option<Arc<str>>,
     /// Decision (`allow` until policy exists).
-    pub decision: String,
+    pub decision: Cow<'static, str>,
     /// Upstream name and address.
-    pub upstream: String,
+    pub upstream: Arc<str>,
     /// Status sent to the client (0 if none was sent).
     pub status: u16,
     /// Request body bytes received.
@@ -90,9 +93,9 @@ pub struct RequestRecord {
     /// Values masked, per type and direction, once redaction exists.
     pub redactions: std::collections::BTreeMap<String, u64>,
     /// Guard state (shared by the listener's requests).
-    pub guard: std::sync::Arc<GuardFacts>,
+    pub guard: Arc<GuardFacts>,
     /// `downstream`, `upstream` or `internal` when the exchange failed.
-    pub failed: Option<String>,
+    pub failed: Option<Cow<'static, str>>,
     /// Short reason for a failure (never content).
     pub reason: Option<String>,
 }
@@ -103,9 +106,9 @@ pub struct RejectRecord {
     /// Request id, when the head was parsed far enough to assign one.
     pub request_id: Option<String>,
     /// Listener name.
-    pub listener: String,
+    pub listener: Arc<str>,
     /// Client IP and port.
-    pub client: String,
+    pub client: Arc<str>,
     /// Status sent (0 if the connection was just closed).
     pub status: u16,
     /// Machine-readable reason (`bad_request`, `request_header_too_large`, `request_timeout`, …).
@@ -119,9 +122,9 @@ pub struct RejectRecord {
     /// The principal, when identity succeeded (policy refusals).
     pub principal: Option<String>,
     /// Kind of the principal.
-    pub principal_kind: Option<String>,
+    pub principal_kind: Option<Cow<'static, str>>,
     /// The policy rule that decided (`default-deny` when none matched).
-    pub rule: Option<String>,
+    pub rule: Option<Arc<str>>,
 }
 
 /// A connection moat passed through as bytes (transparent mode: TLS it holds no certificate
@@ -129,7 +132,7 @@ pub struct RejectRecord {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ConnectionRecord {
     /// Listener name.
-    pub listener: String,
+    pub listener: Arc<str>,
     /// Client address and port.
     pub client: String,
     /// Where the client meant to connect (the original destination).

@@ -29,7 +29,7 @@ fn life(event: &str) -> LifecycleRecord {
 fn reject(i: u64) -> Record {
     Record::Reject(Box::new(RejectRecord {
         listener: "l".into(),
-        client: format!("127.0.0.1:{i}"),
+        client: format!("127.0.0.1:{i}").into(),
         status: 400,
         reason: "bad_request".into(),
         ..RejectRecord::default()

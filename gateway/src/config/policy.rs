@@ -22,7 +22,7 @@ impl Validator<'_> {
         let mut rules: Vec<Rule> = Vec::new();
         for (i, r) in raw.rules.iter().enumerate() {
             let p = format!("policy.rules.{i}");
-            if r.id.is_empty() || rules.iter().any(|x| x.id == r.id) {
+            if r.id.is_empty() || rules.iter().any(|x| *x.id == *r.id) {
                 return Err(self.invalid(
                     &format!("{p}.id"),
                     &r.id,
@@ -100,7 +100,7 @@ impl Validator<'_> {
                 ));
             }
             rules.push(Rule {
-                id: r.id.clone(),
+                id: r.id.as_str().into(),
                 attributes: r.attributes.clone(),
                 kinds,
                 principals: r.principals.clone(),
@@ -112,8 +112,8 @@ impl Validator<'_> {
                 models: r.models.clone(),
                 require_region,
                 action,
-                upstream: r.upstream.clone(),
-                redaction: r.redaction.clone(),
+                upstream: r.upstream.as_deref().map(Into::into),
+                redaction: r.redaction.as_deref().map(Into::into),
             });
         }
         let warnings = shadowed(&rules);

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use crate::downstream::Downstream;
 use crate::error::{DownstreamError, Reject};
 use crate::protocol::h1::H1Error;
-use crate::protocol::{BodyKind, ClientAddr, RequestHead};
+use crate::protocol::{BodyKind, ClientText, RequestHead};
 use crate::route::{Peer, Route};
 use crate::telemetry::millis;
 use crate::upstream::Outgoing;
@@ -46,7 +46,7 @@ pub(crate) async fn serve<D: Downstream>(
     let refused = Refused {
         route,
         request_id: &request_id,
-        client,
+        client: &peer.text,
     };
 
     // Canonical path: what policy matches must be what the upstream routes.
@@ -127,7 +127,7 @@ pub(crate) async fn serve<D: Downstream>(
     let outgoing = Outgoing {
         head: &req,
         request_id: &request_id,
-        client,
+        client: &peer.text,
         identity: route.forward_identity.then_some(&principal),
         first,
         streaming,
@@ -184,7 +184,7 @@ pub(crate) async fn serve<D: Downstream>(
 struct Refused<'a> {
     route: &'a Route,
     request_id: &'a str,
-    client: ClientAddr,
+    client: &'a ClientText,
 }
 
 impl Refused<'_> {

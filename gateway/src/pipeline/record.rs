@@ -7,7 +7,7 @@ use crate::audit::record::{RejectRecord, RequestRecord};
 use crate::audit::Record;
 use crate::error::{Failure, Reject, Side};
 use crate::identity::Principal;
-use crate::protocol::{ClientAddr, RequestHead};
+use crate::protocol::{ClientAddr, ClientText, RequestHead};
 use crate::route::{Peer, Route};
 
 use super::stages::{Authorized, Denied};
@@ -18,12 +18,12 @@ pub(crate) fn record_denial(
     d: &Denied,
     req: &RequestHead,
     request_id: &str,
-    client: ClientAddr,
+    client: &ClientText,
 ) {
     crate::metrics::METRICS.refused(&route.listener, d.reject.kind, d.reject.status.as_u16());
     tracing::info!(
         target: "moat::access",
-        client = %client.0.ip(),
+        client = %client.ip,
         method = %req.method,
         path = req.path(),
         status = d.reject.status.as_u16(),
@@ -36,14 +36,14 @@ pub(crate) fn record_denial(
     let _ = route.audit.record(Record::Reject(Box::new(RejectRecord {
         request_id: Some(request_id.to_owned()),
         listener: route.listener.clone(),
-        client: client.0.to_string(),
+        client: client.addr.clone(),
         status: d.reject.status.as_u16(),
         reason: d.reject.kind.to_owned(),
         detail: Some(d.reason.clone()),
         method: Some(req.method.to_string()),
         path: Some(req.path().to_owned()),
         principal: d.principal.as_ref().map(|p| p.id.clone()),
-        principal_kind: d.principal.as_ref().map(|p| p.kind.as_str().to_owned()),
+        principal_kind: d.principal.as_ref().map(|p| p.kind.as_str().into()),
         rule: d.rule.clone(),
     })));
 }
@@ -55,19 +55,19 @@ pub(crate) fn record_refusal(
     method: Option<String>,
     path: Option<String>,
     detail: &str,
-    client: ClientAddr,
+    client: &ClientText,
 ) {
     crate::metrics::METRICS.refused(&route.listener, r.kind, r.status.as_u16());
     if r.side == Side::Downstream {
         // Client-caused: info, so a client cannot raise the log's alarm level at will.
-        tracing::info!(target: "moat::access", client = %client.0.ip(), status = r.status.as_u16(), reason = r.kind, detail, "request refused");
+        tracing::info!(target: "moat::access", client = %client.ip, status = r.status.as_u16(), reason = r.kind, detail, "request refused");
     } else {
-        tracing::warn!(target: "moat::access", client = %client.0.ip(), status = r.status.as_u16(), reason = r.kind, detail, "request refused");
+        tracing::warn!(target: "moat::access", client = %client.ip, status = r.status.as_u16(), reason = r.kind, detail, "request refused");
     }
     let _ = route.audit.record(Record::Reject(Box::new(RejectRecord {
         request_id: None,
         listener: route.listener.clone(),
-        client: client.0.to_string(),
+        client: client.addr.clone(),
         status: r.status.as_u16(),
         reason: r.kind.to_owned(),
         detail: Some(detail.to_owned()),
@@ -145,17 +145,17 @@ pub(crate) fn request_record(
     Record::Request(Box::new(RequestRecord {
         request_id: request_id.to_owned(),
         listener: route.listener.clone(),
-        client: peer.client.0.to_string(),
+        client: peer.text.addr.clone(),
         tls: peer.tls.clone(),
         principal: Some(principal.id.clone()),
-        principal_kind: Some(principal.kind.as_str().to_owned()),
-        method: req.method.to_string(),
+        principal_kind: Some(principal.kind.as_str().into()),
+        method: crate::protocol::method_name(&req.method),
         host: String::from_utf8_lossy(&req.host).into_owned(),
         path: req.path().to_owned(),
         model: model.map(str::to_owned),
         rule: Some(auth.rule.clone()),
         decision: "allow".into(),
-        upstream: format!("{}@{}", auth.upstream_name, auth.upstream.config().address),
+        upstream: auth.upstream.label.clone(),
         status: done.status,
         bytes_in: done.bytes_in,
         bytes_out: done.bytes_out,
@@ -172,7 +172,7 @@ pub(crate) fn request_record(
             )
             .collect(),
         guard: route.guard.clone(),
-        failed: done.error.map(|f| f.side().as_str().to_owned()),
+        failed: done.error.map(|f| f.side().as_str().into()),
         reason: done
             .error
             .map(ToString::to_string)

@@ -30,7 +30,7 @@ pub(crate) struct Denied {
     /// Who asked, when known.
     pub principal: Option<Box<Principal>>,
     /// The deciding rule, when one decided.
-    pub rule: Option<String>,
+    pub rule: Option<Arc<str>>,
 }
 
 /// Identity: who is asking. A failure is a 401 with a generic body; the reason is audited.
@@ -120,9 +120,7 @@ pub(crate) async fn read_rest<D: Downstream>(
 #[derive(Debug)]
 pub(crate) struct Authorized {
     /// The deciding rule.
-    pub rule: String,
-    /// The upstream's name.
-    pub upstream_name: String,
+    pub rule: Arc<str>,
     /// The upstream.
     pub upstream: Arc<Upstream>,
     /// The rule's redaction profile.
@@ -154,24 +152,23 @@ pub(crate) fn authorize(
         rule: Some(decision.rule.clone()),
     };
     if decision.action == Action::Deny {
-        return Err(denied(decision.reason.clone()));
+        return Err(denied(decision.reason.clone().into_owned()));
     }
     let upstream_name = decision
         .upstream
-        .clone()
-        .unwrap_or_else(|| route.default_upstream.clone());
-    let Some(upstream) = route.upstreams.get(&upstream_name).cloned() else {
+        .as_deref()
+        .unwrap_or(&route.default_upstream);
+    let Some(upstream) = route.upstreams.get(upstream_name).cloned() else {
         // Validation guarantees rules and listeners name existing upstreams.
         return Err(denied(format!("unknown upstream {upstream_name}")));
     };
     let profile = decision
         .redaction
         .as_ref()
-        .and_then(|n| route.profiles.get(n))
+        .and_then(|n| route.profiles.get(&**n))
         .cloned();
     Ok(Authorized {
         rule: decision.rule,
-        upstream_name,
         upstream,
         profile,
     })
@@ -195,7 +192,7 @@ pub(crate) fn redact_request(
     raw: Bytes,
     st: &mut crate::redact::State,
     principal: &Principal,
-    rule: &str,
+    rule: &Arc<str>,
     http: &crate::config::HttpConfig,
 ) -> Result<Inspected, Denied> {
     use crate::coding::{decode_all, Coding, Limits};
@@ -203,7 +200,7 @@ pub(crate) fn redact_request(
         reject,
         reason,
         principal: Some(Box::new(principal.clone())),
-        rule: Some(rule.to_owned()),
+        rule: Some(rule.clone()),
     };
     let raw = match Coding::of(&req.headers) {
         Ok(None) => raw,
@@ -234,24 +231,47 @@ pub(crate) fn redact_request(
             reject: Reject::UNPROCESSABLE,
             reason: e.to_string(),
             principal: Some(Box::new(principal.clone())),
-            rule: Some(rule.to_owned()),
+            rule: Some(rule.clone()),
         }),
     }
 }
 
-/// The Host value without a port, lower-cased.
-pub(crate) fn host_without_port(host: &[u8]) -> String {
-    let h = String::from_utf8_lossy(host).to_ascii_lowercase();
-    if h.starts_with('[') {
-        return h.split(']').next().map(|s| format!("{s}]")).unwrap_or(h);
-    }
-    h.rsplit_once(':').map_or(h.clone(), |(name, port)| {
-        if port.bytes().all(|b| b.is_ascii_digit()) {
-            name.to_owned()
-        } else {
-            h.clone()
+/// The Host value without a port, lower-cased (borrowed when it already is).
+pub(crate) fn host_without_port(host: &[u8]) -> std::borrow::Cow<'_, str> {
+    use std::borrow::Cow;
+    let h = String::from_utf8_lossy(host);
+    let name = if h.starts_with('[') {
+        // An IPv6 literal: up to and including the `]`.
+        match h.find(']') {
+            Some(i) => slice(h, ..i + 1),
+            None => h,
         }
-    })
+    } else {
+        match h.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => {
+                let n = name.len();
+                slice(h, ..n)
+            }
+            _ => h,
+        }
+    };
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(name.to_ascii_lowercase())
+    } else {
+        name
+    }
+}
+
+/// The start of `s`, borrowed when `s` is.
+fn slice(s: std::borrow::Cow<'_, str>, r: std::ops::RangeTo<usize>) -> std::borrow::Cow<'_, str> {
+    use std::borrow::Cow;
+    match s {
+        Cow::Borrowed(b) => Cow::Borrowed(&b[r]),
+        Cow::Owned(mut o) => {
+            o.truncate(r.end);
+            Cow::Owned(o)
+        }
+    }
 }
 
 /// The request id moat sets: the client's when trusted and well-formed, else a new random one.
@@ -268,5 +288,61 @@ pub(crate) fn request_id(req: &RequestHead, trust: bool) -> String {
             }
         }
     }
-    format!("{:032x}", rand::random::<u128>())
+    let mut id = String::with_capacity(32);
+    crate::audit::hex_into(&mut id, &rand::random::<u128>().to_be_bytes());
+    id
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use super::{host_without_port, request_id};
+    use crate::protocol::{BodyKind, RequestHead, Version};
+
+    #[test]
+    fn request_ids_are_random_hex_or_the_trusted_clients() {
+        let mut req = RequestHead {
+            method: http::Method::GET,
+            target: bytes::Bytes::from_static(b"/"),
+            version: Version::Http11,
+            headers: http::HeaderMap::new(),
+            host: bytes::Bytes::from_static(b"h"),
+            body: BodyKind::Empty,
+            keep_alive: true,
+            expect_continue: false,
+        };
+        let (a, b) = (request_id(&req, false), request_id(&req, false));
+        assert_eq!(a.len(), 32);
+        assert!(
+            a.bytes()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)),
+            "{a}"
+        );
+        assert_ne!(a, b);
+        req.headers
+            .insert("x-request-id", "abc-123".parse().expect("value"));
+        assert_eq!(request_id(&req, true), "abc-123");
+        assert_ne!(request_id(&req, false), "abc-123");
+    }
+
+    #[test]
+    fn host_without_port_lowercases_and_borrows_when_it_can() {
+        for (host, want) in [
+            ("model.example", "model.example"),
+            ("model.example:8443", "model.example"),
+            ("Model.EXAMPLE:8443", "model.example"),
+            ("[::1]:443", "[::1]"),
+            ("[::1]", "[::1]"),
+            ("host:abc", "host:abc"),
+            ("", ""),
+        ] {
+            assert_eq!(host_without_port(host.as_bytes()), want, "{host}");
+        }
+        assert!(matches!(
+            host_without_port(b"model.example:8443"),
+            Cow::Borrowed(_)
+        ));
+        assert!(matches!(host_without_port(b"Model.example"), Cow::Owned(_)));
+    }
 }

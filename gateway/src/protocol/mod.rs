@@ -16,6 +16,44 @@ use bytes::Bytes;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddr(pub SocketAddr);
 
+/// A client address as the records and the forwarding headers write it.
+#[derive(Debug, Clone)]
+pub struct ClientText {
+    /// `ip:port` (`[ip]:port` for IPv6), as audit records carry it.
+    pub addr: std::sync::Arc<str>,
+    /// The IP, as `X-Forwarded-For` carries it.
+    pub ip: std::sync::Arc<str>,
+    /// The IP as `Forwarded: for=` carries it (RFC 7239: an IPv6 address quoted, in brackets).
+    pub forwarded_for: std::sync::Arc<str>,
+}
+
+impl ClientText {
+    /// The texts of `client`.
+    pub fn of(client: ClientAddr) -> Self {
+        let ip = client.0.ip();
+        let forwarded_for = match ip {
+            std::net::IpAddr::V4(v4) => v4.to_string(),
+            std::net::IpAddr::V6(v6) => format!("\"[{v6}]\""),
+        };
+        Self {
+            addr: client.0.to_string().into(),
+            ip: ip.to_string().into(),
+            forwarded_for: forwarded_for.into(),
+        }
+    }
+}
+
+/// A method's name for records: the standard methods without an allocation.
+pub fn method_name(m: &http::Method) -> std::borrow::Cow<'static, str> {
+    const NAMES: [&str; 9] = [
+        "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE",
+    ];
+    match NAMES.iter().find(|n| **n == m.as_str()) {
+        Some(n) => std::borrow::Cow::Borrowed(n),
+        None => std::borrow::Cow::Owned(m.as_str().to_owned()),
+    }
+}
+
 /// HTTP version of a message on an HTTP/1 connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Version {
@@ -106,4 +144,33 @@ pub enum Frame {
     /// The trailer section of a chunked body: raw header lines, each ending in CRLF, without the
     /// final empty line. Empty when there were no trailers.
     Trailers(Bytes),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_texts() {
+        let t = ClientText::of(ClientAddr("192.0.2.7:50123".parse().expect("addr")));
+        assert_eq!(
+            (&*t.addr, &*t.ip, &*t.forwarded_for),
+            ("192.0.2.7:50123", "192.0.2.7", "192.0.2.7")
+        );
+        let t = ClientText::of(ClientAddr("[2001:db8::7]:443".parse().expect("addr")));
+        assert_eq!(
+            (&*t.addr, &*t.ip, &*t.forwarded_for),
+            ("[2001:db8::7]:443", "2001:db8::7", "\"[2001:db8::7]\"")
+        );
+    }
+
+    #[test]
+    fn method_names() {
+        assert!(matches!(
+            method_name(&http::Method::POST),
+            std::borrow::Cow::Borrowed("POST")
+        ));
+        let custom = http::Method::from_bytes(b"PURGE").expect("method");
+        assert_eq!(method_name(&custom), "PURGE");
+    }
 }

@@ -20,7 +20,7 @@ use crate::error::{Failure, UpstreamError};
 use crate::identity::Principal;
 use crate::protocol::h1::{self, Decoder, Encoder, H1Error, Limits};
 use crate::protocol::io::{send_flow_controlled, timed_write, write_all_vectored};
-use crate::protocol::{BodyKind, ClientAddr, Frame, RequestHead, ResponseHead};
+use crate::protocol::{BodyKind, ClientText, Frame, RequestHead, ResponseHead};
 
 /// A request as moat sends it upstream.
 pub(crate) struct Outgoing<'a> {
@@ -29,7 +29,7 @@ pub(crate) struct Outgoing<'a> {
     /// The request id moat set.
     pub request_id: &'a str,
     /// Who asked, for the forwarding headers.
-    pub client: ClientAddr,
+    pub client: &'a ClientText,
     /// The principal, when the listener forwards identity.
     pub identity: Option<&'a Principal>,
     /// The start of the body, or all of it when `streaming` is false.

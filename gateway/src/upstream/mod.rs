@@ -125,6 +125,8 @@ struct Idle {
 pub struct Upstream {
     /// Configuration name.
     pub name: String,
+    /// `name@address`, as audit records name it (shared by them, not formatted per request).
+    pub label: Arc<str>,
     config: UpstreamConfig,
     idle: Mutex<Vec<Idle>>,
     /// The multiplexed connection of an `h2c` upstream, opened on first use and again after
@@ -145,6 +147,7 @@ impl Upstream {
     /// An upstream with an empty pool.
     pub fn new(name: String, config: UpstreamConfig) -> Arc<Self> {
         Arc::new(Self {
+            label: format!("{name}@{}", config.address).into(),
             name,
             config,
             idle: Mutex::new(Vec::new()),

@@ -82,28 +82,30 @@ fn fields(o: &Outgoing<'_>, credential: Option<&Credential>, mut put: impl FnMut
         }
         put(name.as_str().as_bytes(), value.as_bytes());
     }
-    let ip = o.client.0.ip();
     put(b"x-request-id", o.request_id.as_bytes());
-    put(b"x-forwarded-for", ip.to_string().as_bytes());
+    put(b"x-forwarded-for", o.client.ip.as_bytes());
     put(b"x-forwarded-proto", b"https");
-    let for_ = match ip {
-        std::net::IpAddr::V4(v4) => v4.to_string(),
-        std::net::IpAddr::V6(v6) => format!("\"[{v6}]\""),
-    };
-    let host = String::from_utf8_lossy(&req.host);
-    put(
-        b"forwarded",
-        format!("for={for_};proto=https;host=\"{host}\"").as_bytes(),
-    );
+    let mut forwarded = Vec::with_capacity(40 + o.client.forwarded_for.len() + req.host.len());
+    forwarded.extend_from_slice(b"for=");
+    forwarded.extend_from_slice(o.client.forwarded_for.as_bytes());
+    forwarded.extend_from_slice(b";proto=https;host=\"");
+    forwarded.extend_from_slice(String::from_utf8_lossy(&req.host).as_bytes());
+    forwarded.push(b'"');
+    put(b"forwarded", &forwarded);
     if let Some(p) = o.identity {
         // Ids and groups are configuration- or IdP-controlled; drop any that could not be a
         // header value rather than forward something malformed.
+        let groups = match p.groups.as_slice() {
+            [] => std::borrow::Cow::Borrowed(""),
+            [one] => std::borrow::Cow::Borrowed(one.as_str()),
+            many => std::borrow::Cow::Owned(many.join(",")),
+        };
         for (name, value) in [
-            ("x-moat-principal", p.id.clone()),
-            ("x-moat-principal-kind", p.kind.as_str().to_owned()),
-            ("x-moat-groups", p.groups.join(",")),
+            ("x-moat-principal", p.id.as_str()),
+            ("x-moat-principal-kind", p.kind.as_str()),
+            ("x-moat-groups", &groups),
         ] {
-            if http::HeaderValue::from_str(&value).is_ok() && !value.is_empty() {
+            if !value.is_empty() && is_header_value(value.as_bytes()) {
                 put(name.as_bytes(), value.as_bytes());
             }
         }
@@ -111,6 +113,12 @@ fn fields(o: &Outgoing<'_>, credential: Option<&Credential>, mut put: impl FnMut
     if let Some(c) = credential {
         put(c.header.as_bytes(), c.value.as_bytes());
     }
+}
+
+/// Whether `v` may be sent as a header value as it is: visible ASCII, spaces and tabs, and
+/// (as `http::HeaderValue` allows) obs-text; no control characters.
+fn is_header_value(v: &[u8]) -> bool {
+    v.iter().all(|&b| (b >= 0x20 && b != 0x7f) || b == b'\t')
 }
 
 /// Headers moat sets itself toward the upstream, or that carry the caller's credentials: the
@@ -130,4 +138,92 @@ fn is_replaced_upstream(name: &HeaderName) -> bool {
                 | "x-request-id"
                 | "x-api-key"
         )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::identity::{Principal, PrincipalKind};
+    use crate::protocol::{ClientAddr, ClientText, RequestHead, Version};
+
+    fn head(host: &str) -> RequestHead {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("host", host.parse().expect("host"));
+        headers.insert("x-forwarded-for", "6.6.6.6".parse().expect("value"));
+        headers.insert("x-moat-principal", "mallory".parse().expect("value"));
+        RequestHead {
+            method: http::Method::GET,
+            target: Bytes::from_static(b"/v1/models?x=1"),
+            version: Version::Http11,
+            headers,
+            host: Bytes::copy_from_slice(host.as_bytes()),
+            body: BodyKind::Empty,
+            keep_alive: true,
+            expect_continue: false,
+        }
+    }
+
+    fn sent(client: &str, identity: Option<&Principal>) -> String {
+        let req = head("model.example:8443");
+        let text = ClientText::of(ClientAddr(client.parse().expect("client")));
+        let o = Outgoing {
+            head: &req,
+            request_id: "0123abcd",
+            client: &text,
+            identity,
+            first: Bytes::new(),
+            streaming: false,
+            idle: Duration::from_secs(1),
+        };
+        String::from_utf8(h1_head(&o, None).to_vec()).expect("ascii head")
+    }
+
+    #[test]
+    fn forwarding_headers_name_the_client_not_what_it_claimed() {
+        let h = sent("192.0.2.7:50123", None);
+        assert!(h.starts_with("GET /v1/models?x=1 HTTP/1.1\r\n"), "{h}");
+        assert!(h.contains("x-forwarded-for: 192.0.2.7\r\n"), "{h}");
+        assert!(!h.contains("6.6.6.6"), "{h}");
+        assert!(!h.contains("mallory"), "{h}");
+        assert!(h.contains("x-request-id: 0123abcd\r\n"), "{h}");
+        assert!(
+            h.contains("forwarded: for=192.0.2.7;proto=https;host=\"model.example:8443\"\r\n"),
+            "{h}"
+        );
+        let h = sent("[2001:db8::7]:50123", None);
+        assert!(h.contains("x-forwarded-for: 2001:db8::7\r\n"), "{h}");
+        assert!(
+            h.contains("forwarded: for=\"[2001:db8::7]\";proto=https;"),
+            "{h}"
+        );
+    }
+
+    #[test]
+    fn identity_headers_carry_the_principal_and_drop_what_cannot_be_a_value() {
+        let mut p = Principal {
+            kind: PrincipalKind::Jwt,
+            id: "carol".into(),
+            groups: vec!["ml".into(), "ops".into()],
+            regions: vec![],
+            cert_sha256: None,
+            attributes: Default::default(),
+        };
+        let h = sent("192.0.2.7:1", Some(&p));
+        assert!(h.contains("x-moat-principal: carol\r\n"), "{h}");
+        assert!(h.contains("x-moat-principal-kind: jwt\r\n"), "{h}");
+        assert!(h.contains("x-moat-groups: ml,ops\r\n"), "{h}");
+        p.groups = vec!["solo".into()];
+        assert!(sent("192.0.2.7:1", Some(&p)).contains("x-moat-groups: solo\r\n"));
+        p.groups = vec![];
+        p.id = "bad\r\nx-injected: 1".into();
+        let h = sent("192.0.2.7:1", Some(&p));
+        assert!(!h.contains("x-moat-principal:"), "{h}");
+        assert!(!h.contains("x-injected"), "{h}");
+        assert!(!h.contains("x-moat-groups"), "{h}");
+        assert!(h.contains("x-moat-principal-kind: jwt\r\n"), "{h}");
+    }
 }
