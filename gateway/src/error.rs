@@ -295,7 +295,7 @@ impl Reject {
             http::HeaderValue::from_static("application/json"),
         );
         h.insert(http::header::CONTENT_LENGTH, self.body().len().into());
-        if let Some(id) = request_id.and_then(|id| http::HeaderValue::from_str(id).ok()) {
+        if let Some(id) = request_id.and_then(crate::protocol::request_id_value) {
             h.insert("x-request-id", id);
         }
         if self.status == StatusCode::UNAUTHORIZED {

@@ -438,6 +438,11 @@ impl Downstream for H2Request {
 
 /// The response head for the client: hop-by-hop and connection-specific fields removed, the
 /// request id added, the length restated when the body's is known.
+///
+/// `date` and the request id change from one response to the next: they go out as never-indexed
+/// literals. Indexed, each new value would take a place in the connection's HPACK table, and the
+/// encoder compares every later value with all the earlier ones of the same name (the h2
+/// crate keeps them in one list), which under load cost more than the bytes it saves.
 fn response_head(resp: &ResponseHead, request_id: &str) -> http::Response<()> {
     let mut r = http::Response::new(());
     *r.status_mut() = resp.status;
@@ -449,12 +454,16 @@ fn response_head(resp: &ResponseHead, request_id: &str) -> http::Response<()> {
         {
             continue;
         }
-        h.append(name.clone(), value.clone());
+        let mut value = value.clone();
+        if name == header::DATE {
+            value.set_sensitive(true);
+        }
+        h.append(name.clone(), value);
     }
     if let BodyKind::Length(n) = resp.body {
         h.insert(header::CONTENT_LENGTH, n.into());
     }
-    if let Ok(id) = http::HeaderValue::from_str(request_id) {
+    if let Some(id) = crate::protocol::request_id_value(request_id) {
         h.insert("x-request-id", id);
     }
     r
@@ -477,5 +486,119 @@ mod tests {
         });
         assert!(task.await.is_err(), "the task panicked");
         assert_eq!(active.load(Ordering::Acquire), 0);
+    }
+
+    /// What a server writes, kept for the test to read.
+    struct Recorded {
+        io: tokio::io::DuplexStream,
+        written: Arc<std::sync::Mutex<Vec<u8>>>,
+    }
+
+    impl tokio::io::AsyncRead for Recorded {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+        }
+    }
+
+    impl tokio::io::AsyncWrite for Recorded {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            let r = std::pin::Pin::new(&mut self.io).poll_write(cx, buf);
+            if let std::task::Poll::Ready(Ok(n)) = &r {
+                self.written
+                    .lock()
+                    .expect("not poisoned")
+                    .extend_from_slice(&buf[..*n]);
+            }
+            r
+        }
+
+        fn poll_flush(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::pin::Pin::new(&mut self.io).poll_flush(cx)
+        }
+
+        fn poll_shutdown(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+        }
+    }
+
+    /// The request id and `date` go out as never-indexed literals (RFC 7541 §6.2.3), so values
+    /// that change with every response do not take over the connection's HPACK table.
+    #[tokio::test(flavor = "current_thread")]
+    async fn request_ids_and_dates_are_not_indexed_by_hpack() {
+        let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+        let written = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let recorded = Recorded {
+            io: server_io,
+            written: written.clone(),
+        };
+        let server = tokio::spawn(async move {
+            let mut conn = h2::server::handshake(recorded).await.expect("handshake");
+            for i in 0..3 {
+                let (_req, mut respond) = conn.accept().await.expect("stream").expect("ok");
+                let mut headers = http::HeaderMap::new();
+                let date = format!("Thu, 03 Dec 2026 13:34:1{i} GMT");
+                headers.insert(http::header::DATE, date.parse().expect("date"));
+                let head = crate::protocol::ResponseHead {
+                    status: http::StatusCode::OK,
+                    version: crate::protocol::Version::Http11,
+                    headers,
+                    body: crate::protocol::BodyKind::Empty,
+                    keep_alive: true,
+                };
+                let id = format!("{i:032x}");
+                respond
+                    .send_response(super::response_head(&head, &id), true)
+                    .expect("response");
+            }
+            std::future::poll_fn(|cx| conn.poll_closed(cx)).await.ok();
+        });
+        let (mut client, conn) = h2::client::handshake(client_io).await.expect("handshake");
+        tokio::spawn(conn);
+        for _ in 0..3 {
+            let req = http::Request::get("http://moat.test/")
+                .body(())
+                .expect("request");
+            let (resp, _) = client.send_request(req, true).expect("send");
+            let resp = resp.await.expect("response");
+            assert!(resp.headers().contains_key("x-request-id"));
+        }
+        drop(client);
+        let _ = server.await;
+        let bytes = written.lock().expect("not poisoned").clone();
+        // Walk the frames; each HEADERS block is `:status 200` (indexed, 0x88), `date`, then
+        // the id.
+        let (mut at, mut blocks) = (0, 0);
+        while at + 9 <= bytes.len() {
+            let len = usize::from(bytes[at]) << 16
+                | usize::from(bytes[at + 1]) << 8
+                | usize::from(bytes[at + 2]);
+            let payload = &bytes[at + 9..(at + 9 + len).min(bytes.len())];
+            if bytes[at + 3] == 0x1 {
+                blocks += 1;
+                assert_eq!(payload[0], 0x88, "{payload:02x?}");
+                // Never indexed, name from static entry 33 (`date`): 0x1f then 33 - 15; with
+                // incremental indexing it would be 0x61.
+                assert_eq!(payload[1..3], [0x1f, 0x12], "{payload:02x?}");
+                let id = 3 + 1 + usize::from(payload[3] & 0x7f);
+                // 0001 0000: never indexed, new name; with incremental indexing it is 0x40.
+                assert_eq!(payload[id], 0x10, "{payload:02x?}");
+            }
+            at += 9 + len;
+        }
+        assert_eq!(blocks, 3);
     }
 }

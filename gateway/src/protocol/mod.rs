@@ -43,6 +43,16 @@ impl ClientText {
     }
 }
 
+/// The `x-request-id` value for an HTTP/2 header block. Marked sensitive, so HPACK sends it as a
+/// never-indexed literal: an id is unique to its message, and indexing each one would fill the
+/// connection's dynamic table with entries never used again, evicting the ones that are (and make
+/// every later id walk the list of earlier ones).
+pub fn request_id_value(id: &str) -> Option<http::HeaderValue> {
+    let mut v = http::HeaderValue::from_str(id).ok()?;
+    v.set_sensitive(true);
+    Some(v)
+}
+
 /// A method's name for records: the standard methods without an allocation.
 pub fn method_name(m: &http::Method) -> std::borrow::Cow<'static, str> {
     const NAMES: [&str; 9] = [

@@ -52,7 +52,9 @@ pub(super) fn h2_request(
         if n == b"host" {
             return;
         }
-        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(n), http::HeaderValue::from_bytes(v)) {
+        if let (Ok(n), Ok(mut v)) = (HeaderName::from_bytes(n), http::HeaderValue::from_bytes(v)) {
+            // Unique to the request: not worth a place in the connection's HPACK table.
+            v.set_sensitive(n == "x-request-id");
             h.append(n, v);
         }
     });
