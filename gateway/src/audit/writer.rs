@@ -10,6 +10,7 @@
 
 mod chain;
 mod courier;
+mod line;
 mod sync;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
