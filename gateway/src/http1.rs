@@ -368,8 +368,9 @@ fn write_response_head(
     out.extend_from_slice(b" ");
     out.extend_from_slice(resp.status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
+    let hop_by_hop = h1::hop_by_hop(&resp.headers);
     for (name, value) in &resp.headers {
-        if h1::is_hop_by_hop(name, &resp.headers) || name == "x-request-id" {
+        if hop_by_hop(name) || name == "x-request-id" {
             continue;
         }
         if name == header::CONTENT_LENGTH

@@ -447,8 +447,9 @@ fn response_head(resp: &ResponseHead, request_id: &str) -> http::Response<()> {
     let mut r = http::Response::new(());
     *r.status_mut() = resp.status;
     let h = r.headers_mut();
+    let hop_by_hop = crate::protocol::h1::hop_by_hop(&resp.headers);
     for (name, value) in &resp.headers {
-        if crate::protocol::h1::is_hop_by_hop(name, &resp.headers)
+        if hop_by_hop(name)
             || name == "x-request-id"
             || (name == header::CONTENT_LENGTH && resp.body != BodyKind::Empty)
         {

@@ -477,21 +477,33 @@ fn trim_ows(mut s: &[u8]) -> &[u8] {
 /// Whether a header is hop-by-hop and must not be forwarded: the fixed set of RFC 9110 §7.6.1
 /// plus whatever the message's Connection header names.
 pub fn is_hop_by_hop(name: &HeaderName, headers: &HeaderMap) -> bool {
-    const FIXED: &[&str] = &[
-        "connection",
-        "keep-alive",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    ];
-    let n = name.as_str();
-    if FIXED.contains(&n) || n.starts_with("proxy-") {
-        return true;
+    hop_by_hop(headers)(name)
+}
+
+/// [`is_hop_by_hop`] for the fields of one message, its Connection header looked up once
+/// rather than once per field.
+pub fn hop_by_hop(headers: &HeaderMap) -> impl Fn(&HeaderName) -> bool + '_ {
+    let connection = headers.get_all(header::CONNECTION);
+    let listed = connection.iter().next().is_some();
+    move |name| {
+        fixed_hop_by_hop(name)
+            || (listed
+                && connection.iter().any(|v| {
+                    v.as_bytes()
+                        .split(|&b| b == b',')
+                        .any(|t| trim_ows(t).eq_ignore_ascii_case(name.as_str().as_bytes()))
+                }))
     }
-    headers.get_all(header::CONNECTION).iter().any(|v| {
-        v.as_bytes()
-            .split(|&b| b == b',')
-            .any(|t| trim_ows(t).eq_ignore_ascii_case(n.as_bytes()))
-    })
+}
+
+/// The hop-by-hop fields whatever the Connection header says.
+fn fixed_hop_by_hop(name: &HeaderName) -> bool {
+    // Standard names compare without looking at their text.
+    name == header::CONNECTION
+        || name == header::TE
+        || name == header::TRAILER
+        || name == header::TRANSFER_ENCODING
+        || name == header::UPGRADE
+        || name == "keep-alive"
+        || name.as_str().starts_with("proxy-")
 }

@@ -75,8 +75,9 @@ pub(super) fn h2_request(
 /// Every field moat sends upstream, whatever the protocol, except the framing.
 fn fields(o: &Outgoing<'_>, credential: Option<&Credential>, mut put: impl FnMut(&[u8], &[u8])) {
     let req = o.head;
+    let hop_by_hop = h1::hop_by_hop(&req.headers);
     for (name, value) in &req.headers {
-        if h1::is_hop_by_hop(name, &req.headers) || is_replaced_upstream(name) {
+        if hop_by_hop(name) || is_replaced_upstream(name) {
             continue;
         }
         if credential.is_some_and(|c| c.header == name.as_str()) {
