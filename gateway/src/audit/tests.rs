@@ -571,3 +571,51 @@ fn a_full_queue_refuses_records_until_the_writer_has_taken_them() {
     assert!(trail.contains("127.0.0.1:4") && !trail.contains("127.0.0.1:3"));
     verify(&cfg.dir, None).expect("verifies");
 }
+
+/// With `fsync = "always"`, a checkpoint's `HEAD.json` is written by the syncer that makes the
+/// checkpoint durable, before the records synced with it are acknowledged: once a record's
+/// wait returns, the head names the newest checkpoint at or before it, and a head never goes
+/// back to an older one.
+#[test]
+fn heads_follow_the_checkpoints_as_records_become_durable() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cfg = AuditConfig {
+        segment_max_bytes: 1 << 20,
+        ..config(tmp.path())
+    };
+    let (a, thread) = Auditor::start(&cfg, life("start")).expect("start");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let head_seq = || -> u64 {
+        let text = std::fs::read_to_string(cfg.dir.join(HEAD_FILE)).expect("HEAD.json");
+        let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+        v["seq"].as_u64().expect("seq")
+    };
+    let mut last = 0;
+    for i in 0..40u64 {
+        rt.block_on(a.record_durable(reject(i)).expect("queued").wait())
+            .expect("durable");
+        // The newest checkpoint in the trail so far (one follows every 5 records).
+        let lines = whole_trail(&cfg.dir);
+        let newest = lines
+            .lines()
+            .filter(|l| l.contains("\"kind\":\"checkpoint\""))
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|v| v["seq"].as_u64())
+            .max();
+        if let Some(cp) = newest {
+            let head = head_seq();
+            assert_eq!(
+                head, cp,
+                "after record {i}: HEAD names the newest checkpoint"
+            );
+            assert!(head >= last, "HEAD went back from {last} to {head}");
+            last = head;
+        }
+    }
+    assert!(last > 0, "checkpoints were written");
+    a.shutdown(life("stop"));
+    thread.join().expect("writer");
+    verify(&cfg.dir, None).expect("verifies");
+}

@@ -294,8 +294,9 @@ impl Writer {
                 match self.commit(shutdown.is_some()) {
                     // Written, not yet synced: the syncers make it durable and acknowledge it.
                     Ok(false) => {
+                        let head = self.take_head();
                         if let Some(seg) = &self.seg {
-                            syncers.submit(seg.file.clone(), std::mem::take(&mut acks));
+                            syncers.submit(seg.file.clone(), std::mem::take(&mut acks), head);
                         }
                     }
                     Ok(true) => {}

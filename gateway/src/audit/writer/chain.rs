@@ -166,6 +166,9 @@ pub(super) struct Writer {
     pub(super) recovered_bytes: Option<u64>,
     /// A checkpoint whose `HEAD.json` is written once its bytes are committed.
     pub(super) pending_head: Option<(u64, String)>,
+    /// The sequence number of the newest `HEAD.json` written, shared with the syncers (which
+    /// write the heads of the groups they sync): a head never replaces a newer one.
+    pub(super) heads: std::sync::Arc<std::sync::Mutex<u64>>,
     /// `fsync = "always"` with syncer threads running: `commit` leaves the `fdatasync` to them.
     pub(super) deferred: bool,
     /// The timestamp records get (millisecond precision), and when it was taken: it is formatted
@@ -191,6 +194,7 @@ impl Writer {
             unsynced_since: None,
             recovered_bytes,
             pending_head: None,
+            heads: std::sync::Arc::default(),
             deferred: false,
             time: String::new(),
             stamped: None,
@@ -309,8 +313,8 @@ impl Writer {
             self.unsynced_since.get_or_insert_with(Instant::now);
         }
         let due = match self.cfg.fsync {
-            // With syncers, the writer syncs itself only for a checkpoint's head.
-            FsyncMode::Always => !self.deferred || self.pending_head.is_some(),
+            // With syncers, they sync, and write a checkpoint's head after (`take_head`).
+            FsyncMode::Always => !self.deferred,
             FsyncMode::Batch => self
                 .unsynced_since
                 .is_some_and(|t| t.elapsed() >= self.cfg.batch_delay),
@@ -320,31 +324,43 @@ impl Writer {
             seg.file.sync_data().map_err(io_err(&seg.path))?;
             self.unsynced_since = None;
         }
-        // What is still unsynced in `always` mode goes to the syncers.
+        // What is still unsynced in `always` mode goes to the syncers, with its head.
         let durable =
             !(self.cfg.fsync == FsyncMode::Always && self.unsynced_since.take().is_some());
-        if let Some((seq, hash)) = self.pending_head.take() {
-            self.write_head(seq, &hash)?;
+        if durable {
+            if let Some((seq, hash)) = self.pending_head.take() {
+                self.write_head(seq, &hash)?;
+            }
         }
         Ok(durable)
     }
 
+    /// The head of a checkpoint written but not yet synced, signed, for the syncer that makes
+    /// its bytes durable to write after its `fdatasync` (so the writer does not stop for two
+    /// flushes at every checkpoint).
+    pub(super) fn take_head(&mut self) -> Option<HeadJob> {
+        let (seq, hash) = self.pending_head.take()?;
+        Some(self.head_job(seq, &hash))
+    }
+
     pub(super) fn write_head(&self, seq: u64, hash: &str) -> Result<(), AuditError> {
+        self.head_job(seq, hash).write()
+    }
+
+    fn head_job(&self, seq: u64, hash: &str) -> HeadJob {
         let head = Head {
             seq,
             hash: hash.to_owned(),
             key_id: self.key_id.clone(),
             signature: hex(&self.key.sign(&head_message(seq, hash)).to_bytes()),
         };
-        let tmp = self.cfg.dir.join(format!("{HEAD_FILE}.tmp"));
-        let body = serde_json::to_vec(&head).unwrap_or_default();
-        let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
-        f.write_all(&body).map_err(io_err(&tmp))?;
-        if self.cfg.fsync != FsyncMode::Never {
-            f.sync_data().map_err(io_err(&tmp))?;
+        HeadJob {
+            seq,
+            body: serde_json::to_vec(&head).unwrap_or_default(),
+            dir: self.cfg.dir.clone(),
+            fsync: self.cfg.fsync != FsyncMode::Never,
+            newest: self.heads.clone(),
         }
-        let dest = self.cfg.dir.join(HEAD_FILE);
-        std::fs::rename(&tmp, &dest).map_err(io_err(&dest))
     }
 
     pub(super) fn rotate_if_due(&mut self) -> Result<(), AuditError> {
@@ -367,6 +383,40 @@ impl Writer {
             Some(seg) => seg.trim(),
             None => Ok(()),
         }
+    }
+}
+
+/// A signed `HEAD.json`, ready to be written once the checkpoint it names is durable.
+pub(super) struct HeadJob {
+    seq: u64,
+    body: Vec<u8>,
+    dir: PathBuf,
+    fsync: bool,
+    newest: std::sync::Arc<std::sync::Mutex<u64>>,
+}
+
+impl HeadJob {
+    /// Writes it (a temporary file, synced, renamed over the last), unless a newer head is
+    /// already written: heads are written by the writer and by either syncer, and a slower one
+    /// must not put an older head back.
+    pub(super) fn write(&self) -> Result<(), AuditError> {
+        let mut newest = self
+            .newest
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *newest > self.seq {
+            return Ok(());
+        }
+        let tmp = self.dir.join(format!("{HEAD_FILE}.tmp"));
+        let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+        f.write_all(&self.body).map_err(io_err(&tmp))?;
+        if self.fsync {
+            f.sync_data().map_err(io_err(&tmp))?;
+        }
+        let dest = self.dir.join(HEAD_FILE);
+        std::fs::rename(&tmp, &dest).map_err(io_err(&dest))?;
+        *newest = self.seq;
+        Ok(())
     }
 }
 

@@ -8,11 +8,17 @@
 //! about one `fdatasync`, not one and a half, and the device takes two flushes at a time
 //! (measured on the benchmark machine: 1,900 flushes/s one at a time, 4,800–5,500 two at a time,
 //! each taking about as long).
+//!
+//! A group holding a signed checkpoint carries that checkpoint's `HEAD.json`: the syncer writes
+//! it (synced, renamed into place) after the group's `fdatasync` and before acknowledging the
+//! group, so the head never names a record that is not durable, and the writer does not stop
+//! for two flushes at every checkpoint.
 
 use std::fs::File;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
 
+use super::chain::HeadJob;
 use super::{Courier, Health};
 
 /// A record's acknowledgement: `true` once it is durable, `false` if it could not be made so.
@@ -23,9 +29,9 @@ const SYNCERS: usize = 2;
 
 #[derive(Default)]
 struct Pending {
-    /// Groups written and waiting for an `fdatasync`: the file their bytes went to, and their
-    /// acknowledgements.
-    groups: Vec<(Arc<File>, Vec<Ack>)>,
+    /// Groups written and waiting for an `fdatasync`: the file their bytes went to, their
+    /// acknowledgements, and the head of a checkpoint among them.
+    groups: Vec<(Arc<File>, Vec<Ack>, Option<HeadJob>)>,
     /// Syncers waiting for a group (not in an `fdatasync`).
     idle: usize,
     stop: bool,
@@ -75,11 +81,12 @@ impl Syncers {
     }
 
     /// Hands over a group of records already written to `file`, with the acknowledgements of
-    /// those that wait (a group may have none: it is synced all the same). A syncer is woken
-    /// only if one is waiting; a busy one takes the group when its `fdatasync` returns.
-    pub(super) fn submit(&self, file: Arc<File>, acks: Vec<Ack>) {
+    /// those that wait (a group may have none: it is synced all the same) and the head to write
+    /// once they are durable, when the group holds a checkpoint. A syncer is woken only if one
+    /// is waiting; a busy one takes the group when its `fdatasync` returns.
+    pub(super) fn submit(&self, file: Arc<File>, acks: Vec<Ack>, head: Option<HeadJob>) {
         let mut p = self.state.lock();
-        p.groups.push((file, acks));
+        p.groups.push((file, acks, head));
         if p.idle > 0 {
             self.state.ready.notify_one();
         }
@@ -132,7 +139,7 @@ fn run(state: &Shared, health: &Health, courier: &Courier) {
         };
         let mut synced: Vec<&Arc<File>> = Vec::new();
         let mut ok = true;
-        for (file, _) in &groups {
+        for (file, _, _) in &groups {
             if synced.iter().any(|f| Arc::ptr_eq(f, file)) {
                 continue;
             }
@@ -142,13 +149,23 @@ fn run(state: &Shared, health: &Health, courier: &Courier) {
                 ok = false;
             }
         }
+        // The newest head among the groups, now that its checkpoint is durable; a group's
+        // records are acknowledged after it, as when the writer wrote it.
+        if ok {
+            if let Some(head) = groups.iter().filter_map(|(_, _, h)| h.as_ref()).next_back() {
+                if let Err(e) = head.write() {
+                    tracing::error!(target: "moat::audit", error = %e, "audit head could not be written: refusing requests until it works again");
+                    ok = false;
+                }
+            }
+        }
         if !ok {
             health.io_failed.store(true, Ordering::Release);
         }
         // After a failure anywhere, nothing is acknowledged as durable until the writer has
         // recovered the trail.
         let ok = ok && !health.io_failed.load(Ordering::Acquire);
-        for (_, acks) in groups {
+        for (_, acks, _) in groups {
             if !ok {
                 health.lost.fetch_add(acks.len() as u64, Ordering::AcqRel);
             }
