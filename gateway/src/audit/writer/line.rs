@@ -9,6 +9,17 @@ use std::io::Write;
 
 use crate::audit::record::{GuardFacts, RequestRecord, TlsFacts, SCHEMA_VERSION};
 
+/// Writes `,"field":value` for each field, the key being the field's own name and the value
+/// written by the function named beside it.
+macro_rules! members {
+    ($out:ident: $($field:ident => $write:ident),* $(,)?) => {
+        $(
+            $out.extend_from_slice(concat!(",\"", stringify!($field), "\":").as_bytes());
+            $write($out, $field);
+        )*
+    };
+}
+
 /// Appends `{"v":…,"seq":…,"prev":…,"time":…,"kind":"request",…}` (no newline).
 pub(super) fn request(out: &mut Vec<u8>, seq: u64, prev: &str, time: &str, r: &RequestRecord) {
     // Every field, by name: a field added to the record does not compile here until it is
@@ -37,68 +48,36 @@ pub(super) fn request(out: &mut Vec<u8>, seq: u64, prev: &str, time: &str, r: &R
         failed,
         reason,
     } = r;
+    let v = &SCHEMA_VERSION;
+    let seq = &seq;
     out.extend_from_slice(b"{\"v\":");
-    uint(out, u64::from(SCHEMA_VERSION));
-    out.extend_from_slice(b",\"seq\":");
-    uint(out, seq);
-    out.extend_from_slice(b",\"prev\":");
-    string(out, prev);
-    out.extend_from_slice(b",\"time\":");
-    string(out, time);
-    out.extend_from_slice(b",\"kind\":\"request\",\"request_id\":");
-    string(out, request_id);
-    out.extend_from_slice(b",\"listener\":");
-    string(out, listener);
-    out.extend_from_slice(b",\"client\":");
-    string(out, client);
-    out.extend_from_slice(b",\"tls\":");
-    tls_facts(out, tls);
-    out.extend_from_slice(b",\"principal\":");
-    opt_string(out, principal.as_deref());
-    out.extend_from_slice(b",\"principal_kind\":");
-    opt_string(out, principal_kind.as_deref());
-    out.extend_from_slice(b",\"method\":");
-    string(out, method);
-    out.extend_from_slice(b",\"host\":");
-    string(out, host);
-    out.extend_from_slice(b",\"path\":");
-    string(out, path);
-    out.extend_from_slice(b",\"model\":");
-    opt_string(out, model.as_deref());
-    out.extend_from_slice(b",\"rule\":");
-    opt_string(out, rule.as_deref());
-    out.extend_from_slice(b",\"decision\":");
-    string(out, decision);
-    out.extend_from_slice(b",\"upstream\":");
-    string(out, upstream);
-    out.extend_from_slice(b",\"status\":");
-    uint(out, u64::from(*status));
-    out.extend_from_slice(b",\"bytes_in\":");
-    uint(out, *bytes_in);
-    out.extend_from_slice(b",\"bytes_out\":");
-    uint(out, *bytes_out);
-    out.extend_from_slice(b",\"duration_ms\":");
-    float(out, *duration_ms);
-    out.extend_from_slice(b",\"upstream_ms\":");
-    match upstream_ms {
-        Some(ms) => float(out, *ms),
-        None => out.extend_from_slice(b"null"),
-    }
-    out.extend_from_slice(b",\"redactions\":{");
-    for (i, (entity, n)) in redactions.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        string(out, entity);
-        out.push(b':');
-        uint(out, *n);
-    }
-    out.extend_from_slice(b"},\"guard\":");
-    guard_facts(out, guard);
-    out.extend_from_slice(b",\"failed\":");
-    opt_string(out, failed.as_deref());
-    out.extend_from_slice(b",\"reason\":");
-    opt_string(out, reason.as_deref());
+    uint(out, v);
+    members!(out: seq => uint, prev => string, time => string);
+    out.extend_from_slice(b",\"kind\":\"request\"");
+    members!(out:
+        request_id => string,
+        listener => string,
+        client => string,
+        tls => tls_facts,
+        principal => opt_string,
+        principal_kind => opt_string,
+        method => string,
+        host => string,
+        path => string,
+        model => opt_string,
+        rule => opt_string,
+        decision => string,
+        upstream => string,
+        status => uint,
+        bytes_in => uint,
+        bytes_out => uint,
+        duration_ms => float,
+        upstream_ms => opt_float,
+        redactions => counts,
+        guard => guard_facts,
+        failed => opt_string,
+        reason => opt_string,
+    );
     out.push(b'}');
 }
 
@@ -111,15 +90,8 @@ fn tls_facts(out: &mut Vec<u8>, t: &TlsFacts) {
         client_cert_sha256,
     } = t;
     out.extend_from_slice(b"{\"version\":");
-    opt_string(out, version.as_deref());
-    out.extend_from_slice(b",\"cipher\":");
-    opt_string(out, cipher.as_deref());
-    out.extend_from_slice(b",\"sni\":");
-    opt_string(out, sni.as_deref());
-    out.extend_from_slice(b",\"alpn\":");
-    opt_string(out, alpn.as_deref());
-    out.extend_from_slice(b",\"client_cert_sha256\":");
-    opt_string(out, client_cert_sha256.as_deref());
+    opt_string(out, version);
+    members!(out: cipher => opt_string, sni => opt_string, alpn => opt_string, client_cert_sha256 => opt_string);
     out.push(b'}');
 }
 
@@ -127,14 +99,34 @@ fn guard_facts(out: &mut Vec<u8>, g: &GuardFacts) {
     let GuardFacts { mode, allow_sha256 } = g;
     out.extend_from_slice(b"{\"mode\":");
     string(out, mode);
-    out.extend_from_slice(b",\"allow_sha256\":");
-    opt_string(out, allow_sha256.as_deref());
+    members!(out: allow_sha256 => opt_string);
     out.push(b'}');
 }
 
-fn opt_string(out: &mut Vec<u8>, s: Option<&str>) {
+/// Redaction counts by entity, in the map's (sorted) order.
+fn counts(out: &mut Vec<u8>, counts: &std::collections::BTreeMap<String, u64>) {
+    out.push(b'{');
+    for (i, (entity, n)) in counts.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        string(out, entity);
+        out.push(b':');
+        uint(out, n);
+    }
+    out.push(b'}');
+}
+
+fn opt_string<S: AsRef<str>>(out: &mut Vec<u8>, s: &Option<S>) {
     match s {
-        Some(s) => string(out, s),
+        Some(s) => string(out, s.as_ref()),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+fn opt_float(out: &mut Vec<u8>, x: &Option<f64>) {
+    match x {
+        Some(x) => float(out, x),
         None => out.extend_from_slice(b"null"),
     }
 }
@@ -205,11 +197,11 @@ fn escaped(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(&b[start..]);
 }
 
-fn uint(out: &mut Vec<u8>, n: u64) {
+fn uint<N: Copy + Into<u64>>(out: &mut Vec<u8>, n: &N) {
     // Digits of a u64: at most 20.
     let mut digits = [0u8; 20];
     let mut at = digits.len();
-    let mut n = n;
+    let mut n: u64 = (*n).into();
     loop {
         at -= 1;
         // `n % 10` is below 10.
@@ -223,8 +215,8 @@ fn uint(out: &mut Vec<u8>, n: u64) {
 }
 
 /// A float as serde_json writes it (shortest round-trip form; `null` when not finite).
-fn float(out: &mut Vec<u8>, x: f64) {
-    if serde_json::to_writer(&mut *out, &x).is_err() {
+fn float(out: &mut Vec<u8>, x: &f64) {
+    if serde_json::to_writer(&mut *out, x).is_err() {
         // Writing to a Vec cannot fail; keep the line valid whatever happens.
         let _ = out.write_all(b"null");
     }
