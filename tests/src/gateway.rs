@@ -387,6 +387,16 @@ impl Gateway {
         std::fs::read_to_string(&self.log_file).unwrap_or_default()
     }
 
+    /// The resident set now, in KiB, after resetting the peak (`VmHWM`) to it, so that a later
+    /// `memory_kib("VmHWM")` measures the highest point reached from here on, not a peak left
+    /// from start-up (building the redaction engine allocates and frees more than a transfer
+    /// should; the allocator returns it to the system at a moment of its choosing).
+    pub fn memory_baseline_kib(&self) -> u64 {
+        std::fs::write(format!("/proc/{}/clear_refs", self.pid()), "5")
+            .expect("reset the peak resident set (clear_refs 5)");
+        self.memory_kib("VmRSS")
+    }
+
     /// A field from `/proc/<pid>/status`, in KiB (e.g. `VmHWM`, `VmRSS`).
     pub fn memory_kib(&self, field: &str) -> u64 {
         let status =

@@ -38,7 +38,7 @@ where
     Fut: std::future::Future<Output = h2raw::Seen>,
 {
     served_meanwhile(gw).await;
-    let baseline = gw.memory_kib("VmRSS");
+    let baseline = gw.memory_baseline_kib();
     let conn = H2Raw::connect(gw.addr, &gw.ca).await;
     let (seen, ()) = tokio::join!(attack(conn), async {
         tokio::time::sleep(Duration::from_millis(100)).await;

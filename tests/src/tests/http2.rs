@@ -108,7 +108,7 @@ async fn large_bodies_stream_both_ways_with_bounded_memory() {
             .status(),
         200
     );
-    let baseline = gw.memory_kib("VmRSS");
+    let baseline = gw.memory_baseline_kib();
 
     // With a declared length the upstream gets it as declared; without one, chunked.
     for declared in [true, false] {

@@ -109,7 +109,7 @@ async fn ten_megabytes_stream_both_ways_with_bounded_memory() {
             .status(),
         200
     );
-    let baseline = gw.memory_kib("VmRSS");
+    let baseline = gw.memory_baseline_kib();
 
     let piece: Vec<u8> = (0..64 * 1024u32).map(|i| (i % 251) as u8).collect();
     let (body, feeder) = client::held_back_upload(TEN_MB, piece, origin.seen.clone());

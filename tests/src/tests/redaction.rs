@@ -250,7 +250,7 @@ action = "allow"
             .status(),
         200
     );
-    let baseline = gw.memory_kib("VmRSS");
+    let baseline = gw.memory_baseline_kib();
 
     // Bytes that would be masked if they were read as text.
     let piece: Vec<u8> = b"jane.doe@example.com 4111 1111 1111 1111 "
