@@ -25,12 +25,12 @@ pub trait Downstream {
     /// HTTP/1.1 client that asked for `100 Continue` gets it on the first call.
     async fn read_body(&mut self) -> Result<Option<Bytes>, DownstreamError>;
 
-    /// What of the body can be checked before the upstream is contacted, without waiting on the
-    /// client beyond what its framing needs (HTTP/1.1: the bytes already read, and at least the
-    /// first chunk line of a chunked body, so a malformed body start never reaches the
-    /// upstream; HTTP/2: nothing, its codec has checked the framing). Taken from the body:
-    /// [`Self::read_body`] goes on after it.
-    async fn prefetch(&mut self) -> Result<Bytes, DownstreamError>;
+    /// The start of the body that is here already, so that it leaves with the request head, and
+    /// whether that is the whole body (no trailers to follow). Waits on the client only for
+    /// what its framing needs: HTTP/1.1, at least the first chunk line of a chunked body, so a
+    /// malformed body start never reaches the upstream; HTTP/2, nothing (its codec has checked
+    /// the framing). Taken from the body: [`Self::read_body`] goes on after it.
+    async fn prefetch(&mut self) -> Result<(Bytes, bool), DownstreamError>;
 
     /// The request's trailers, once the body has ended.
     async fn read_trailers(&mut self) -> Result<Option<HeaderMap>, DownstreamError>;

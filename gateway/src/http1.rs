@@ -17,7 +17,7 @@ use crate::downstream::Downstream;
 use crate::error::{DownstreamError, Reject};
 use crate::pipeline;
 use crate::protocol::h1::{self, Decoder, Encoder, H1Error, Reader};
-use crate::protocol::io::{put_header, timed_write, FLUSH_AT};
+use crate::protocol::io::{put_header, timed_write, Gather, FLUSH_AT};
 use crate::protocol::{BodyKind, Frame, RequestHead, ResponseHead, Version};
 use crate::route::{Peer, Route, Routes};
 use crate::upstream::{parse_trailers, trailer_lines};
@@ -169,35 +169,38 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> H1Request<'a, S> {
         Ok(())
     }
 
-    /// Decodes body bytes from what has been read: all that is there (up to 64 KiB) once at
-    /// least one piece is; with `wait`, reading from the client until one is or the body ends.
+    /// Decodes body bytes from what has been read (up to 64 KiB); with `wait`, reading from the
+    /// client until one piece is there or the body ends; without, taking what one read finds
+    /// ready too.
     async fn decode(&mut self, wait: bool) -> Result<Option<Bytes>, DownstreamError> {
         self.go_on().await?;
-        let mut got: Option<Bytes> = None;
-        let mut more = BytesMut::new();
+        let mut got = Gather::default();
+        let mut looked = false;
         loop {
             match self.decoder.decode(&mut self.down.buf)? {
-                Some(Frame::Data(d)) => match &got {
-                    None => got = Some(d),
-                    Some(g) => {
-                        if more.is_empty() {
-                            more.extend_from_slice(g);
-                        }
-                        more.extend_from_slice(&d);
-                        if more.len() >= FLUSH_AT {
-                            break;
-                        }
+                Some(Frame::Data(d)) => {
+                    got.push(d);
+                    if got.len() >= FLUSH_AT {
+                        break;
                     }
-                },
+                }
                 Some(Frame::Trailers(t)) => self.trailers = Some(t),
-                None if got.is_some() || self.decoder.is_done() || !wait => break,
+                None if self.decoder.is_done() => break,
+                // Not waiting (the body's start, before the upstream is contacted): also what
+                // the client has ready to read, once (the rest of the TLS record that brought
+                // the head); the end of stream or an error shows on the next read that waits.
+                None if !wait && !std::mem::replace(&mut looked, true) => {
+                    match self.down.fill_ready() {
+                        Some(Ok(n)) if n > 0 => {}
+                        _ => break,
+                    }
+                }
+                None if !wait => break,
+                None if !got.is_empty() => break,
                 None => self.fill().await?,
             }
         }
-        if !more.is_empty() {
-            return Ok(Some(more.freeze()));
-        }
-        Ok(got)
+        Ok(got.into_bytes())
     }
 
     /// Reads more of the request body, within the body idle timeout.
@@ -227,10 +230,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Downstream for H1Request<'_, S> {
         self.decode(true).await
     }
 
-    async fn prefetch(&mut self) -> Result<Bytes, DownstreamError> {
+    async fn prefetch(&mut self) -> Result<(Bytes, bool), DownstreamError> {
         // A Content-Length body can start streaming as it is; a chunked one must show a valid
-        // first chunk line first.
-        Ok(self.decode(self.chunked).await?.unwrap_or_default())
+        // first chunk line first (and keeps its framing, for its trailers).
+        let start = self.decode(self.chunked).await?.unwrap_or_default();
+        Ok((start, !self.chunked && self.decoder.is_done()))
     }
 
     async fn read_trailers(&mut self) -> Result<Option<HeaderMap>, DownstreamError> {
@@ -396,4 +400,66 @@ fn write_response_head(
         (true, Version::Http11) => {}
     }
     out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::AsyncWriteExt;
+
+    use super::H1Request;
+    use crate::downstream::Downstream;
+    use crate::protocol::h1::{self, Limits, Reader};
+
+    const LIMITS: Limits = Limits {
+        max_request_line: 8 * 1024,
+        max_head: 64 * 1024,
+        max_headers: 100,
+    };
+
+    /// A request sent at once, read as a connection reads it: the head from the first small read
+    /// of an idle connection, then the body's start as the request sequence asks for it.
+    async fn prefetched(request: &[u8]) -> (String, bool) {
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        client.write_all(request).await.expect("write");
+        let mut down = Reader::new(server);
+        assert!(down.fill_idle().await.expect("read") > 0);
+        let head = down
+            .read_head(&LIMITS)
+            .await
+            .expect("head")
+            .expect("a head");
+        let req = h1::parse_request(&head, &LIMITS, u64::MAX).expect("parse");
+        let mut r = H1Request::new(&mut down, &req, Duration::from_secs(5), u64::MAX);
+        let (start, whole) = r.prefetch().await.expect("prefetch");
+        (String::from_utf8_lossy(&start).into_owned(), whole)
+    }
+
+    /// A small body sent with its head is taken whole before the upstream is contacted, even
+    /// past the connection's first small read, so head and body leave in one write; only bytes
+    /// already there are taken.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_body_sent_with_its_head_is_prefetched_whole() {
+        let body = "b".repeat(1024);
+        let request = format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: moat.test\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        assert_eq!(prefetched(request.as_bytes()).await, (body, true));
+
+        // Half of the body sent: what is there, and the rest streams.
+        let request = "POST / HTTP/1.1\r\nhost: moat.test\r\ncontent-length: 10\r\n\r\n01234";
+        assert_eq!(
+            prefetched(request.as_bytes()).await,
+            ("01234".to_owned(), false)
+        );
+
+        // A chunked body keeps its framing (trailers may follow), however much of it is here.
+        let request = "POST / HTTP/1.1\r\nhost: moat.test\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+        assert_eq!(
+            prefetched(request.as_bytes()).await,
+            ("hello".to_owned(), false)
+        );
+    }
 }

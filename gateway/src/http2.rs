@@ -15,6 +15,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -28,7 +29,7 @@ use crate::downstream::Downstream;
 use crate::error::{DownstreamError, Reject, Side};
 use crate::pipeline;
 use crate::protocol::h1::H1Error;
-use crate::protocol::io::send_flow_controlled;
+use crate::protocol::io::{send_flow_controlled, Gather};
 use crate::protocol::{BodyKind, ClientText, RequestHead, ResponseHead, Version};
 use crate::route::{Peer, Route, Routes};
 
@@ -315,6 +316,9 @@ async fn handle(req: http::Request<RecvStream>, mut respond: SendResponse<Bytes>
     .await;
 }
 
+/// Body bytes taken with a request's head at most (when already received).
+const PREFETCH: usize = 16 * 1024;
+
 /// One HTTP/2 stream, as the request sequence sees it.
 pub(crate) struct H2Request {
     respond: SendResponse<Bytes>,
@@ -372,8 +376,26 @@ impl Downstream for H2Request {
         }
     }
 
-    async fn prefetch(&mut self) -> Result<Bytes, DownstreamError> {
-        Ok(Bytes::new())
+    async fn prefetch(&mut self) -> Result<(Bytes, bool), DownstreamError> {
+        // The DATA frames that came with the head (up to a frame's default size), without
+        // waiting for more.
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let mut got = Gather::default();
+        while got.len() < PREFETCH {
+            let d = match self.recv.poll_data(&mut cx) {
+                Poll::Ready(Some(Ok(d))) => d,
+                Poll::Ready(Some(Err(e))) => return Err(stream_error(e)),
+                Poll::Ready(None) | Poll::Pending => break,
+            };
+            self.received += d.len() as u64;
+            if self.received > self.max {
+                return Err(H1Error::BodyTooLarge.into());
+            }
+            self.unreleased += d.len();
+            got.push(d);
+        }
+        let start = got.into_bytes().unwrap_or_default();
+        Ok((start, self.recv.is_end_stream()))
     }
 
     async fn read_trailers(&mut self) -> Result<Option<HeaderMap>, DownstreamError> {
@@ -601,5 +623,56 @@ mod tests {
             at += 9 + len;
         }
         assert_eq!(blocks, 3);
+    }
+
+    /// The body's start as the request sequence sees it, when the client sent `body` after its
+    /// head, with or without ending the stream.
+    async fn prefetched(body: &'static [u8], end: bool) -> (Vec<u8>, bool) {
+        let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+        let client = tokio::spawn(async move {
+            let (mut client, conn) = h2::client::handshake(client_io).await.expect("handshake");
+            tokio::spawn(conn);
+            let req = http::Request::post("http://moat.test/")
+                .body(())
+                .expect("request");
+            let (_resp, mut send) = client.send_request(req, false).expect("send");
+            send.send_data(bytes::Bytes::from_static(body), end)
+                .expect("data");
+            // Keeps the stream open while the server looks.
+            std::future::pending::<()>().await;
+        });
+        let mut conn = h2::server::handshake(server_io).await.expect("handshake");
+        let (req, respond) = conn.accept().await.expect("stream").expect("ok");
+        let driver = tokio::spawn(async move { while conn.accept().await.is_some() {} });
+        let mut r = super::H2Request {
+            respond,
+            recv: req.into_body(),
+            send: None,
+            received: 0,
+            max: u64::MAX,
+            idle: std::time::Duration::from_secs(5),
+            unreleased: 0,
+        };
+        // Until the DATA frame has been received by the connection.
+        while r.recv.flow_control().used_capacity() < body.len() {
+            tokio::task::yield_now().await;
+        }
+        let (start, whole) = crate::downstream::Downstream::prefetch(&mut r)
+            .await
+            .expect("prefetch");
+        client.abort();
+        driver.abort();
+        (start.to_vec(), whole)
+    }
+
+    /// DATA frames received with the head are taken before the upstream is contacted, without
+    /// waiting for more; the body is whole when the client ended the stream with them.
+    #[tokio::test(flavor = "current_thread")]
+    async fn data_received_with_the_head_is_prefetched() {
+        assert_eq!(
+            prefetched(b"{\"model\":\"m\"}", true).await,
+            (b"{\"model\":\"m\"}".to_vec(), true)
+        );
+        assert_eq!(prefetched(b"part", false).await, (b"part".to_vec(), false));
     }
 }

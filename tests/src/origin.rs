@@ -39,6 +39,8 @@ pub struct Seen {
     pub requests: AtomicU64,
     /// Body bytes received so far by `/sink` (updated as each piece arrives).
     pub sink_progress: AtomicU64,
+    /// Requests to `/sink` that came chunked (without a length).
+    pub sink_chunked: AtomicU64,
 }
 
 /// A running origin.
@@ -159,6 +161,9 @@ async fn handle(
         }
         ("POST", "/sink" | "/v1/chat/completions") => {
             let chunked = req.headers().get("transfer-encoding").is_some();
+            if chunked {
+                seen.sink_chunked.fetch_add(1, Ordering::SeqCst);
+            }
             let mut body = req.into_body();
             let (mut bytes, mut sum) = (0u64, 0u32);
             let mut trailers = BTreeMap::new();

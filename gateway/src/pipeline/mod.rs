@@ -111,7 +111,7 @@ pub(crate) async fn serve<D: Downstream>(
         _ if ended => (prefix.freeze(), false),
         _ if !prefix.is_empty() => (prefix.freeze(), true),
         _ => match d.prefetch().await {
-            Ok(start) => (start, true),
+            Ok((start, whole)) => (start, !whole),
             Err(e) => return refused.body(d, &req, &e).await,
         },
     };

@@ -113,6 +113,13 @@ impl<S: AsyncRead + Unpin> Reader<S> {
         self.io.read_buf(&mut self.buf).await
     }
 
+    /// Reads what the stream holds ready (bytes a TLS record already brought, or the socket
+    /// buffer's), without waiting: `None` when nothing is ready, otherwise what [`Self::fill`]
+    /// returns.
+    pub fn fill_ready(&mut self) -> Option<std::io::Result<usize>> {
+        super::io::ready_now(self.fill())
+    }
+
     /// Releases the read buffer's memory when nothing is buffered (between requests on an idle
     /// keep-alive connection).
     pub fn shrink_if_idle(&mut self) {

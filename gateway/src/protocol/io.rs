@@ -13,6 +13,62 @@ use tokio::time::timeout;
 /// Write buffer size past which pending output is written without waiting for more.
 pub const FLUSH_AT: usize = 64 * 1024;
 
+/// The future's output when it is ready without waiting; `None` (and the future dropped) when
+/// it is not. Only for futures that lose nothing when dropped while pending, such as one read.
+pub fn ready_now<F: std::future::Future>(f: F) -> Option<F::Output> {
+    let f = std::pin::pin!(f);
+    match f.poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+        std::task::Poll::Ready(out) => Some(out),
+        std::task::Poll::Pending => None,
+    }
+}
+
+/// Body pieces gathered into one: a single piece is kept as it is, later ones are copied after
+/// the first.
+#[derive(Default)]
+pub struct Gather {
+    first: Option<Bytes>,
+    joined: BytesMut,
+}
+
+impl Gather {
+    /// Adds a piece.
+    pub fn push(&mut self, piece: Bytes) {
+        match &self.first {
+            None => self.first = Some(piece),
+            Some(first) => {
+                if self.joined.is_empty() {
+                    self.joined.extend_from_slice(first);
+                }
+                self.joined.extend_from_slice(&piece);
+            }
+        }
+    }
+
+    /// Whether no piece was added.
+    pub fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+
+    /// Bytes gathered.
+    pub fn len(&self) -> usize {
+        match &self.first {
+            None => 0,
+            Some(first) if self.joined.is_empty() => first.len(),
+            Some(_) => self.joined.len(),
+        }
+    }
+
+    /// The pieces as one, `None` if there were none.
+    pub fn into_bytes(self) -> Option<Bytes> {
+        if self.joined.is_empty() {
+            self.first
+        } else {
+            Some(self.joined.freeze())
+        }
+    }
+}
+
 /// Appends one `name: value` header line.
 pub fn put_header(out: &mut BytesMut, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);

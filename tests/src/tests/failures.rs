@@ -151,10 +151,12 @@ async fn stalled_request_body_gets_408() {
 
 /// One retry rule for both protocols: a request the pooled connection dropped is sent again
 /// only when it is idempotent and nothing of it was consumed from the client. A PUT whose body
-/// streamed gets 502 and reached the upstream once; the same PUT on a route that reads bodies
-/// whole (a redaction profile for requests) is sent again and answered.
+/// was still arriving when it was forwarded gets 502 and reached the upstream once; the same PUT
+/// on a route that reads bodies whole (a redaction profile for requests) is sent again and
+/// answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_read_whole_is_retried_a_streamed_one_is_not_over_both_protocols() {
+    use futures_util::StreamExt;
     use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
     use std::sync::Arc;
     use tokio::io::AsyncWriteExt;
@@ -207,10 +209,20 @@ action = "allow"
     for (n, http) in [client::http, client::http2].into_iter().enumerate() {
         let gw = gateway::new(addr.to_string()).policy(policy).run();
         let http = http(&gw.ca);
+        // The body's second half comes 300 ms after the first, so it is still arriving when
+        // the request is forwarded (the route that reads it whole waits for it).
         let put = |path: &str| {
+            let halves = [r#"{"input":"#, r#""hello"}"#].map(Ok::<_, std::io::Error>);
+            let body = futures_util::stream::iter(halves).then(|half| async move {
+                if half.as_ref().is_ok_and(|h| h.starts_with('"')) {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+                half
+            });
             http.put(client::url(gw.addr, path))
                 .header("content-type", "application/json")
-                .body(r#"{"input":"hello"}"#)
+                .header("content-length", 17)
+                .body(reqwest::Body::wrap_stream(body))
                 .send()
         };
         let get = || http.get(client::url(gw.addr, "/")).send();

@@ -2,6 +2,7 @@
 //! SSE redaction as over HTTP/1.1; large bodies both ways with bounded memory; trailers.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -364,4 +365,41 @@ async fn http1_clients_reach_an_h2c_upstream() {
         assert_eq!(msgs.len(), copies, "{method}");
         assert!(msgs.iter().all(|m| &m[..] == b"over http/1.1"));
     }
+}
+
+/// A body the client sent whole with its head, without a length, reaches an HTTP/1.1 upstream
+/// with one (head and body in one write); a body still coming streams on, chunked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_sent_with_its_head_goes_upstream_with_its_length() {
+    use crate::h2raw::{self, encode_frame, H2Raw};
+    let origin = Origin::start().await;
+    let gw = gateway::new(origin.addr.to_string()).run();
+    let mut c = H2Raw::connect(gw.addr, &gw.ca).await;
+    let head = h2raw::block_owned(&h2raw::request("POST", "/sink"));
+
+    c.frames(&[
+        encode_frame(h2raw::HEADERS, h2raw::END_HEADERS, 1, &head),
+        encode_frame(h2raw::DATA, h2raw::END_STREAM, 1, b"hello"),
+    ])
+    .await;
+    let seen = c.read(Duration::from_millis(1500)).await;
+    assert_eq!(seen.answered, [1], "{seen:?}");
+    assert_eq!(origin.seen.sink_progress.load(Ordering::SeqCst), 5);
+    assert_eq!(
+        origin.seen.sink_chunked.load(Ordering::SeqCst),
+        0,
+        "a whole body went upstream chunked"
+    );
+
+    c.frames(&[
+        encode_frame(h2raw::HEADERS, h2raw::END_HEADERS, 3, &head),
+        encode_frame(h2raw::DATA, 0, 3, b"part "),
+    ])
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.frame(h2raw::DATA, h2raw::END_STREAM, 3, b"two").await;
+    let seen = c.read(Duration::from_millis(1500)).await;
+    assert_eq!(seen.answered, [3], "{seen:?}");
+    assert_eq!(origin.seen.sink_progress.load(Ordering::SeqCst), 8);
+    assert_eq!(origin.seen.sink_chunked.load(Ordering::SeqCst), 1);
 }
