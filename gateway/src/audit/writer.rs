@@ -398,3 +398,49 @@ impl Writer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::record::{LifecycleRecord, Record};
+    use super::{AuditConfig, FsyncMode, Writer};
+
+    /// How long the writer may sleep after a record was written in each mode: until the batch
+    /// flush is due with `batch`, a full second (its longest sleep) with `never`, which leaves
+    /// flushing to the kernel; an idle writer must not wake every millisecond.
+    #[test]
+    fn an_idle_writer_sleeps_until_something_is_due() {
+        for (fsync, longest) in [
+            (FsyncMode::Never, Duration::from_secs(1)),
+            (FsyncMode::Batch, Duration::from_millis(50)),
+        ] {
+            let tmp = tempfile::tempdir().expect("tempdir");
+            let cfg = AuditConfig {
+                dir: tmp.path().join("audit"),
+                key_dir: tmp.path().join("state"),
+                fsync,
+                batch_delay: Duration::from_millis(50),
+                checkpoint_interval: Duration::from_secs(3600),
+                ..AuditConfig::default()
+            };
+            std::fs::create_dir_all(&cfg.dir).expect("audit dir");
+            let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+            let mut w = Writer::open(cfg, key).expect("open");
+            assert_eq!(w.next_deadline(), Duration::from_secs(1), "{fsync:?}");
+            let record = Record::Lifecycle(LifecycleRecord {
+                event: "start".into(),
+                version: "test".into(),
+                config_sha256: None,
+                detail: None,
+            });
+            w.append(&record).expect("append");
+            w.commit(false).expect("commit");
+            let wait = w.next_deadline();
+            assert!(
+                wait > longest - Duration::from_millis(20) && wait <= longest,
+                "{fsync:?}: the writer would sleep {wait:?}"
+            );
+        }
+    }
+}

@@ -310,7 +310,10 @@ impl Writer {
             seg.bytes += n;
             seg.allocated = seg.allocated.max(seg.bytes);
             self.buf.clear();
-            self.unsynced_since.get_or_insert_with(Instant::now);
+            // `never` leaves flushing to the kernel: nothing comes due.
+            if self.cfg.fsync != FsyncMode::Never {
+                self.unsynced_since.get_or_insert_with(Instant::now);
+            }
         }
         let due = match self.cfg.fsync {
             // With syncers, they sync, and write a checkpoint's head after (`take_head`).
