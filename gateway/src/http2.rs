@@ -295,15 +295,11 @@ async fn handle(req: http::Request<RecvStream>, mut respond: SendResponse<Bytes>
             return send_reject(&mut respond, &r, None);
         }
     };
-    let mut stream = H2Request {
-        respond,
-        recv,
-        send: None,
-        received: 0,
-        max: route.http.max_request_body_bytes,
-        idle: route.http.body_idle_timeout,
-        unreleased: 0,
-    };
+    let (max, idle) = (
+        route.http.max_request_body_bytes,
+        route.http.body_idle_timeout,
+    );
+    let mut stream = H2Request::new(respond, recv, max, idle);
     // The request's state lives in its own allocation: the stream task stays small, so
     // spawning and ending it does not copy the whole state (several KiB) around.
     Box::pin(pipeline::serve(
@@ -323,8 +319,14 @@ const PREFETCH: usize = 16 * 1024;
 pub(crate) struct H2Request {
     respond: SendResponse<Bytes>,
     recv: RecvStream,
+    /// The response head, held until the first body piece before the newest goes out (or the
+    /// response ends): a small response leaves in one go, after its audit record.
+    head: Option<http::Response<()>>,
     /// The response body's stream, once its head is sent.
     send: Option<SendStream<Bytes>>,
+    /// The newest response body piece, held: the one that completes the body leaves with the
+    /// end of the stream.
+    held: Option<Bytes>,
     received: u64,
     max: u64,
     idle: Duration,
@@ -333,6 +335,20 @@ pub(crate) struct H2Request {
 }
 
 impl H2Request {
+    fn new(respond: SendResponse<Bytes>, recv: RecvStream, max: u64, idle: Duration) -> Self {
+        Self {
+            respond,
+            recv,
+            head: None,
+            send: None,
+            held: None,
+            received: 0,
+            max,
+            idle,
+            unreleased: 0,
+        }
+    }
+
     /// Gives the client's window back the last piece, now that it has been passed on.
     fn release(&mut self) {
         let n = std::mem::take(&mut self.unreleased);
@@ -341,11 +357,34 @@ impl H2Request {
         }
     }
 
-    fn stream(&mut self) -> Result<&mut SendStream<Bytes>, DownstreamError> {
+    /// The response body's stream, its held head sent first.
+    fn open(&mut self) -> Result<&mut SendStream<Bytes>, DownstreamError> {
+        if let Some(head) = self.head.take() {
+            let s = self
+                .respond
+                .send_response(head, false)
+                .map_err(write_error)?;
+            self.send = Some(s);
+        }
         self.send
             .as_mut()
             .ok_or_else(|| DownstreamError::Write(std::io::Error::other("response head not sent")))
     }
+
+    /// Sends the held body piece (and the head before it), ending the stream when `end`.
+    async fn send_held(&mut self, end: bool) -> Result<(), DownstreamError> {
+        let (held, idle) = (self.held.take().unwrap_or_default(), self.idle);
+        if held.is_empty() && !end {
+            return self.open().map(|_| ());
+        }
+        send_flow_controlled(self.open()?, held, idle, end)
+            .await
+            .map_err(DownstreamError::Write)
+    }
+}
+
+fn write_error(e: h2::Error) -> DownstreamError {
+    DownstreamError::Write(std::io::Error::other(e))
 }
 
 fn stream_error(e: h2::Error) -> DownstreamError {
@@ -418,32 +457,49 @@ impl Downstream for H2Request {
         head: &ResponseHead,
         request_id: &str,
     ) -> Result<(), DownstreamError> {
-        let s = self
-            .respond
-            .send_response(response_head(head, request_id), false)
-            .map_err(|e| DownstreamError::Write(std::io::Error::other(e)))?;
-        self.send = Some(s);
+        self.head = Some(response_head(head, request_id));
         Ok(())
     }
 
     async fn send_data(&mut self, data: Bytes) -> Result<(), DownstreamError> {
-        let idle = self.idle;
-        send_flow_controlled(self.stream()?, data, idle)
-            .await
-            .map_err(DownstreamError::Write)
+        // The newest piece stays held: the one that completes the body leaves with the end.
+        if data.is_empty() {
+            return Ok(());
+        }
+        match self.held.replace(data) {
+            Some(before) => {
+                let idle = self.idle;
+                send_flow_controlled(self.open()?, before, idle, false)
+                    .await
+                    .map_err(DownstreamError::Write)
+            }
+            None => Ok(()),
+        }
     }
 
     async fn flush(&mut self) -> Result<(), DownstreamError> {
-        Ok(())
+        self.send_held(false).await
     }
 
     async fn finish(&mut self, trailers: Option<HeaderMap>) -> Result<(), DownstreamError> {
-        let s = self.stream()?;
-        match trailers {
-            Some(t) => s.send_trailers(t),
-            None => s.send_data(Bytes::new(), true),
+        if trailers.is_none() && self.held.is_none() {
+            if let Some(head) = self.head.take() {
+                // A response without a body: one HEADERS frame that ends the stream.
+                self.send = Some(
+                    self.respond
+                        .send_response(head, true)
+                        .map_err(write_error)?,
+                );
+                return Ok(());
+            }
         }
-        .map_err(|e| DownstreamError::Write(std::io::Error::other(e)))
+        match trailers {
+            None => self.send_held(true).await,
+            Some(t) => {
+                self.send_held(false).await?;
+                self.open()?.send_trailers(t).map_err(write_error)
+            }
+        }
     }
 
     async fn reject(&mut self, r: &Reject, request_id: Option<&str>) {
@@ -517,6 +573,36 @@ mod tests {
         written: Arc<std::sync::Mutex<Vec<u8>>>,
     }
 
+    impl Recorded {
+        /// The client's end, the server's recorded end, and what the server writes.
+        fn pair() -> (
+            tokio::io::DuplexStream,
+            Self,
+            Arc<std::sync::Mutex<Vec<u8>>>,
+        ) {
+            let (client_io, io) = tokio::io::duplex(64 * 1024);
+            let written = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let recorded = Self {
+                io,
+                written: written.clone(),
+            };
+            (client_io, recorded, written)
+        }
+    }
+
+    fn response(
+        headers: http::HeaderMap,
+        body: crate::protocol::BodyKind,
+    ) -> crate::protocol::ResponseHead {
+        crate::protocol::ResponseHead {
+            status: http::StatusCode::OK,
+            version: crate::protocol::Version::Http11,
+            headers,
+            body,
+            keep_alive: true,
+        }
+    }
+
     impl tokio::io::AsyncRead for Recorded {
         fn poll_read(
             mut self: std::pin::Pin<&mut Self>,
@@ -562,12 +648,7 @@ mod tests {
     /// that change with every response do not take over the connection's HPACK table.
     #[tokio::test(flavor = "current_thread")]
     async fn request_ids_and_dates_are_not_indexed_by_hpack() {
-        let (client_io, server_io) = tokio::io::duplex(64 * 1024);
-        let written = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let recorded = Recorded {
-            io: server_io,
-            written: written.clone(),
-        };
+        let (client_io, recorded, written) = Recorded::pair();
         let server = tokio::spawn(async move {
             let mut conn = h2::server::handshake(recorded).await.expect("handshake");
             for i in 0..3 {
@@ -575,13 +656,7 @@ mod tests {
                 let mut headers = http::HeaderMap::new();
                 let date = format!("Thu, 03 Dec 2026 13:34:1{i} GMT");
                 headers.insert(http::header::DATE, date.parse().expect("date"));
-                let head = crate::protocol::ResponseHead {
-                    status: http::StatusCode::OK,
-                    version: crate::protocol::Version::Http11,
-                    headers,
-                    body: crate::protocol::BodyKind::Empty,
-                    keep_alive: true,
-                };
+                let head = response(headers, crate::protocol::BodyKind::Empty);
                 let id = format!("{i:032x}");
                 respond
                     .send_response(super::response_head(&head, &id), true)
@@ -604,13 +679,9 @@ mod tests {
         let bytes = written.lock().expect("not poisoned").clone();
         // Walk the frames; each HEADERS block is `:status 200` (indexed, 0x88), `date`, then
         // the id.
-        let (mut at, mut blocks) = (0, 0);
-        while at + 9 <= bytes.len() {
-            let len = usize::from(bytes[at]) << 16
-                | usize::from(bytes[at + 1]) << 8
-                | usize::from(bytes[at + 2]);
-            let payload = &bytes[at + 9..(at + 9 + len).min(bytes.len())];
-            if bytes[at + 3] == 0x1 {
+        let mut blocks = 0;
+        for (kind, _, _, payload) in frames(&bytes) {
+            if kind == HEADERS {
                 blocks += 1;
                 assert_eq!(payload[0], 0x88, "{payload:02x?}");
                 // Never indexed, name from static entry 33 (`date`): 0x1f then 33 - 15; with
@@ -620,9 +691,122 @@ mod tests {
                 // 0001 0000: never indexed, new name; with incremental indexing it is 0x40.
                 assert_eq!(payload[id], 0x10, "{payload:02x?}");
             }
-            at += 9 + len;
         }
         assert_eq!(blocks, 3);
+    }
+
+    /// The frames a server wrote: type, flags, stream, payload.
+    fn frames(bytes: &[u8]) -> Vec<(u8, u8, u32, &[u8])> {
+        let (mut at, mut out) = (0, Vec::new());
+        while at + 9 <= bytes.len() {
+            let len = usize::from(bytes[at]) << 16
+                | usize::from(bytes[at + 1]) << 8
+                | usize::from(bytes[at + 2]);
+            let id =
+                u32::from_be_bytes([bytes[at + 5], bytes[at + 6], bytes[at + 7], bytes[at + 8]]);
+            let payload = &bytes[at + 9..(at + 9 + len).min(bytes.len())];
+            out.push((bytes[at + 3], bytes[at + 4], id & 0x7fff_ffff, payload));
+            at += 9 + len;
+        }
+        out
+    }
+
+    /// A stream's frames as type, flags, stream and payload length.
+    fn on_stream(bytes: &[u8], stream: u32) -> Vec<(u8, u8, u32, usize)> {
+        frames(bytes)
+            .into_iter()
+            .filter(|f| f.2 == stream)
+            .map(|(kind, flags, id, payload)| (kind, flags, id, payload.len()))
+            .collect()
+    }
+
+    /// The server side of a connection's first stream, and the task that drives the connection.
+    async fn first_stream<T>(io: T) -> (super::H2Request, tokio::task::JoinHandle<()>)
+    where
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let mut conn = h2::server::handshake(io).await.expect("handshake");
+        let (req, respond) = conn.accept().await.expect("stream").expect("ok");
+        let driver = tokio::spawn(async move { while conn.accept().await.is_some() {} });
+        let idle = std::time::Duration::from_secs(5);
+        let r = super::H2Request::new(respond, req.into_body(), u64::MAX, idle);
+        (r, driver)
+    }
+
+    const DATA: u8 = 0x0;
+    const HEADERS: u8 = 0x1;
+    const END_STREAM: u8 = 0x1;
+
+    /// Drives one response through `H2Request` as the request sequence does: its head, `body`
+    /// in pieces, then the end (with `trailers`). Returns the frames written for the stream
+    /// before the end, and all of them.
+    async fn responded(
+        body: &'static [&'static [u8]],
+        trailers: bool,
+    ) -> (Vec<(u8, u8, u32, usize)>, Vec<(u8, u8, u32, usize)>) {
+        let (client_io, recorded, written) = Recorded::pair();
+        let client = tokio::spawn(async move {
+            let (mut client, conn) = h2::client::handshake(client_io).await.expect("handshake");
+            tokio::spawn(conn);
+            let req = http::Request::get("http://moat.test/")
+                .body(())
+                .expect("request");
+            let (resp, _) = client.send_request(req, true).expect("send");
+            let mut body = resp.await.expect("response").into_body();
+            while let Some(d) = body.data().await {
+                let n = d.expect("data").len();
+                let _ = body.flow_control().release_capacity(n);
+            }
+            let _ = body.trailers().await;
+        });
+        let (mut r, driver) = first_stream(recorded).await;
+        let head = response(http::HeaderMap::new(), crate::protocol::BodyKind::Chunked);
+        use crate::downstream::Downstream;
+        r.send_head(&head, "0123").await.expect("head");
+        for piece in body {
+            r.send_data(bytes::Bytes::from_static(piece))
+                .await
+                .expect("data");
+        }
+        for _ in 0..16 {
+            tokio::task::yield_now().await;
+        }
+        let before = on_stream(&written.lock().expect("not poisoned"), 1);
+        let t = trailers.then(|| {
+            let mut t = http::HeaderMap::new();
+            t.insert("x-trailer", http::HeaderValue::from_static("1"));
+            t
+        });
+        r.finish(t).await.expect("finish");
+        client.await.expect("client read the response");
+        driver.abort();
+        let all = on_stream(&written.lock().expect("not poisoned"), 1);
+        (before, all)
+    }
+
+    /// A response leaves whole at its end: nothing before (the head and the newest piece wait
+    /// for it, as for the audit record), and the last DATA frame carries END_STREAM (no empty
+    /// frame after it); a response without a body is one HEADERS frame that ends the stream.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_response_leaves_whole_with_its_end() {
+        let (before, all) = responded(&[b"hello"], false).await;
+        assert_eq!(before, []);
+        assert_eq!(all, [(HEADERS, 0x4, 1, all[0].3), (DATA, END_STREAM, 1, 5)]);
+
+        let (before, all) = responded(&[], false).await;
+        assert_eq!(before, []);
+        assert_eq!(all, [(HEADERS, 0x4 | END_STREAM, 1, all[0].3)]);
+
+        // Earlier pieces go out as the next arrives; the newest waits for the end.
+        let (before, all) = responded(&[b"one", b"two!"], false).await;
+        assert_eq!(before, [(HEADERS, 0x4, 1, before[0].3), (DATA, 0, 1, 3)]);
+        assert_eq!(all[1..], [(DATA, 0, 1, 3), (DATA, END_STREAM, 1, 4)]);
+
+        let (_, all) = responded(&[b"hello"], true).await;
+        assert_eq!(
+            all[1..3],
+            [(DATA, 0, 1, 5), (HEADERS, 0x4 | END_STREAM, 1, all[2].3)]
+        );
     }
 
     /// The body's start as the request sequence sees it, when the client sent `body` after its
@@ -641,18 +825,7 @@ mod tests {
             // Keeps the stream open while the server looks.
             std::future::pending::<()>().await;
         });
-        let mut conn = h2::server::handshake(server_io).await.expect("handshake");
-        let (req, respond) = conn.accept().await.expect("stream").expect("ok");
-        let driver = tokio::spawn(async move { while conn.accept().await.is_some() {} });
-        let mut r = super::H2Request {
-            respond,
-            recv: req.into_body(),
-            send: None,
-            received: 0,
-            max: u64::MAX,
-            idle: std::time::Duration::from_secs(5),
-            unreleased: 0,
-        };
+        let (mut r, driver) = first_stream(server_io).await;
         // Until the DATA frame has been received by the connection.
         while r.recv.flow_control().used_capacity() < body.len() {
             tokio::task::yield_now().await;

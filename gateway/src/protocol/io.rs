@@ -124,12 +124,14 @@ pub async fn write_all_vectored<W: AsyncWrite + Unpin>(
     Ok(())
 }
 
-/// Sends `data` on an HTTP/2 stream as the peer's flow-control window allows; a window that
-/// stays shut for `idle` fails.
+/// Sends `data` on an HTTP/2 stream as the peer's flow-control window allows, its last piece
+/// carrying END_STREAM when `end` (an empty `data` then sends an empty DATA frame that ends the
+/// stream); a window that stays shut for `idle` fails.
 pub async fn send_flow_controlled(
     s: &mut SendStream<Bytes>,
     mut data: Bytes,
     idle: Duration,
+    end: bool,
 ) -> io::Result<()> {
     while !data.is_empty() {
         s.reserve_capacity(data.len());
@@ -148,7 +150,14 @@ pub async fn send_flow_controlled(
             continue;
         }
         let piece = data.split_to(cap.min(data.len()));
-        s.send_data(piece, false).map_err(io::Error::other)?;
+        s.send_data(piece, end && data.is_empty())
+            .map_err(io::Error::other)?;
+        if data.is_empty() {
+            return Ok(());
+        }
+    }
+    if end {
+        s.send_data(Bytes::new(), true).map_err(io::Error::other)?;
     }
     Ok(())
 }

@@ -134,23 +134,22 @@ impl Upstream {
             let body_err = |e: std::io::Error| UpstreamError::Protocol {
                 reason: format!("h2c request body: {e}"),
             };
-            send_flow_controlled(&mut stream, o.first, idle)
+            // A body held whole ends with its last DATA frame.
+            send_flow_controlled(&mut stream, o.first, idle, !o.streaming)
                 .await
                 .map_err(body_err)?;
-            let mut trailers = None;
             if o.streaming {
                 while let Some(data) = d.read_body().await? {
-                    send_flow_controlled(&mut stream, data, idle)
+                    send_flow_controlled(&mut stream, data, idle, false)
                         .await
                         .map_err(body_err)?;
                 }
-                trailers = d.read_trailers().await?;
+                match d.read_trailers().await? {
+                    Some(t) => stream.send_trailers(t),
+                    None => stream.send_data(Bytes::new(), true),
+                }
+                .map_err(h2c)?;
             }
-            match trailers {
-                Some(t) => stream.send_trailers(t),
-                None => stream.send_data(Bytes::new(), true),
-            }
-            .map_err(h2c)?;
         }
         let resp = timeout(self.config().response_header_timeout, response)
             .await
