@@ -41,11 +41,11 @@ pub trait Downstream {
     /// An interim (1xx) response from the upstream, passed on where the protocol can.
     async fn send_interim(&mut self, head: &ResponseHead);
 
-    /// The response head. `head.body` states the body's framing: a length when known,
-    /// [`crate::protocol::BodyKind::Chunked`] when not.
+    /// The response head, handed over. `head.body` states the body's framing: a length when
+    /// known, [`crate::protocol::BodyKind::Chunked`] when not.
     async fn send_head(
         &mut self,
-        head: &ResponseHead,
+        head: ResponseHead,
         request_id: &str,
     ) -> Result<(), DownstreamError>;
 

@@ -259,9 +259,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Downstream for H1Request<'_, S> {
 
     async fn send_head(
         &mut self,
-        head: &ResponseHead,
+        head: ResponseHead,
         request_id: &str,
     ) -> Result<(), DownstreamError> {
+        let head = &head;
         let (encoder, keep_alive) = response_framing(self.version, head, self.client_keep_alive);
         self.encoder = encoder;
         self.keep_alive = keep_alive;

@@ -21,7 +21,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use h2::server::SendResponse;
 use h2::{RecvStream, SendStream};
-use http::{header, HeaderMap};
+use http::{header, HeaderMap, HeaderName};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{timeout, Instant};
 
@@ -454,7 +454,7 @@ impl Downstream for H2Request {
 
     async fn send_head(
         &mut self,
-        head: &ResponseHead,
+        head: ResponseHead,
         request_id: &str,
     ) -> Result<(), DownstreamError> {
         self.head = Some(response_head(head, request_id));
@@ -515,37 +515,74 @@ impl Downstream for H2Request {
 }
 
 /// The response head for the client: hop-by-hop and connection-specific fields removed, the
-/// request id added, the length restated when the body's is known.
+/// request id added, the length restated when the body's is known. The upstream's header map
+/// is edited in place, not copied.
 ///
 /// `date` and the request id change from one response to the next: they go out as never-indexed
 /// literals. Indexed, each new value would take a place in the connection's HPACK table, and the
 /// encoder compares every later value with all the earlier ones of the same name (the h2
 /// crate keeps them in one list), which under load cost more than the bytes it saves.
-fn response_head(resp: &ResponseHead, request_id: &str) -> http::Response<()> {
-    let mut r = http::Response::new(());
-    *r.status_mut() = resp.status;
-    let h = r.headers_mut();
-    let hop_by_hop = crate::protocol::h1::hop_by_hop(&resp.headers);
-    for (name, value) in &resp.headers {
-        if hop_by_hop(name)
+fn response_head(resp: ResponseHead, request_id: &str) -> http::Response<()> {
+    let ResponseHead {
+        status,
+        mut headers,
+        body,
+        ..
+    } = resp;
+    let length = match body {
+        BodyKind::Length(n) => Some(n),
+        _ => None,
+    };
+    // A length the upstream stated as moat sends it (one value, plain decimal) stays as it is.
+    let stated = length.is_some_and(|n| {
+        let mut all = headers.get_all(header::CONTENT_LENGTH).iter();
+        all.next()
+            .is_some_and(|v| canonical_length(v.as_bytes()) == Some(n))
+            && all.next().is_none()
+    });
+    let dropped = |name: &HeaderName, hop_by_hop: &dyn Fn(&HeaderName) -> bool| {
+        hop_by_hop(name)
             || name == "x-request-id"
-            || (name == header::CONTENT_LENGTH && resp.body != BodyKind::Empty)
-        {
-            continue;
+            || (name == header::CONTENT_LENGTH && body != BodyKind::Empty && !stated)
+    };
+    // One name at a time, Connection itself last: the names it lists are hop-by-hop too.
+    loop {
+        let next = {
+            let hop_by_hop = crate::protocol::h1::hop_by_hop(&headers);
+            headers
+                .keys()
+                .find(|n| *n != header::CONNECTION && dropped(n, &hop_by_hop))
+                .cloned()
+        };
+        match next {
+            Some(name) => {
+                headers.remove(&name);
+            }
+            None => break,
         }
-        let mut value = value.clone();
+    }
+    headers.remove(header::CONNECTION);
+    for (name, value) in headers.iter_mut() {
         if name == header::DATE {
             value.set_sensitive(true);
         }
-        h.append(name.clone(), value);
     }
-    if let BodyKind::Length(n) = resp.body {
-        h.insert(header::CONTENT_LENGTH, n.into());
+    if let (Some(n), false) = (length, stated) {
+        headers.insert(header::CONTENT_LENGTH, n.into());
     }
     if let Some(id) = crate::protocol::request_id_value(request_id) {
-        h.insert("x-request-id", id);
+        headers.insert("x-request-id", id);
     }
+    let mut r = http::Response::new(());
+    *r.status_mut() = status;
+    *r.headers_mut() = headers;
     r
+}
+
+/// The value of a length written as moat writes one: decimal digits without a leading zero.
+fn canonical_length(v: &[u8]) -> Option<u64> {
+    let plain = !v.is_empty() && v.iter().all(u8::is_ascii_digit) && (v.len() == 1 || v[0] != b'0');
+    plain.then(|| std::str::from_utf8(v).ok()?.parse().ok())?
 }
 
 #[cfg(test)]
@@ -644,6 +681,50 @@ mod tests {
         }
     }
 
+    /// The upstream's head becomes the client's in place: hop-by-hop fields go (with the names
+    /// Connection lists), the upstream's request id is replaced, and the length is restated
+    /// unless the upstream already stated it the way moat would.
+    #[test]
+    fn the_response_head_keeps_end_to_end_fields_only() {
+        let mut h = http::HeaderMap::new();
+        for (name, value) in [
+            ("connection", "keep-alive, x-hop"),
+            ("x-hop", "1"),
+            ("keep-alive", "timeout=5"),
+            ("transfer-encoding", "chunked"),
+            ("x-request-id", "upstream"),
+            ("content-length", "007"),
+            ("date", "Thu, 03 Dec 2026 19:00:00 GMT"),
+            ("x-end", "kept"),
+        ] {
+            h.append(name, http::HeaderValue::from_static(value));
+        }
+        let r = super::response_head(response(h, crate::protocol::BodyKind::Length(7)), "ab");
+        let h = r.headers();
+        let mut names: Vec<&str> = h.keys().map(http::HeaderName::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["content-length", "date", "x-end", "x-request-id"]);
+        assert_eq!(h["content-length"], "7");
+        assert_eq!(h["x-request-id"], "ab");
+        assert!(h["date"].is_sensitive());
+
+        let mut h = http::HeaderMap::new();
+        h.append("content-length", http::HeaderValue::from_static("12"));
+        let r = super::response_head(response(h, crate::protocol::BodyKind::Length(12)), "ab");
+        assert_eq!(r.headers().get_all("content-length").iter().count(), 1);
+        assert_eq!(r.headers()["content-length"], "12");
+        let mut h = http::HeaderMap::new();
+        h.append("content-length", http::HeaderValue::from_static("12"));
+        let r = super::response_head(response(h, crate::protocol::BodyKind::Chunked), "ab");
+        assert!(!r.headers().contains_key("content-length"));
+
+        assert_eq!(super::canonical_length(b"0"), Some(0));
+        assert_eq!(super::canonical_length(b"120"), Some(120));
+        for bad in [&b""[..], b"012", b"+1", b"1 ", b"99999999999999999999999"] {
+            assert_eq!(super::canonical_length(bad), None, "{bad:?}");
+        }
+    }
+
     /// The request id and `date` go out as never-indexed literals (RFC 7541 §6.2.3), so values
     /// that change with every response do not take over the connection's HPACK table.
     #[tokio::test(flavor = "current_thread")]
@@ -659,7 +740,7 @@ mod tests {
                 let head = response(headers, crate::protocol::BodyKind::Empty);
                 let id = format!("{i:032x}");
                 respond
-                    .send_response(super::response_head(&head, &id), true)
+                    .send_response(super::response_head(head, &id), true)
                     .expect("response");
             }
             std::future::poll_fn(|cx| conn.poll_closed(cx)).await.ok();
@@ -762,7 +843,7 @@ mod tests {
         let (mut r, driver) = first_stream(recorded).await;
         let head = response(http::HeaderMap::new(), crate::protocol::BodyKind::Chunked);
         use crate::downstream::Downstream;
-        r.send_head(&head, "0123").await.expect("head");
+        r.send_head(head, "0123").await.expect("head");
         for piece in body {
             r.send_data(bytes::Bytes::from_static(piece))
                 .await

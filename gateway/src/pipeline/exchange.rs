@@ -107,7 +107,7 @@ impl Exchange {
             resp.body = BodyKind::Chunked;
             resp.headers.remove(header::CONTENT_LENGTH);
         }
-        if let Err(e) = d.send_head(&resp, request_id).await {
+        if let Err(e) = d.send_head(resp, request_id).await {
             self.error = Some(e.into());
             return Ending::Abort;
         }
@@ -197,7 +197,7 @@ impl Exchange {
         resp.headers
             .insert(header::CONTENT_LENGTH, http::HeaderValue::from(body.len()));
         resp.body = BodyKind::Length(body.len() as u64);
-        let sent = match d.send_head(&resp, request_id).await {
+        let sent = match d.send_head(resp, request_id).await {
             Ok(()) if body.is_empty() => Ok(()),
             Ok(()) => d.send_data(body).await,
             Err(e) => Err(e),
