@@ -128,8 +128,8 @@ fn main() {
             .map(|i| ApiKey {
                 id: format!("key-{i}"),
                 sha256: Sha256::digest(format!("secret-{i}").as_bytes()).into(),
-                groups: vec![],
-                regions: vec![],
+                groups: Default::default(),
+                regions: Default::default(),
                 attributes: Default::default(),
             })
             .collect();

@@ -121,8 +121,8 @@ impl Validator<'_> {
                     id: k.id.clone(),
                     attributes: k.attributes.clone(),
                     sha256: sha,
-                    groups: k.groups.clone(),
-                    regions: k.regions.clone(),
+                    groups: k.groups.clone().into(),
+                    regions: k.regions.clone().into(),
                 });
             }
             Ok(())

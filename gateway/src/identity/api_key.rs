@@ -13,10 +13,10 @@ pub struct ApiKey {
     pub id: String,
     /// SHA-256 of the key.
     pub sha256: [u8; 32],
-    /// Groups of its holder.
-    pub groups: Vec<String>,
+    /// Groups of its holder (shared with each principal it identifies).
+    pub groups: std::sync::Arc<[String]>,
     /// Regions its holder may use.
-    pub regions: Vec<String>,
+    pub regions: std::sync::Arc<[String]>,
     /// Further attributes for policy (`team = "search"`).
     pub attributes: std::collections::BTreeMap<String, String>,
 }

@@ -317,8 +317,8 @@ impl JwtVerifier {
         let principal = Principal {
             kind: PrincipalKind::Jwt,
             id,
-            groups: strings(&claims[&self.settings.groups_claim]),
-            regions: strings(&claims[&self.settings.regions_claim]),
+            groups: strings(&claims[&self.settings.groups_claim]).into(),
+            regions: strings(&claims[&self.settings.regions_claim]).into(),
             cert_sha256: None,
             attributes: self
                 .settings

@@ -67,10 +67,10 @@ pub struct Principal {
     /// Stable id: SPIFFE ID / DNS name / CN, the token's subject, or the API key's id — never a
     /// secret.
     pub id: String,
-    /// Groups (token claim or key attribute).
-    pub groups: Vec<String>,
+    /// Groups (token claim or key attribute); shared with the key they came from.
+    pub groups: std::sync::Arc<[String]>,
     /// Regions the caller may use (token claim or key attribute).
-    pub regions: Vec<String>,
+    pub regions: std::sync::Arc<[String]>,
     /// SHA-256 of the client certificate, when one was presented.
     pub cert_sha256: Option<String>,
     /// Further attributes (API key `attributes`, JWT `attribute_claims`), matched by policy.
@@ -83,8 +83,8 @@ impl Principal {
         Self {
             kind: PrincipalKind::Anonymous,
             id: "anonymous".into(),
-            groups: Vec::new(),
-            regions: Vec::new(),
+            groups: Default::default(),
+            regions: Default::default(),
             cert_sha256: None,
             attributes: Default::default(),
         }

@@ -38,8 +38,8 @@ pub fn principal(cert: &PeerCert) -> Principal {
     Principal {
         kind: PrincipalKind::Mtls,
         id,
-        groups: Vec::new(),
-        regions: Vec::new(),
+        groups: Default::default(),
+        regions: Default::default(),
         cert_sha256: Some(sha),
         attributes: Default::default(),
     }

@@ -116,8 +116,8 @@ fn valid_tokens_of_each_algorithm_identify_the_caller() {
             .unwrap_or_else(|e| panic!("{alg:?}: {e}"));
         assert_eq!(p.kind, PrincipalKind::Jwt);
         assert_eq!(p.id, "alice@example.com");
-        assert_eq!(p.groups, ["ml-users"]);
-        assert_eq!(p.regions, ["eu-central"]);
+        assert_eq!(*p.groups, ["ml-users"]);
+        assert_eq!(*p.regions, ["eu-central"]);
     }
 }
 
@@ -245,8 +245,8 @@ fn api_keys() -> ApiKeys {
     ApiKeys::new(vec![ApiKey {
         id: "batch-job".into(),
         sha256: Sha256::digest(b"s3cr3t-key").into(),
-        groups: vec!["batch".into()],
-        regions: vec!["eu-central".into()],
+        groups: ["batch".to_owned()].into(),
+        regions: ["eu-central".to_owned()].into(),
         attributes: [("team".to_owned(), "search".to_owned())].into(),
     }])
 }

@@ -98,7 +98,7 @@ fn fields(o: &Outgoing<'_>, credential: Option<&Credential>, mut put: impl FnMut
     if let Some(p) = o.identity {
         // Ids and groups are configuration- or IdP-controlled; drop any that could not be a
         // header value rather than forward something malformed.
-        let groups = match p.groups.as_slice() {
+        let groups = match &*p.groups {
             [] => std::borrow::Cow::Borrowed(""),
             [one] => std::borrow::Cow::Borrowed(one.as_str()),
             many => std::borrow::Cow::Owned(many.join(",")),
@@ -210,8 +210,8 @@ mod tests {
         let mut p = Principal {
             kind: PrincipalKind::Jwt,
             id: "carol".into(),
-            groups: vec!["ml".into(), "ops".into()],
-            regions: vec![],
+            groups: ["ml".to_owned(), "ops".to_owned()].into(),
+            regions: [].into(),
             cert_sha256: None,
             attributes: Default::default(),
         };
@@ -219,9 +219,9 @@ mod tests {
         assert!(h.contains("x-moat-principal: carol\r\n"), "{h}");
         assert!(h.contains("x-moat-principal-kind: jwt\r\n"), "{h}");
         assert!(h.contains("x-moat-groups: ml,ops\r\n"), "{h}");
-        p.groups = vec!["solo".into()];
+        p.groups = ["solo".to_owned()].into();
         assert!(sent("192.0.2.7:1", Some(&p)).contains("x-moat-groups: solo\r\n"));
-        p.groups = vec![];
+        p.groups = [].into();
         p.id = "bad\r\nx-injected: 1".into();
         let h = sent("192.0.2.7:1", Some(&p));
         assert!(!h.contains("x-moat-principal:"), "{h}");
