@@ -241,11 +241,7 @@ fn request_head(
         match (lengths.next(), lengths.next()) {
             (None, _) => BodyKind::Chunked,
             (Some(v), None) => {
-                let n: u64 = std::str::from_utf8(v.as_bytes())
-                    .ok()
-                    .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-                    .and_then(|s| s.parse().ok())
-                    .ok_or(malformed("invalid content-length"))?;
+                let n = crate::protocol::h1::parse_content_length(v.as_bytes())?;
                 if n > route.http.max_request_body_bytes {
                     return Err(H1Error::BodyTooLarge);
                 }
@@ -579,10 +575,12 @@ fn response_head(resp: ResponseHead, request_id: &str) -> http::Response<()> {
     r
 }
 
-/// The value of a length written as moat writes one: decimal digits without a leading zero.
+/// The value of a length written as moat writes one: no leading zero.
 fn canonical_length(v: &[u8]) -> Option<u64> {
-    let plain = !v.is_empty() && v.iter().all(u8::is_ascii_digit) && (v.len() == 1 || v[0] != b'0');
-    plain.then(|| std::str::from_utf8(v).ok()?.parse().ok())?
+    let leading_zero = v.len() > 1 && v[0] == b'0';
+    (!leading_zero)
+        .then(|| crate::protocol::h1::parse_content_length(v).ok())
+        .flatten()
 }
 
 #[cfg(test)]
@@ -801,6 +799,22 @@ mod tests {
             .collect()
     }
 
+    /// A client's one request on a new connection over `io` (the connection driven by a task).
+    async fn client_stream(
+        io: tokio::io::DuplexStream,
+        method: http::Method,
+        end: bool,
+    ) -> (h2::client::ResponseFuture, h2::SendStream<bytes::Bytes>) {
+        let (mut client, conn) = h2::client::handshake(io).await.expect("handshake");
+        tokio::spawn(conn);
+        let req = http::Request::builder()
+            .method(method)
+            .uri("http://moat.test/")
+            .body(())
+            .expect("request");
+        client.send_request(req, end).expect("send")
+    }
+
     /// The server side of a connection's first stream, and the task that drives the connection.
     async fn first_stream<T>(io: T) -> (super::H2Request, tokio::task::JoinHandle<()>)
     where
@@ -827,12 +841,7 @@ mod tests {
     ) -> (Vec<(u8, u8, u32, usize)>, Vec<(u8, u8, u32, usize)>) {
         let (client_io, recorded, written) = Recorded::pair();
         let client = tokio::spawn(async move {
-            let (mut client, conn) = h2::client::handshake(client_io).await.expect("handshake");
-            tokio::spawn(conn);
-            let req = http::Request::get("http://moat.test/")
-                .body(())
-                .expect("request");
-            let (resp, _) = client.send_request(req, true).expect("send");
+            let (resp, _) = client_stream(client_io, http::Method::GET, true).await;
             let mut body = resp.await.expect("response").into_body();
             while let Some(d) = body.data().await {
                 let n = d.expect("data").len();
@@ -895,12 +904,7 @@ mod tests {
     async fn prefetched(body: &'static [u8], end: bool) -> (Vec<u8>, bool) {
         let (client_io, server_io) = tokio::io::duplex(64 * 1024);
         let client = tokio::spawn(async move {
-            let (mut client, conn) = h2::client::handshake(client_io).await.expect("handshake");
-            tokio::spawn(conn);
-            let req = http::Request::post("http://moat.test/")
-                .body(())
-                .expect("request");
-            let (_resp, mut send) = client.send_request(req, false).expect("send");
+            let (_resp, mut send) = client_stream(client_io, http::Method::POST, false).await;
             send.send_data(bytes::Bytes::from_static(body), end)
                 .expect("data");
             // Keeps the stream open while the server looks.

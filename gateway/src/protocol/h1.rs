@@ -449,7 +449,8 @@ impl Framing {
     }
 }
 
-fn parse_content_length(v: &[u8]) -> Result<u64, H1Error> {
+/// A Content-Length value: decimal digits only, within `u64`.
+pub(crate) fn parse_content_length(v: &[u8]) -> Result<u64, H1Error> {
     if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
         return Err(malformed("malformed Content-Length"));
     }

@@ -133,6 +133,7 @@ pub async fn send_flow_controlled(
     idle: Duration,
     end: bool,
 ) -> io::Result<()> {
+    let bodiless = data.is_empty();
     while !data.is_empty() {
         s.reserve_capacity(data.len());
         let cap = match timeout(idle, poll_fn(|cx| s.poll_capacity(cx))).await {
@@ -152,11 +153,8 @@ pub async fn send_flow_controlled(
         let piece = data.split_to(cap.min(data.len()));
         s.send_data(piece, end && data.is_empty())
             .map_err(io::Error::other)?;
-        if data.is_empty() {
-            return Ok(());
-        }
     }
-    if end {
+    if end && bodiless {
         s.send_data(Bytes::new(), true).map_err(io::Error::other)?;
     }
     Ok(())
