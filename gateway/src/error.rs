@@ -357,7 +357,7 @@ impl Reject {
     );
 
     /// Appends a complete HTTP/1.1 response carrying this refusal; the connection is closed after.
-    pub fn write_h1(&self, out: &mut BytesMut, request_id: Option<&str>) {
+    pub fn write_h1(&self, out: &mut BytesMut, request_id: Option<&str>, keep_alive: bool) {
         let body = self.body();
         let reason = self.status.canonical_reason().unwrap_or("");
         out.extend_from_slice(format!("HTTP/1.1 {} {reason}\r\n", self.status.as_u16()).as_bytes());
@@ -369,7 +369,10 @@ impl Reject {
         if self.status == StatusCode::UNAUTHORIZED {
             out.extend_from_slice(b"www-authenticate: Bearer realm=\"moat\"\r\n");
         }
-        out.extend_from_slice(b"connection: close\r\n\r\n");
+        if !keep_alive {
+            out.extend_from_slice(b"connection: close\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
         out.extend_from_slice(body.as_bytes());
     }
 }

@@ -103,7 +103,7 @@ async fn refuse<S: AsyncWrite + Unpin>(
     let (method, path) = head.map_or((None, None), |h| request_line(h));
     pipeline::record_refusal(route, r, method, path, &detail.to_string(), &peer.text);
     let mut out = BytesMut::new();
-    r.write_h1(&mut out, None);
+    r.write_h1(&mut out, None, false);
     let _ = io.write_all(&out).await;
     let _ = io.shutdown().await;
 }
@@ -310,10 +310,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Downstream for H1Request<'_, S> {
         })
     }
 
+    /// Sends a refusal. The connection stays open for the next request when the client keeps
+    /// it alive and nothing of this request is left unread (no body, or all of it read);
+    /// otherwise it closes, since the rest of the body would be read as the next request.
     async fn reject(&mut self, r: &Reject, request_id: Option<&str>) {
+        // A body that is already here whole (it came with the head) is dropped unread.
+        while !self.continue_owed && !self.decoder.is_done() {
+            match self.decoder.decode(&mut self.down.buf) {
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let keep =
+            !self.closed && self.client_keep_alive && !self.continue_owed && self.decoder.is_done();
         self.out.clear();
-        r.write_h1(&mut self.out, request_id);
-        let _ = self.write_out().await;
+        r.write_h1(&mut self.out, request_id, keep);
+        if self.write_out().await.is_ok() && keep {
+            self.keep_alive = true;
+            return;
+        }
         self.abort().await;
     }
 

@@ -33,6 +33,8 @@ use crate::protocol::io::{send_flow_controlled, Gather};
 use crate::protocol::{BodyKind, ClientText, RequestHead, ResponseHead, Version};
 use crate::route::{Peer, Route, Routes};
 
+mod watch;
+
 /// What every stream of one connection shares.
 struct Ctx {
     peer: Peer,
@@ -47,6 +49,12 @@ where
     let client = peer.text.clone();
     let route = routes.current().clone();
     let l = &route.http2;
+    let alarm = Arc::new(watch::Alarm::default());
+    let budget = watch::Budget {
+        burst: l.max_control_frames,
+        per_second: l.control_frames_per_second,
+    };
+    let io = watch::Watched::new(io, budget, alarm.clone());
     let mut builder = h2::server::Builder::new();
     builder
         .max_concurrent_streams(l.max_concurrent_streams)
@@ -57,14 +65,20 @@ where
         .max_send_buffer_size(l.max_send_buffer)
         .max_pending_accept_reset_streams(l.max_pending_accept_reset_streams)
         .max_local_error_reset_streams(Some(l.max_local_error_reset_streams));
-    let mut conn = match timeout(route.http.header_timeout, builder.handshake::<_, Bytes>(io)).await
-    {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => {
-            connection_error(&route, &client, &e);
+    let handshake = timeout(route.http.header_timeout, builder.handshake::<_, Bytes>(io));
+    let mut conn = tokio::select! {
+        c = handshake => match c {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                connection_error(&route, &client, &e);
+                return;
+            }
+            Err(_) => return,
+        },
+        b = alarm.rung() => {
+            breached(&route, &client, b);
             return;
         }
-        Err(_) => return,
     };
     let mut ctx = Arc::new(Ctx {
         peer,
@@ -100,6 +114,13 @@ where
         };
         let next = tokio::select! {
             n = timeout(wait, conn.accept()) => n,
+            b = alarm.rung(), if deadline.is_none() => {
+                tracing::debug!(client = %client.addr, breach = ?b, "HTTP/2 client broke the connection's rules: GOAWAY");
+                conn.abrupt_shutdown(b.reason());
+                breached(&route, &client, b);
+                deadline = Some(Instant::now() + Duration::from_secs(1));
+                continue;
+            }
             () = dead.notified(), if deadline.is_none() => {
                 tracing::debug!(client = %client.addr, "HTTP/2 keep-alive PING unanswered: closing");
                 conn.abrupt_shutdown(h2::Reason::NO_ERROR);
@@ -187,13 +208,32 @@ fn connection_error(route: &Route, client: &ClientText, e: &h2::Error) {
         Some(r) => format!("HTTP/2 connection error: {r:?} ({e})"),
         None => format!("HTTP/2 connection error: {e}"),
     };
+    refuse_connection(route, client, &detail);
+}
+
+/// A connection cut off for what [`watch`] found: recorded as a refusal.
+fn breached(route: &Route, client: &ClientText, b: watch::Breach) {
+    let detail = match b {
+        watch::Breach::Preface { frame_type } => format!(
+            "HTTP/2 connection error: PROTOCOL_ERROR (the client's first frame was of type {frame_type:#x}, not SETTINGS)"
+        ),
+        watch::Breach::Flood => format!(
+            "HTTP/2 connection error: ENHANCE_YOUR_CALM (more than {} frames without a request at once, or more than {} a second)",
+            route.http2.max_control_frames, route.http2.control_frames_per_second
+        ),
+    };
+    refuse_connection(route, client, &detail);
+}
+
+/// Records a connection ended for breaking the protocol.
+fn refuse_connection(route: &Route, client: &ClientText, detail: &str) {
     let r = Reject {
         status: http::StatusCode::BAD_REQUEST,
         kind: "h2_protocol_error",
         message: "HTTP/2 protocol error",
         side: Side::Downstream,
     };
-    pipeline::record_refusal(route, &r, None, None, &detail, client);
+    pipeline::record_refusal(route, &r, None, None, detail, client);
 }
 
 /// Turns the head of a stream into the request every stage sees.
@@ -269,6 +309,28 @@ fn request_head(
     })
 }
 
+/// The most of a refused request's body read and dropped, and how long each piece is waited for.
+const DISCARD_BYTES: usize = 1024 * 1024;
+const DISCARD_WAIT: Duration = Duration::from_secs(1);
+
+/// After a refusal sent before the request's body ended: reads the rest of the body (up to
+/// `DISCARD_BYTES`, each piece within `DISCARD_WAIT`) and drops it, as nginx does, so that the
+/// stream ends with the client's END_STREAM. Dropping the stream at once would reset it
+/// (RST_STREAM `NO_ERROR`, which RFC 9113 §8.1 allows), and some clients (curl 7.88) then
+/// discard the response they already received.
+async fn discard(recv: &mut RecvStream) {
+    let mut left = DISCARD_BYTES;
+    while !recv.is_end_stream() {
+        match timeout(DISCARD_WAIT, recv.data()).await {
+            Ok(Some(Ok(d))) if d.len() <= left => {
+                left -= d.len();
+                let _ = recv.flow_control().release_capacity(d.len());
+            }
+            _ => return,
+        }
+    }
+}
+
 /// Sends a complete response for a refused stream.
 fn send_reject(respond: &mut SendResponse<Bytes>, r: &Reject, request_id: Option<&str>) {
     if let Ok(mut s) = respond.send_response(r.h2_head(request_id), false) {
@@ -280,21 +342,27 @@ fn send_reject(respond: &mut SendResponse<Bytes>, r: &Reject, request_id: Option
 async fn handle(req: http::Request<RecvStream>, mut respond: SendResponse<Bytes>, ctx: &Ctx) {
     let route = &*ctx.route;
     let started = Instant::now();
-    let (mut parts, recv) = req.into_parts();
+    let (mut parts, mut recv) = req.into_parts();
+    let refuse = |respond: &mut SendResponse<Bytes>, parts: &http::request::Parts, e: &H1Error| {
+        let r = Reject::from(e);
+        let (method, path) = (parts.method.to_string(), parts.uri.path().to_owned());
+        let detail = e.to_string();
+        pipeline::record_refusal(route, &r, Some(method), Some(path), &detail, &ctx.peer.text);
+        send_reject(respond, &r, None);
+    };
     let head = match request_head(&mut parts, recv.is_end_stream(), route) {
         Ok(r) => r,
-        Err(e) => {
-            let r = Reject::from(&e);
-            let (method, path) = (parts.method.to_string(), parts.uri.path().to_owned());
-            let detail = e.to_string();
-            pipeline::record_refusal(route, &r, Some(method), Some(path), &detail, &ctx.peer.text);
-            return send_reject(&mut respond, &r, None);
-        }
+        Err(e) => return refuse(&mut respond, &parts, &e),
     };
     let (max, idle) = (
         route.http.max_request_body_bytes,
         route.http.body_idle_timeout,
     );
+    if head.body == BodyKind::Empty && !recv.is_end_stream() {
+        if let Err(e) = declared_empty(&mut recv, idle).await {
+            return refuse(&mut respond, &parts, &e);
+        }
+    }
     let mut stream = H2Request::new(respond, recv, max, idle);
     // The request's state lives in its own allocation: the stream task stays small, so
     // spawning and ending it does not copy the whole state (several KiB) around.
@@ -384,7 +452,36 @@ fn write_error(e: h2::Error) -> DownstreamError {
 }
 
 fn stream_error(e: h2::Error) -> DownstreamError {
-    DownstreamError::Request(H1Error::Io(std::io::Error::other(e)))
+    DownstreamError::Request(body_error(e))
+}
+
+/// A request body that does not add up to its declared length.
+const MISFRAMED: H1Error = H1Error::Malformed {
+    reason: "the body broke HTTP/2 framing (DATA beyond or short of content-length)",
+};
+
+fn body_error(e: h2::Error) -> H1Error {
+    if e.is_library() && e.reason() == Some(h2::Reason::PROTOCOL_ERROR) {
+        // `h2` reset the stream for what the client sent: the request was malformed (H2.CL
+        // among others), not abandoned.
+        return MISFRAMED;
+    }
+    H1Error::Io(std::io::Error::other(e))
+}
+
+/// Waits for the end of a stream that declared `content-length: 0` but left its stream open:
+/// nothing goes upstream before, so DATA that breaks the declared length (H2.CL) is refused
+/// before the upstream sees the request.
+async fn declared_empty(recv: &mut RecvStream, idle: Duration) -> Result<(), H1Error> {
+    loop {
+        match timeout(idle, recv.data()).await {
+            Err(_) => return Err(H1Error::BodyTimeout),
+            Ok(None) => return Ok(()),
+            Ok(Some(Err(e))) => return Err(body_error(e)),
+            Ok(Some(Ok(d))) if d.is_empty() => {}
+            Ok(Some(Ok(_))) => return Err(MISFRAMED),
+        }
+    }
 }
 
 impl Downstream for H2Request {
@@ -500,6 +597,8 @@ impl Downstream for H2Request {
 
     async fn reject(&mut self, r: &Reject, request_id: Option<&str>) {
         send_reject(&mut self.respond, r, request_id);
+        self.release();
+        discard(&mut self.recv).await;
     }
 
     async fn abort(&mut self) {

@@ -19,11 +19,7 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 pub fn can_run() -> bool {
     let root = nix_is_root();
     if !root {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "guard tests need root, and CI=true forbids skipping them"
-        );
-        eprintln!("skipping: guard tests need root");
+        crate::skip::skip("guard tests need root");
     }
     root
 }

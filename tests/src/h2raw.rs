@@ -41,6 +41,8 @@ pub struct Seen {
     pub answered: Vec<u32>,
     /// The connection was closed.
     pub closed: bool,
+    /// Acknowledgements of the client's SETTINGS and PING frames.
+    pub acks: usize,
 }
 
 /// One raw HTTP/2 connection over TLS (ALPN `h2`).
@@ -54,6 +56,13 @@ pub struct H2Raw {
 impl H2Raw {
     /// Connects, sends the preface and an empty SETTINGS frame.
     pub async fn connect(addr: SocketAddr, ca: &Path) -> Self {
+        let mut c = Self::connect_bare(addr, ca).await;
+        c.frame(SETTINGS, 0, 0, &[]).await;
+        c
+    }
+
+    /// Connects and sends the preface's magic only: the client's SETTINGS are left to the test.
+    pub async fn connect_bare(addr: SocketAddr, ca: &Path) -> Self {
         let connector = TlsConnector::from(Arc::new(crate::client::tls_config(ca, &[b"h2"])));
         let tcp = TcpStream::connect(addr).await.expect("connect");
         let name = ServerName::try_from("localhost").expect("name");
@@ -65,7 +74,6 @@ impl H2Raw {
             answer_pings: true,
         };
         c.write(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await;
-        c.frame(SETTINGS, 0, 0, &[]).await;
         c
     }
 
@@ -106,6 +114,7 @@ impl H2Raw {
                     SETTINGS if flags & 1 == 0 => {
                         self.frame(SETTINGS, 1, 0, &[]).await;
                     }
+                    SETTINGS | PING if flags & 1 == 1 => seen.acks += 1,
                     PING if flags & 1 == 0 && self.answer_pings => {
                         self.frame(PING, 1, 0, &payload).await;
                     }

@@ -10,6 +10,11 @@ use super::{raw, ConfigError};
 pub struct HttpConfig {
     /// Keep an incoming `X-Request-Id` instead of replacing it.
     pub trust_request_id: bool,
+    /// Forward header fields whose names contain `_` (dropped by default, as nginx does: an
+    /// upstream that folds `_` into `-`, as CGI and WSGI do, would read `X_Moat_Principal` as
+    /// moat's own header). Even when forwarded, a name that folds onto a field moat sets or
+    /// removes is dropped.
+    pub underscores_in_headers: bool,
     /// Longest request line (431 beyond).
     pub max_request_line_bytes: usize,
     /// Largest request head, request line included (431 beyond).
@@ -35,6 +40,7 @@ impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             trust_request_id: false,
+            underscores_in_headers: false,
             max_request_line_bytes: 8 * 1024,
             max_header_bytes: 32 * 1024,
             max_headers: 100,
@@ -71,6 +77,12 @@ pub struct Http2Config {
     /// Streams moat had to reset for the client's protocol errors on one connection; past it
     /// the connection gets GOAWAY ("MadeYouReset").
     pub max_local_error_reset_streams: usize,
+    /// Frames that carry no request (SETTINGS, PING, PRIORITY, empty DATA or CONTINUATION,
+    /// unknown types) a client may send at once; past it the connection gets GOAWAY
+    /// (`ENHANCE_YOUR_CALM`).
+    pub max_control_frames: u32,
+    /// How fast that allowance refills, in frames a second.
+    pub control_frames_per_second: u32,
     /// How often an HTTP/2 connection is checked with a PING.
     pub keepalive_interval: Duration,
     /// How long a PING may go unanswered before the connection is closed.
@@ -88,6 +100,8 @@ impl Default for Http2Config {
             max_send_buffer: 256 * 1024,
             max_pending_accept_reset_streams: 20,
             max_local_error_reset_streams: 256,
+            max_control_frames: 1000,
+            control_frames_per_second: 100,
             keepalive_interval: Duration::from_secs(30),
             keepalive_timeout: Duration::from_secs(10),
         }
@@ -100,6 +114,7 @@ impl Validator<'_> {
         let d = HttpConfig::default();
         let http = HttpConfig {
             trust_request_id: h.trust_request_id.unwrap_or(d.trust_request_id),
+            underscores_in_headers: h.underscores_in_headers.unwrap_or(d.underscores_in_headers),
             max_request_line_bytes: self.positive(
                 "http.max_request_line_bytes",
                 h.max_request_line_bytes,
@@ -207,6 +222,20 @@ impl Validator<'_> {
                 "http2.max_local_error_resets",
                 h2.max_local_error_resets,
                 d2.max_local_error_reset_streams,
+            )?,
+            max_control_frames: int(
+                "http2.max_control_frames",
+                h2.max_control_frames,
+                d2.max_control_frames,
+                10,
+                1_000_000,
+            )?,
+            control_frames_per_second: int(
+                "http2.control_frames_per_second",
+                h2.control_frames_per_second,
+                d2.control_frames_per_second,
+                1,
+                1_000_000,
             )?,
             keepalive_interval: self.duration(
                 "http2.keepalive_interval",

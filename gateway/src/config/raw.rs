@@ -117,6 +117,7 @@ pub(crate) struct RawResidency {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawHttp {
     pub(crate) trust_request_id: Option<bool>,
+    pub(crate) underscores_in_headers: Option<bool>,
     pub(crate) max_request_line_bytes: Option<usize>,
     pub(crate) max_header_bytes: Option<usize>,
     pub(crate) max_headers: Option<usize>,
@@ -139,6 +140,8 @@ pub(crate) struct RawHttp2 {
     pub(crate) max_send_buffer_bytes: Option<usize>,
     pub(crate) max_pending_accept_resets: Option<usize>,
     pub(crate) max_local_error_resets: Option<usize>,
+    pub(crate) max_control_frames: Option<u32>,
+    pub(crate) control_frames_per_second: Option<u32>,
     pub(crate) keepalive_interval: Option<String>,
     pub(crate) keepalive_timeout: Option<String>,
 }

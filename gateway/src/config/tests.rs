@@ -339,15 +339,20 @@ fn http2_limits_are_range_checked_by_key() {
         ("max_frame_bytes", "100"),
         ("initial_stream_window_bytes", "10"),
         ("max_header_list_bytes", "99999999"),
+        ("max_control_frames", "0"),
+        ("control_frames_per_second", "0"),
     ] {
         let text = format!("{MINIMAL}\n[http2]\n{key} = {value}\n");
         let e = fx.parse(&text).expect_err(key).to_string();
         assert!(e.contains(&format!("http2.{key}")), "{e}");
     }
     let c = fx
-        .parse(&format!("{MINIMAL}\n[http2]\nmax_concurrent_streams = 7\n"))
+        .parse(&format!(
+            "{MINIMAL}\n[http2]\nmax_concurrent_streams = 7\nmax_control_frames = 50\n"
+        ))
         .expect("valid");
     assert_eq!(c.http2.max_concurrent_streams, 7);
+    assert_eq!(c.http2.max_control_frames, 50);
 }
 
 #[test]

@@ -132,6 +132,7 @@ pub(crate) async fn serve<D: Downstream>(
         first,
         streaming,
         idle: route.http.body_idle_timeout,
+        underscores: route.http.underscores_in_headers,
     };
     let mut x = exchange::Exchange::default();
     let ending = x.run(d, route, &auth, outgoing).await;

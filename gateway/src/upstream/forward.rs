@@ -38,6 +38,8 @@ pub(crate) struct Outgoing<'a> {
     pub streaming: bool,
     /// How long either peer may stall a body write or read.
     pub idle: Duration,
+    /// Forward header fields whose names contain `_` (`http.underscores_in_headers`).
+    pub underscores: bool,
 }
 
 /// Limits on an upstream's response head.

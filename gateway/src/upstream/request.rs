@@ -76,12 +76,22 @@ pub(super) fn h2_request(
 fn fields(o: &Outgoing<'_>, credential: Option<&Credential>, mut put: impl FnMut(&[u8], &[u8])) {
     let req = o.head;
     let hop_by_hop = h1::hop_by_hop(&req.headers);
+    let dropped = |name: &HeaderName| {
+        hop_by_hop(name)
+            || is_replaced_upstream(name)
+            || credential.is_some_and(|c| c.header == name.as_str())
+    };
     for (name, value) in &req.headers {
-        if hop_by_hop(name) || is_replaced_upstream(name) {
+        if dropped(name) {
             continue;
         }
-        if credential.is_some_and(|c| c.header == name.as_str()) {
-            continue;
+        if name.as_str().contains('_') {
+            // Read with `_` as `-` (CGI, WSGI), the name must not become one moat drops or
+            // sets: `X_Moat_Principal`, `transfer_encoding`.
+            let folded = HeaderName::from_bytes(name.as_str().replace('_', "-").as_bytes());
+            if !o.underscores || folded.as_ref().is_ok_and(dropped) {
+                continue;
+            }
         }
         put(name.as_str().as_bytes(), value.as_bytes());
     }
@@ -171,18 +181,71 @@ mod tests {
     }
 
     fn sent(client: &str, identity: Option<&Principal>) -> String {
-        let req = head("model.example:8443");
+        sent_with(&head("model.example:8443"), client, identity, false)
+    }
+
+    fn sent_with(
+        req: &RequestHead,
+        client: &str,
+        identity: Option<&Principal>,
+        underscores: bool,
+    ) -> String {
         let text = ClientText::of(ClientAddr(client.parse().expect("client")));
         let o = Outgoing {
-            head: &req,
+            head: req,
             request_id: "0123abcd",
             client: &text,
             identity,
             first: Bytes::new(),
             streaming: false,
             idle: Duration::from_secs(1),
+            underscores,
         };
-        String::from_utf8(h1_head(&o, None).to_vec()).expect("ascii head")
+        let credential = Credential {
+            header: "x-upstream-key".into(),
+            value: "s3cret".into(),
+        };
+        String::from_utf8(h1_head(&o, Some(&credential)).to_vec()).expect("ascii head")
+    }
+
+    /// Names with `_` are dropped unless allowed; allowed, a name that an upstream folding `_`
+    /// into `-` would read as a field moat sets or removes is dropped all the same.
+    #[test]
+    fn header_names_with_underscores_cannot_spoof_what_moat_sets() {
+        let mut req = head("model.example");
+        for (name, value) in [
+            ("x_moat_principal", "admin"),
+            ("X_Moat_Groups", "root"),
+            ("transfer_encoding", "chunked"),
+            ("content_length", "5"),
+            ("x_forwarded_for", "6.6.6.6"),
+            ("x_upstream_key", "forged"),
+            ("proxy_authorization", "Basic x"),
+            ("x_custom_flag", "1"),
+        ] {
+            let n = HeaderName::from_bytes(name.as_bytes()).expect("name");
+            req.headers.insert(n, value.parse().expect("value"));
+        }
+        let spoofed = [
+            "admin",
+            "root",
+            "chunked",
+            "content_length",
+            "6.6.6.6",
+            "forged",
+            "Basic",
+        ];
+        for underscores in [false, true] {
+            let h = sent_with(&req, "192.0.2.7:1", None, underscores);
+            for s in spoofed {
+                assert!(
+                    !h.contains(s),
+                    "underscores {underscores}: {s} forwarded: {h}"
+                );
+            }
+            assert!(h.contains("x-upstream-key: s3cret\r\n"), "{h}");
+            assert_eq!(h.contains("x_custom_flag: 1\r\n"), underscores, "{h}");
+        }
     }
 
     #[test]

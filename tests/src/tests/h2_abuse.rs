@@ -340,3 +340,147 @@ async fn content_length_mismatch_never_reaches_the_upstream() {
         "a malformed request reached the upstream"
     );
 }
+
+/// The detail of the newest connection-level `reject` record that names `code`, once written.
+async fn rejected_with(gw: &Gateway, code: &str) -> Option<String> {
+    for _ in 0..50 {
+        let found = gw.audit_records().into_iter().rev().find_map(|r| {
+            let detail = r["detail"].as_str()?;
+            (r["kind"] == "reject" && detail.contains(code)).then(|| detail.to_owned())
+        });
+        if found.is_some() {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+/// Sends `count` copies of one frame in batches of 1,000 without reading anything, as a flooding
+/// client does; stops when moat closes or stops taking bytes.
+async fn flood(c: &mut H2Raw, frame: &[u8], count: usize) {
+    let batch = vec![frame.to_vec(); 1000];
+    for _ in 0..count / 1000 {
+        match tokio::time::timeout(Duration::from_secs(3), c.frames(&batch)).await {
+            Ok(true) => {}
+            _ => break,
+        }
+    }
+}
+
+/// SETTINGS and PING floods (20,000 frames each, never reading the answers) end in GOAWAY
+/// `ENHANCE_YOUR_CALM` once the connection's budget of frames without a request (1,000 by
+/// default) is spent, with no more answers than that budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_and_ping_floods_are_cut_off() {
+    let origin = Origin::start().await;
+    let gw = gateway::new(origin.addr.to_string()).run();
+    for (name, frame) in [
+        ("SETTINGS", encode_frame(h2raw::SETTINGS, 0, 0, &[])),
+        ("PING", encode_frame(h2raw::PING, 0, 0, &[7; 8])),
+    ] {
+        let seen = under_attack(&gw, |mut c| async move {
+            flood(&mut c, &frame, 20_000).await;
+            c.read(Duration::from_secs(5)).await
+        })
+        .await;
+        assert!(
+            seen.goaway == Some(h2raw::ENHANCE_YOUR_CALM) || seen.closed,
+            "a {name} flood of 20,000 frames was not cut off: {seen:?}"
+        );
+        assert!(
+            seen.acks <= 1001,
+            "{} {name} frames were answered",
+            seen.acks
+        );
+        let detail = rejected_with(&gw, "ENHANCE_YOUR_CALM").await;
+        assert!(
+            detail.is_some_and(|d| d.contains("frames without a request")),
+            "no reject record for the {name} flood"
+        );
+    }
+}
+
+/// A client whose first frame is HEADERS, not SETTINGS, breaks the connection preface (RFC 9113
+/// §3.4): GOAWAY `PROTOCOL_ERROR`, and the request never reaches the upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_before_the_clients_settings_are_a_connection_error() {
+    let origin = Origin::start().await;
+    let gw = gateway::new(origin.addr.to_string()).run();
+    let ca = gw.ca.clone();
+    let addr = gw.addr;
+    let seen = under_attack(&gw, |_| async move {
+        let mut c = H2Raw::connect_bare(addr, &ca).await;
+        c.frame(
+            h2raw::HEADERS,
+            h2raw::END_STREAM | h2raw::END_HEADERS,
+            1,
+            &get("/"),
+        )
+        .await;
+        c.read(Duration::from_secs(5)).await
+    })
+    .await;
+    assert_eq!(seen.goaway, Some(h2raw::PROTOCOL_ERROR), "{seen:?}");
+    assert!(seen.answered.is_empty(), "the stream was served: {seen:?}");
+    assert_eq!(
+        origin.seen.requests.load(SeqCst),
+        NORMAL,
+        "the request reached the upstream"
+    );
+    let detail = rejected_with(&gw, "not SETTINGS").await;
+    assert!(detail.is_some(), "no reject record for the preface");
+}
+
+/// H2.CL with a declared empty body: `content-length: 0` on a stream left open, then DATA
+/// carrying a smuggled request. moat waits for the end of such a stream before forwarding, so
+/// the request never reaches the upstream, and the record says 400; a client that ends the same
+/// stream with an empty DATA frame is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declared_empty_body_followed_by_data_never_reaches_the_upstream() {
+    let origin = Origin::start().await;
+    let gw = gateway::new(origin.addr.to_string()).run();
+    let seen = under_attack(&gw, |mut c| async move {
+        let mut fields = h2raw::request("POST", "/sink");
+        fields.push(("content-length", "0".into()));
+        let b = h2raw::block_owned(&fields);
+        c.frame(h2raw::HEADERS, h2raw::END_HEADERS, 1, &b).await;
+        c.frame(h2raw::DATA, h2raw::END_STREAM, 1, &[]).await;
+        c.frame(h2raw::HEADERS, h2raw::END_HEADERS, 3, &b).await;
+        // The head alone first, as an attacker would send it, then the smuggled request.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let smuggled = b"GET /admin HTTP/1.1\r\nhost: model\r\n\r\n";
+        c.frame(h2raw::DATA, h2raw::END_STREAM, 3, smuggled).await;
+        c.read(Duration::from_secs(3)).await
+    })
+    .await;
+    assert!(
+        seen.answered.contains(&1),
+        "the empty body was not served: {seen:?}"
+    );
+    assert!(
+        !seen.answered.contains(&3),
+        "the smuggling stream was answered: {seen:?}"
+    );
+    assert!(
+        seen.resets.contains(&(3, h2raw::PROTOCOL_ERROR)),
+        "the smuggling stream was not reset: {seen:?}"
+    );
+    assert_eq!(
+        origin.seen.requests.load(SeqCst),
+        NORMAL + 1,
+        "the declared-empty stream with DATA reached the upstream"
+    );
+    let mut refused = false;
+    for _ in 0..50 {
+        refused = gw
+            .audit_records()
+            .iter()
+            .any(|r| r["kind"] == "reject" && r["path"] == "/sink" && r["status"] == 400);
+        if refused {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(refused, "no 400 record for the smuggling stream");
+}

@@ -404,7 +404,7 @@ async fn the_upstream_gets_the_injected_credential_never_the_callers() {
     let token = idp.token(|_| {});
     let r = send(
         &gw,
-        &format!("GET /headers HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nX-Moat-Principal: root\r\nX-Api-Key: batch-s3cr3t\r\nCookie: session=abc\r\n\r\n"),
+        &format!("GET /headers HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nX-Moat-Principal: root\r\nX_Moat_Principal: admin\r\ntransfer_encoding: chunked\r\nX-Api-Key: batch-s3cr3t\r\nCookie: session=abc\r\n\r\n"),
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
@@ -425,6 +425,11 @@ async fn the_upstream_gets_the_injected_credential_never_the_callers() {
     );
     assert_eq!(seen["x-moat-principal-kind"], json!(["jwt"]));
     assert!(!seen.to_string().contains(&token));
+    // Names with `_`, which an upstream folding `_` into `-` would read as moat's own fields,
+    // never arrive.
+    let names: Vec<&String> = seen.as_object().expect("object").keys().collect();
+    assert!(names.iter().all(|n| !n.contains('_')), "{names:?}");
+    assert!(!seen.to_string().contains("admin"), "{seen}");
 }
 
 /// Identity and policy decide the same over HTTP/2 as over HTTP/1.1: the same credentials and
@@ -477,4 +482,99 @@ async fn http2_gets_the_same_decisions() {
             assert_eq!(rec2["tls"]["alpn"], "h2", "{rec2}");
         }
     }
+}
+
+/// Refusals sent before a POST's body has all arrived reach Debian's curl over HTTP/2 intact,
+/// 100 in a row: moat reads and drops the rest of the body, so the stream ends with the client's
+/// END_STREAM instead of a reset racing the response (curl 7.88 then fails with "(92) Stream
+/// error in the HTTP/2 framing layer").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_reach_curl_over_http2_intact() {
+    let origin = Origin::start().await;
+    let idp = Idp::new();
+    let gw = gateway(&origin, &idp).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let body = dir.path().join("chat.json");
+    let filler = "x".repeat(256 * 1024);
+    std::fs::write(
+        &body,
+        format!(r#"{{"model":"gpt-y","messages":[{{"role":"user","content":"{filler}"}}]}}"#),
+    )
+    .expect("body");
+    let url = client::url(gw.addr, "/v1/chat/completions");
+    for i in 0..100 {
+        // Without a credential: 401 before the body is read; with the batch key and a model
+        // no rule allows: 403 once the body's start named it.
+        let (auth, expected) = if i % 2 == 0 {
+            ("x-nothing: 1", "401")
+        } else {
+            ("authorization: Bearer batch-s3cr3t", "403")
+        };
+        let out = tokio::process::Command::new("curl")
+            .args(["--http2", "-sS", "-o", "/dev/null", "-w", "%{http_code}"])
+            .arg("--cacert")
+            .arg(&gw.ca)
+            .args(["-H", "content-type: application/json", "-H", auth])
+            .arg("--data-binary")
+            .arg(format!("@{}", body.display()))
+            .arg(&url)
+            .output()
+            .await
+            .expect("curl runs");
+        let code = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && code == expected,
+            "refusal {i}: curl {:?}, status {code}, {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(
+        origin
+            .seen
+            .requests
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
+}
+
+/// An HTTP/1.1 refusal keeps the connection when nothing of the request is left unread: the
+/// next request on it is served; a refusal with a body still on its way closes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_keep_the_connection_when_nothing_is_left_unread() {
+    let origin = Origin::start().await;
+    let idp = Idp::new();
+    let gw = gateway(&origin, &idp).await;
+    let mut c = Raw::connect(gw.addr, &gw.ca).await;
+    c.send(b"GET /headers HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .expect("send");
+    let r = c.read_response(false).await.expect("refusal");
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        r.header("connection"),
+        None,
+        "a bodiless refusal closed the connection"
+    );
+    // A body that came whole with its head is dropped, and the connection stays too.
+    c.send(chat("", "gpt-x").as_bytes()).await.expect("send");
+    let r = c.read_response(false).await.expect("refusal");
+    assert_eq!(r.status, 401);
+    assert_eq!(r.header("connection"), None);
+    c.send(chat("Authorization: Bearer batch-s3cr3t\r\n", "gpt-x").as_bytes())
+        .await
+        .expect("send");
+    let r = c
+        .read_response(false)
+        .await
+        .expect("served on the same connection");
+    assert_eq!(r.status, 200);
+    // Refused before its body arrived: the connection closes.
+    c.send(b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n")
+        .await
+        .expect("send");
+    let r = c.read_response(false).await.expect("refusal");
+    assert_eq!(r.status, 401);
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(c.is_closed().await);
 }

@@ -52,22 +52,6 @@ fn readme_commands(heading: &str) -> Vec<String> {
         .collect()
 }
 
-/// Whether `tool --version` runs; without it the test is skipped, except under `CI=true`.
-fn have(tool: &str) -> bool {
-    let found = Command::new(tool)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{tool} is missing, and CI=true forbids skipping (.ci/run installs it)"
-        );
-        eprintln!("skipping: {tool} is not installed");
-    }
-    found
-}
-
 /// Sends `signal` to the process group led by `child`.
 fn signal_group(child: &Child, signal: nix::sys::signal::Signal) {
     let pgid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid fits i32"));
@@ -131,7 +115,7 @@ impl Drop for GroupGuard {
 /// printed `curl` line answers 2xx, the email address comes back masked, Ctrl-C stops it cleanly.
 #[test]
 fn readme_try_it_works_as_written() {
-    if !have("curl") {
+    if !crate::skip::have("curl") {
         return;
     }
     let _port = PORT_8443.lock().unwrap_or_else(|e| e.into_inner());
@@ -218,7 +202,7 @@ fn readme_try_it_works_as_written() {
 /// certificates just written, `moat run` serving, and `moat --help`.
 #[test]
 fn readme_run_it_works_as_written() {
-    if !have("curl") {
+    if !crate::skip::have("curl") {
         return;
     }
     let _port = PORT_8443.lock().unwrap_or_else(|e| e.into_inner());
