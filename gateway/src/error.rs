@@ -218,7 +218,7 @@ impl From<&H1Error> for Reject {
                 "expectation_failed",
                 "expectation not supported",
             ),
-            H1Error::BodyTimeout => (
+            H1Error::BodyTimeout | H1Error::BodyTooSlow { .. } => (
                 StatusCode::REQUEST_TIMEOUT,
                 "request_timeout",
                 "request body not received in time",

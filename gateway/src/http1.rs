@@ -18,6 +18,7 @@ use crate::error::{DownstreamError, Reject};
 use crate::pipeline;
 use crate::protocol::h1::{self, Decoder, Encoder, H1Error, Reader};
 use crate::protocol::io::{put_header, timed_write, Gather, FLUSH_AT};
+use crate::protocol::pace::{BodyClock, BodyPace};
 use crate::protocol::{BodyKind, Frame, RequestHead, ResponseHead, Version};
 use crate::route::{Peer, Route, Routes};
 use crate::upstream::{parse_trailers, trailer_lines};
@@ -77,6 +78,7 @@ where
             &req,
             route.http.body_idle_timeout,
             route.http.max_request_body_bytes,
+            route.body_pace(),
         );
         // The request's state lives on the heap while it is served, so an idle connection holds
         // only what it needs between requests (not the largest state a request passes through).
@@ -130,10 +132,18 @@ pub(crate) struct H1Request<'a, S> {
     keep_alive: bool,
     /// The connection is done (refused, aborted, or a write failed).
     closed: bool,
+    /// The body's account under the listener's pace.
+    clock: BodyClock,
 }
 
 impl<'a, S: AsyncRead + AsyncWrite + Unpin> H1Request<'a, S> {
-    fn new(down: &'a mut Reader<S>, req: &RequestHead, idle: Duration, max_body: u64) -> Self {
+    fn new(
+        down: &'a mut Reader<S>,
+        req: &RequestHead,
+        idle: Duration,
+        max_body: u64,
+        pace: BodyPace,
+    ) -> Self {
         Self {
             down,
             decoder: Decoder::new(req.body, max_body),
@@ -147,6 +157,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> H1Request<'a, S> {
             encoder: Encoder::Raw,
             keep_alive: false,
             closed: false,
+            clock: BodyClock::new(pace),
         }
     }
 
@@ -205,11 +216,15 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> H1Request<'a, S> {
 
     /// Reads more of the request body, within the body idle timeout.
     async fn fill(&mut self) -> Result<(), H1Error> {
-        match timeout(self.idle, self.down.fill()).await {
-            Ok(Ok(0)) => Err(H1Error::UnexpectedEof),
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(H1Error::Io(e)),
-            Err(_) => Err(H1Error::BodyTimeout),
+        let received = self.decoder.total;
+        match self
+            .clock
+            .wait(received, self.idle, self.down.fill())
+            .await?
+        {
+            Ok(0) => Err(H1Error::UnexpectedEof),
+            Ok(_) => Ok(()),
+            Err(e) => Err(H1Error::Io(e)),
         }
     }
 
@@ -447,7 +462,11 @@ mod tests {
             .expect("head")
             .expect("a head");
         let req = h1::parse_request(&head, &LIMITS, u64::MAX).expect("parse");
-        let mut r = H1Request::new(&mut down, &req, Duration::from_secs(5), u64::MAX);
+        let pace = crate::protocol::pace::BodyPace {
+            allowance: Duration::from_secs(5),
+            min_rate: 0,
+        };
+        let mut r = H1Request::new(&mut down, &req, Duration::from_secs(5), u64::MAX, pace);
         let (start, whole) = r.prefetch().await.expect("prefetch");
         (String::from_utf8_lossy(&start).into_owned(), whole)
     }

@@ -30,6 +30,7 @@ use crate::error::{DownstreamError, Reject, Side};
 use crate::pipeline;
 use crate::protocol::h1::H1Error;
 use crate::protocol::io::{send_flow_controlled, Gather};
+use crate::protocol::pace::{BodyClock, BodyPace};
 use crate::protocol::{BodyKind, ClientText, RequestHead, ResponseHead, Version};
 use crate::route::{Peer, Route, Routes};
 
@@ -359,11 +360,11 @@ async fn handle(req: http::Request<RecvStream>, mut respond: SendResponse<Bytes>
         route.http.body_idle_timeout,
     );
     if head.body == BodyKind::Empty && !recv.is_end_stream() {
-        if let Err(e) = declared_empty(&mut recv, idle).await {
+        if let Err(e) = declared_empty(&mut recv, idle, route.body_pace()).await {
             return refuse(&mut respond, &parts, &e);
         }
     }
-    let mut stream = H2Request::new(respond, recv, max, idle);
+    let mut stream = H2Request::new(respond, recv, max, idle, route.body_pace());
     // The request's state lives in its own allocation: the stream task stays small, so
     // spawning and ending it does not copy the whole state (several KiB) around.
     Box::pin(pipeline::serve(
@@ -394,12 +395,20 @@ pub(crate) struct H2Request {
     received: u64,
     max: u64,
     idle: Duration,
+    /// The body's account under the listener's pace.
+    clock: BodyClock,
     /// Bytes of the last piece handed out, acknowledged when the next is asked for.
     unreleased: usize,
 }
 
 impl H2Request {
-    fn new(respond: SendResponse<Bytes>, recv: RecvStream, max: u64, idle: Duration) -> Self {
+    fn new(
+        respond: SendResponse<Bytes>,
+        recv: RecvStream,
+        max: u64,
+        idle: Duration,
+        pace: BodyPace,
+    ) -> Self {
         Self {
             respond,
             recv,
@@ -409,6 +418,7 @@ impl H2Request {
             received: 0,
             max,
             idle,
+            clock: BodyClock::new(pace),
             unreleased: 0,
         }
     }
@@ -472,14 +482,18 @@ fn body_error(e: h2::Error) -> H1Error {
 /// Waits for the end of a stream that declared `content-length: 0` but left its stream open:
 /// nothing goes upstream before, so DATA that breaks the declared length (H2.CL) is refused
 /// before the upstream sees the request.
-async fn declared_empty(recv: &mut RecvStream, idle: Duration) -> Result<(), H1Error> {
+async fn declared_empty(
+    recv: &mut RecvStream,
+    idle: Duration,
+    pace: BodyPace,
+) -> Result<(), H1Error> {
+    let mut clock = BodyClock::new(pace);
     loop {
-        match timeout(idle, recv.data()).await {
-            Err(_) => return Err(H1Error::BodyTimeout),
-            Ok(None) => return Ok(()),
-            Ok(Some(Err(e))) => return Err(body_error(e)),
-            Ok(Some(Ok(d))) if d.is_empty() => {}
-            Ok(Some(Ok(_))) => return Err(MISFRAMED),
+        match clock.wait(0, idle, recv.data()).await? {
+            None => return Ok(()),
+            Some(Err(e)) => return Err(body_error(e)),
+            Some(Ok(d)) if d.is_empty() => {}
+            Some(Ok(_)) => return Err(MISFRAMED),
         }
     }
 }
@@ -490,8 +504,12 @@ impl Downstream for H2Request {
     async fn read_body(&mut self) -> Result<Option<Bytes>, DownstreamError> {
         self.release();
         loop {
-            match timeout(self.idle, self.recv.data()).await {
-                Err(_) => return Err(H1Error::BodyTimeout.into()),
+            match self
+                .clock
+                .wait(self.received, self.idle, self.recv.data())
+                .await
+            {
+                Err(e) => return Err(e.into()),
                 Ok(None) => return Ok(None),
                 Ok(Some(Err(e))) => return Err(stream_error(e)),
                 Ok(Some(Ok(d))) => {
@@ -532,8 +550,12 @@ impl Downstream for H2Request {
 
     async fn read_trailers(&mut self) -> Result<Option<HeaderMap>, DownstreamError> {
         self.release();
-        match timeout(self.idle, self.recv.trailers()).await {
-            Err(_) => Err(H1Error::BodyTimeout.into()),
+        match self
+            .clock
+            .wait(self.received, self.idle, self.recv.trailers())
+            .await
+        {
+            Err(e) => Err(e.into()),
             Ok(Err(e)) => Err(stream_error(e)),
             Ok(Ok(t)) => Ok(t),
         }
@@ -923,7 +945,11 @@ mod tests {
         let (req, respond) = conn.accept().await.expect("stream").expect("ok");
         let driver = tokio::spawn(async move { while conn.accept().await.is_some() {} });
         let idle = std::time::Duration::from_secs(5);
-        let r = super::H2Request::new(respond, req.into_body(), u64::MAX, idle);
+        let pace = crate::protocol::pace::BodyPace {
+            allowance: idle,
+            min_rate: 0,
+        };
+        let r = super::H2Request::new(respond, req.into_body(), u64::MAX, idle, pace);
         (r, driver)
     }
 

@@ -29,6 +29,7 @@
 pub mod admin;
 pub mod app;
 pub mod audit;
+pub mod caps;
 pub mod certs;
 pub mod coding;
 pub mod config;

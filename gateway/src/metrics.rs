@@ -45,6 +45,15 @@ pub struct RefusalLabels {
     pub status: u16,
 }
 
+/// Labels of a connection refused for a cap.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CapLabels {
+    /// Listener name.
+    pub listener: std::sync::Arc<str>,
+    /// `max_connections` or `max_connections_per_ip`.
+    pub reason: &'static str,
+}
+
 /// Labels of a redacted value.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RedactionLabels {
@@ -72,6 +81,8 @@ pub struct Metrics {
     pub connections_active: Gauge,
     /// TLS handshakes that failed or timed out, by listener.
     pub tls_handshake_failures: Family<ListenerLabels, Counter>,
+    /// Client connections closed unserved for a connection cap, by listener and cap.
+    pub connections_refused: Family<CapLabels, Counter>,
     /// Requests refused (identity, policy, redaction, malformed, audit down), by reason.
     pub refusals: Family<RefusalLabels, Counter>,
     /// Values redacted, by entity and direction.
@@ -124,6 +135,12 @@ impl Metrics {
             "TLS handshakes that failed or timed out",
             tls_handshake_failures.clone(),
         );
+        let connections_refused = Family::<CapLabels, Counter>::default();
+        registry.register(
+            "connections_refused",
+            "Client connections closed before TLS for a connection cap",
+            connections_refused.clone(),
+        );
         let refusals = Family::<RefusalLabels, Counter>::default();
         registry.register(
             "refusals",
@@ -166,6 +183,7 @@ impl Metrics {
             request_seconds,
             connections_active,
             tls_handshake_failures,
+            connections_refused,
             refusals,
             redactions,
             guard_refusals,

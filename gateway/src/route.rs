@@ -52,6 +52,14 @@ pub struct Route {
 }
 
 impl Route {
+    /// The pace this listener's request bodies must keep.
+    pub fn body_pace(&self) -> crate::protocol::pace::BodyPace {
+        crate::protocol::pace::BodyPace {
+            allowance: self.http.body_timeout,
+            min_rate: self.http.min_body_rate,
+        }
+    }
+
     /// The request-head limits of this listener.
     pub fn limits(&self) -> Limits {
         Limits {

@@ -43,6 +43,8 @@ struct Listener {
     served: watch::Receiver<Arc<Served>>,
     /// The route alone, which open connections pick up for their next request.
     routes: watch::Receiver<Arc<Route>>,
+    /// Its open connections, against its caps.
+    counts: Arc<crate::caps::Counts>,
 }
 
 /// What a listener serves new connections with. A connection keeps the one it started with,
@@ -55,6 +57,8 @@ struct Served {
     acceptor: Option<TlsAcceptor>,
     /// Sources whose connections start with a PROXY v2 header.
     proxy_from: Arc<Vec<ipnet::IpNet>>,
+    /// Connection caps.
+    caps: crate::caps::Limits,
 }
 
 /// Binds a listening socket with `backlog` queued connections; `tproxy` sets `IP_TRANSPARENT`
@@ -141,6 +145,10 @@ fn build(
                 }),
                 acceptor: (!l.h2c).then(|| TlsAcceptor::from(tls_config)),
                 proxy_from: Arc::new(l.proxy_protocol_from.clone()),
+                caps: crate::caps::Limits {
+                    total: l.max_connections,
+                    per_ip: l.max_connections_per_ip,
+                },
             },
         ));
     }
@@ -262,6 +270,7 @@ impl Gateway {
                 socket,
                 served: rx,
                 routes,
+                counts: Arc::default(),
             });
             senders.push((addr, tx, routes_tx));
         }
@@ -353,8 +362,18 @@ async fn accept_loop(
                 continue;
             }
         };
-        let _ = tcp.set_nodelay(true);
         let served = l.served.borrow().clone();
+        let caps = served.caps;
+        let mut admitted = match l.counts.admit(caps) {
+            Ok(a) => a,
+            Err(over) => {
+                // Closed unserved: nothing is read, no TLS is started.
+                cap_refused(&served.route, &l.counts, over, peer);
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let counts = l.counts.clone();
         let acceptor = served.acceptor.clone();
         let route = served.route.clone();
         let proxy_from = served.proxy_from.clone();
@@ -389,6 +408,10 @@ async fn accept_loop(
                         return;
                     }
                 };
+            if let Err(over) = admitted.from_ip(peer.ip(), caps) {
+                cap_refused(&route, &counts, over, peer);
+                return;
+            }
             // The other kinds of connection are boxed, so a TLS connection's state does not
             // have to make room for theirs.
             if let Some(options) = transparent {
@@ -430,6 +453,26 @@ async fn accept_loop(
             };
             crate::session::serve_tls(Box::new(tls), ClientAddr(peer), route, updates).await;
         });
+    }
+}
+
+/// A connection closed for a cap: counted, and logged at most once a second per listener.
+fn cap_refused(
+    route: &Route,
+    counts: &crate::caps::Counts,
+    over: crate::caps::Over,
+    peer: std::net::SocketAddr,
+) {
+    crate::metrics::METRICS
+        .connections_refused
+        .get_or_create(&crate::metrics::CapLabels {
+            listener: route.listener.clone(),
+            reason: over.reason(),
+        })
+        .inc();
+    let secs = crate::caps::clock_secs();
+    if counts.may_log(secs) {
+        tracing::warn!(listener = %route.listener, client = %peer, cap = over.reason(), "connection refused: over the connection cap (further refusals this second are counted, not logged)");
     }
 }
 

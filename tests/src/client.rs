@@ -179,9 +179,15 @@ impl Raw {
         ca: &Path,
         preamble: &[u8],
     ) -> std::io::Result<Self> {
-        let connector = TlsConnector::from(Arc::new(tls_config(ca, &[b"http/1.1"])));
         let mut tcp = TcpStream::connect(addr).await?;
         tcp.write_all(preamble).await?;
+        Self::over(tcp, ca).await
+    }
+
+    /// Completes the TLS handshake over a TCP connection the caller made (from a chosen local
+    /// address, say); the handshake error, if any, is returned.
+    pub async fn over(tcp: TcpStream, ca: &Path) -> std::io::Result<Self> {
+        let connector = TlsConnector::from(Arc::new(tls_config(ca, &[b"http/1.1"])));
         let name = ServerName::try_from("localhost").map_err(std::io::Error::other)?;
         let tls = connector.connect(name, tcp).await?;
         Ok(Self {

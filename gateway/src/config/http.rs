@@ -32,6 +32,11 @@ pub struct HttpConfig {
     pub keepalive_timeout: Duration,
     /// Longest pause in a body transfer, either direction; resets on every byte of progress.
     pub body_idle_timeout: Duration,
+    /// The waiting a request body may cause before it has earned more (see `min_body_rate`).
+    pub body_timeout: Duration,
+    /// Bytes per second of request body that earn one more second of waiting; 0: only
+    /// `body_idle_timeout` bounds a slow body.
+    pub min_body_rate: u64,
     /// On shutdown, how long requests and streams in flight may take to finish.
     pub drain_timeout: Duration,
 }
@@ -49,6 +54,8 @@ impl Default for HttpConfig {
             header_timeout: Duration::from_secs(10),
             keepalive_timeout: Duration::from_secs(60),
             body_idle_timeout: Duration::from_secs(60),
+            body_timeout: Duration::from_secs(20),
+            min_body_rate: 500,
             drain_timeout: Duration::from_secs(30),
         }
     }
@@ -147,6 +154,12 @@ impl Validator<'_> {
                 h.body_idle_timeout.as_deref(),
                 d.body_idle_timeout,
             )?,
+            body_timeout: self.duration(
+                "http.body_timeout",
+                h.body_timeout.as_deref(),
+                d.body_timeout,
+            )?,
+            min_body_rate: h.min_body_rate.unwrap_or(d.min_body_rate),
             drain_timeout: self.duration(
                 "http.drain_timeout",
                 h.drain_timeout.as_deref(),

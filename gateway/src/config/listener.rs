@@ -43,7 +43,16 @@ pub struct ListenerConfig {
     /// Connections the kernel queues for `accept` (`listen(2)` backlog; the kernel also caps it
     /// at `net.core.somaxconn`).
     pub backlog: u32,
+    /// Client connections held at once; more are closed before TLS starts.
+    pub max_connections: usize,
+    /// Client connections from one address (after a PROXY header, the client it names) at once.
+    pub max_connections_per_ip: usize,
 }
+
+/// `max_connections` when not set.
+pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// `max_connections_per_ip` when not set.
+pub(crate) const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 1_000;
 
 /// The listen backlog when `backlog` is not set: what nginx, HAProxy and Envoy use, so a burst
 /// of new connections is queued rather than dropped (a dropped SYN costs the client a 1 s
@@ -247,8 +256,20 @@ impl Validator<'_> {
                     ))
                 }
             };
+            let max_connections = self.positive(
+                &format!("{p}.max_connections"),
+                l.max_connections,
+                DEFAULT_MAX_CONNECTIONS,
+            )?;
+            let max_connections_per_ip = self.positive(
+                &format!("{p}.max_connections_per_ip"),
+                l.max_connections_per_ip,
+                DEFAULT_MAX_CONNECTIONS_PER_IP,
+            )?;
             listeners.push(ListenerConfig {
                 backlog,
+                max_connections,
+                max_connections_per_ip,
                 tproxy: l.tproxy.unwrap_or(false),
                 passthrough: l.passthrough.unwrap_or(false),
                 transparent,

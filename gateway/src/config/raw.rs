@@ -72,6 +72,8 @@ pub(crate) struct RawListener {
     pub(crate) passthrough: Option<bool>,
     pub(crate) tproxy: Option<bool>,
     pub(crate) backlog: Option<usize>,
+    pub(crate) max_connections: Option<usize>,
+    pub(crate) max_connections_per_ip: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -126,6 +128,8 @@ pub(crate) struct RawHttp {
     pub(crate) header_timeout: Option<String>,
     pub(crate) keepalive_timeout: Option<String>,
     pub(crate) body_idle_timeout: Option<String>,
+    pub(crate) body_timeout: Option<String>,
+    pub(crate) min_body_rate: Option<u64>,
     pub(crate) drain_timeout: Option<String>,
 }
 

@@ -71,6 +71,10 @@ fn example_file_parses_and_shows_the_defaults() {
     assert_eq!(c.audit.dir, a.dir);
     assert_eq!(c.audit.key_dir, a.key_dir);
     assert_eq!(c.listeners[0].backlog, 4096);
+    assert_eq!(c.listeners[0].max_connections, 10_000);
+    assert_eq!(c.listeners[0].max_connections_per_ip, 1_000);
+    assert_eq!(c.http.body_timeout, Duration::from_secs(20));
+    assert_eq!(c.http.min_body_rate, 500);
     assert_eq!(c.audit.fsync, a.fsync);
     // Durable by default: a response completes only once its record is on disk.
     assert_eq!(c.audit.fsync, crate::audit::FsyncMode::Always);
@@ -276,6 +280,11 @@ fn identity_and_policy_errors_name_the_key() {
         ("identity = [\"api_key\"]", "identity.api_keys"),
         ("backlog = 0", "listener.0.backlog"),
         ("backlog = 70000", "listener.0.backlog"),
+        ("max_connections = 0", "listener.0.max_connections"),
+        (
+            "max_connections_per_ip = 0",
+            "listener.0.max_connections_per_ip",
+        ),
     ] {
         let text = MINIMAL.replace(
             "upstream = \"model\"\n",

@@ -65,6 +65,13 @@ pub enum H1Error {
     /// The request body stalled for longer than the body idle timeout.
     #[error("request body stalled")]
     BodyTimeout,
+    /// The request body fell behind the pace it must keep (`http.body_timeout` and
+    /// `http.min_body_rate`).
+    #[error("request body slower than {min_rate} bytes/s after its allowance")]
+    BodyTooSlow {
+        /// The configured minimum rate.
+        min_rate: u64,
+    },
     /// The peer closed the connection in the middle of a message.
     #[error("connection closed mid-message")]
     UnexpectedEof,

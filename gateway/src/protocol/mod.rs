@@ -6,6 +6,7 @@
 
 pub mod h1;
 pub mod io;
+pub mod pace;
 
 use std::net::SocketAddr;
 

@@ -7,6 +7,7 @@ mod h2_abuse;
 mod http2;
 mod identity;
 mod inspection;
+mod limits;
 mod ops;
 mod proxy;
 mod readme;
