@@ -18,6 +18,32 @@ pub fn clock_secs() -> u64 {
         + 1
 }
 
+/// A log line allowed at most once a second, so that what a client can repeat at will (a broken
+/// connection, one over a cap) cannot flood the log; each case is still counted and recorded.
+#[derive(Debug, Default)]
+pub struct OncePerSecond(AtomicU64);
+
+impl OncePerSecond {
+    /// A limiter that allows its first line.
+    pub const fn new() -> Self {
+        Self(AtomicU64::new(0))
+    }
+
+    /// Whether a line may be logged now.
+    pub fn ready(&self) -> bool {
+        self.ready_at(clock_secs())
+    }
+
+    fn ready_at(&self, now_secs: u64) -> bool {
+        let last = self.0.load(Ordering::Relaxed);
+        now_secs > last
+            && self
+                .0
+                .compare_exchange(last, now_secs, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+    }
+}
+
 /// The caps in force (a reload may change them; the counts carry on).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -51,8 +77,8 @@ impl Over {
 pub struct Counts {
     open: AtomicUsize,
     by_ip: Mutex<HashMap<IpAddr, usize>>,
-    /// Seconds (of the process's clock) when a refusal was last logged.
-    logged: AtomicU64,
+    /// Refusals logged.
+    pub logged: OncePerSecond,
 }
 
 /// A connection counted against the caps, until dropped.
@@ -77,17 +103,6 @@ impl Counts {
 
     fn by_ip(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
         self.by_ip.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Whether a refusal may be logged now: once a second per listener, so a flood of refused
-    /// connections does not flood the log.
-    pub fn may_log(&self, now_secs: u64) -> bool {
-        let last = self.logged.load(Ordering::Relaxed);
-        now_secs > last
-            && self
-                .logged
-                .compare_exchange(last, now_secs, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
     }
 }
 
@@ -155,10 +170,10 @@ mod tests {
     }
 
     #[test]
-    fn refusals_are_logged_at_most_once_a_second() {
-        let counts = Counts::default();
-        assert!(counts.may_log(10));
-        assert!(!counts.may_log(10));
-        assert!(counts.may_log(11));
+    fn lines_are_logged_at_most_once_a_second() {
+        let limit = OncePerSecond::new();
+        assert!(limit.ready_at(10));
+        assert!(!limit.ready_at(10));
+        assert!(limit.ready_at(11));
     }
 }

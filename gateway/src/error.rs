@@ -56,7 +56,7 @@ pub enum DownstreamError {
     #[error(transparent)]
     Request(#[from] H1Error),
     /// Writing the response to the client failed (it went away, or stopped reading).
-    #[error("client write failed: {0}")]
+    #[error("client write failed: {}", crate::protocol::h1::plain(.0))]
     Write(io::Error),
 }
 

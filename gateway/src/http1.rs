@@ -58,6 +58,11 @@ where
         let head = match timeout(route.http.header_timeout, down.read_head(&limits)).await {
             Ok(Ok(Some(h))) => h,
             Ok(Ok(None)) => return,
+            Ok(Err(e @ (H1Error::UnexpectedEof | H1Error::Io(_)))) => {
+                // Gone in the middle of a head: nobody to answer.
+                pipeline::record_client_abort(route, None, 0, &e, &peer.text);
+                return;
+            }
             Ok(Err(e)) => {
                 return refuse(&mut down.io, &Reject::from(&e), None, &e, &peer, route).await
             }

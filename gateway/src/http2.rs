@@ -26,7 +26,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{timeout, Instant};
 
 use crate::downstream::Downstream;
-use crate::error::{DownstreamError, Reject, Side};
+use crate::error::{DownstreamError, Reject};
 use crate::pipeline;
 use crate::protocol::h1::H1Error;
 use crate::protocol::io::{send_flow_controlled, Gather};
@@ -226,15 +226,9 @@ fn breached(route: &Route, client: &ClientText, b: watch::Breach) {
     refuse_connection(route, client, &detail);
 }
 
-/// Records a connection ended for breaking the protocol.
+/// Records a connection ended for breaking the protocol (GOAWAY: no HTTP status was sent).
 fn refuse_connection(route: &Route, client: &ClientText, detail: &str) {
-    let r = Reject {
-        status: http::StatusCode::BAD_REQUEST,
-        kind: "h2_protocol_error",
-        message: "HTTP/2 protocol error",
-        side: Side::Downstream,
-    };
-    pipeline::record_refusal(route, &r, None, None, detail, client);
+    pipeline::record_connection_refusal(route, "h2_protocol_error", detail, client);
 }
 
 /// Turns the head of a stream into the request every stage sees.
@@ -314,11 +308,12 @@ fn request_head(
 const DISCARD_BYTES: usize = 1024 * 1024;
 const DISCARD_WAIT: Duration = Duration::from_secs(1);
 
-/// After a refusal sent before the request's body ended: reads the rest of the body (up to
+/// Before a refusal of a request whose body has not ended: reads the rest of the body (up to
 /// `DISCARD_BYTES`, each piece within `DISCARD_WAIT`) and drops it, as nginx does, so that the
-/// stream ends with the client's END_STREAM. Dropping the stream at once would reset it
-/// (RST_STREAM `NO_ERROR`, which RFC 9113 §8.1 allows), and some clients (curl 7.88) then
-/// discard the response they already received.
+/// stream ends with the client's END_STREAM and the answer after it. Answering first and
+/// dropping the stream would reset it (RST_STREAM `NO_ERROR`, which RFC 9113 §8.1 allows), and
+/// some clients (curl 7.88) then discard the response they already received; answering first
+/// and reading on lets them end the upload short, which `h2` resets as a protocol error.
 async fn discard(recv: &mut RecvStream) {
     let mut left = DISCARD_BYTES;
     while !recv.is_end_stream() {
@@ -618,9 +613,12 @@ impl Downstream for H2Request {
     }
 
     async fn reject(&mut self, r: &Reject, request_id: Option<&str>) {
-        send_reject(&mut self.respond, r, request_id);
+        // The rest of the body first, then the answer: a client that receives a complete
+        // response while still uploading may end its stream short of its content-length
+        // (curl 7.88 does), which `h2` must reset as a protocol error.
         self.release();
         discard(&mut self.recv).await;
+        send_reject(&mut self.respond, r, request_id);
     }
 
     async fn abort(&mut self) {

@@ -36,6 +36,8 @@ pub mod config;
 pub mod demo;
 pub mod downstream;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod guard;
 pub mod http1;
 pub mod http2;

@@ -24,6 +24,9 @@ pub enum ProxyError {
     /// A trusted source sent no header.
     #[error("no PROXY v2 header from a trusted source")]
     Missing,
+    /// A trusted source sent a version 1 (text) header.
+    #[error("PROXY v1 header: only v2 is accepted")]
+    V1,
     /// A header from a source not in `proxy_protocol_from`.
     #[error("PROXY header from an untrusted source")]
     Untrusted,
@@ -106,7 +109,11 @@ pub async fn accept(
         let mut head = [0u8; 16];
         tcp.read_exact(&mut head).await.map_err(io)?;
         if head[..12] != SIGNATURE {
-            return Err(ProxyError::Missing);
+            return Err(if head.starts_with(b"PROXY ") {
+                ProxyError::V1
+            } else {
+                ProxyError::Missing
+            });
         }
         let len = usize::from(u16::from_be_bytes([head[14], head[15]]));
         if len > MAX_LEN {
@@ -192,5 +199,31 @@ mod tests {
             parse(b"GET / HTTP/1.1\r\n\r\n"),
             Err(ProxyError::Malformed(_))
         ));
+    }
+
+    /// A trusted balancer sending a text (v1) header is told that only v2 is accepted.
+    #[tokio::test]
+    async fn a_v1_header_is_named_as_such() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let client = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let mut c = TcpStream::connect(addr).await.expect("connect");
+            c.write_all(b"PROXY TCP4 203.0.113.7 10.0.0.1 5555 8443\r\n")
+                .await
+                .expect("write");
+            c
+        });
+        let (mut tcp, peer) = listener.accept().await.expect("accept");
+        let trusted: Vec<IpNet> = vec!["127.0.0.0/8".parse().expect("net")];
+        let got = accept(&mut tcp, peer, &trusted, Duration::from_secs(5)).await;
+        assert_eq!(got, Err(ProxyError::V1));
+        assert_eq!(
+            ProxyError::V1.to_string(),
+            "PROXY v1 header: only v2 is accepted"
+        );
+        drop(client.await);
     }
 }

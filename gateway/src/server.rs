@@ -391,17 +391,10 @@ async fn accept_loop(
                 {
                     Ok(client) => client,
                     Err(e) => {
-                        let r = crate::error::Reject {
-                            status: http::StatusCode::BAD_REQUEST,
-                            kind: "proxy_protocol_refused",
-                            message: "PROXY protocol header refused",
-                            side: crate::error::Side::Downstream,
-                        };
-                        crate::pipeline::record_refusal(
+                        // The connection is closed; no HTTP was spoken.
+                        crate::pipeline::record_connection_refusal(
                             &route,
-                            &r,
-                            None,
-                            None,
+                            "proxy_protocol_refused",
                             &e.to_string(),
                             &crate::protocol::ClientText::of(ClientAddr(peer)),
                         );
@@ -470,8 +463,7 @@ fn cap_refused(
             reason: over.reason(),
         })
         .inc();
-    let secs = crate::caps::clock_secs();
-    if counts.may_log(secs) {
+    if counts.logged.ready() {
         tracing::warn!(listener = %route.listener, client = %peer, cap = over.reason(), "connection refused: over the connection cap (further refusals this second are counted, not logged)");
     }
 }

@@ -11,14 +11,16 @@ use crate::config::LogFormat;
 /// Installs the global subscriber. `RUST_LOG`, when set, overrides `level`.
 pub fn init(format: LogFormat, level: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        // rustls warns about what clients send (an IP address as SNI, say): any client could
-        // fill the log with it, so only its errors are shown unless asked for explicitly.
-        let filter = EnvFilter::new(level);
-        if level.contains("rustls") {
-            filter
-        } else {
-            filter.add_directive(rustls_directive())
+        // rustls and h2 warn about what clients send (an IP address as SNI, a reset flood): any
+        // client could fill the log with it, so only their errors are shown unless asked for
+        // explicitly. moat logs and records what matters of these itself.
+        let mut filter = EnvFilter::new(level);
+        for (name, directive) in [("rustls", "rustls=error"), ("h2", "h2=error")] {
+            if !level.contains(name) {
+                filter = filter.add_directive(directive.parse().unwrap_or_default());
+            }
         }
+        filter
     });
     let json = match format {
         LogFormat::Json => true,
@@ -37,11 +39,6 @@ pub fn init(format: LogFormat, level: &str) {
     } else {
         builder.try_init()
     };
-}
-
-fn rustls_directive() -> tracing_subscriber::filter::Directive {
-    // A constant, well-formed directive; parsing cannot fail.
-    "rustls=error".parse().unwrap_or_default()
 }
 
 /// Milliseconds since `t`, to the microsecond, as logs and audit records state durations.

@@ -124,7 +124,7 @@ pub enum ConfigError {
     /// The file is not valid TOML, or a key is unknown or has the wrong type.
     #[error("{path}{line}: {message}", line = LineSuffix(*line))]
     Syntax {
-        /// Key path, or `(document)` when the error is not under a key.
+        /// Key path, the table the error stands in, or `top level`.
         path: String,
         /// 1-based line, when known.
         line: Option<usize>,

@@ -33,13 +33,32 @@ impl Spans {
         Some(self.line_of_offset(span.start))
     }
 
+    /// A parse error, under the table it stands in (the nearest `[table]` header above it), or
+    /// `top level` before any.
     pub(super) fn syntax(&self, e: &toml::de::Error) -> ConfigError {
-        let line = e.span().map(|s| self.line_of_offset(s.start));
+        let at = e.span().map(|s| s.start);
         ConfigError::Syntax {
-            path: "(document)".to_owned(),
-            line,
+            path: at
+                .and_then(|offset| self.table_at(offset))
+                .unwrap_or_else(|| "top level".to_owned()),
+            line: at.map(|offset| self.line_of_offset(offset)),
             message: e.message().trim().to_owned(),
         }
+    }
+
+    /// The name of the table whose header is the last one before `offset` (`listener` for
+    /// `[[listener]]`, `upstreams.model` for `[upstreams.model]`).
+    fn table_at(&self, offset: usize) -> Option<String> {
+        let before = self.text.get(..offset.min(self.text.len()))?;
+        before.lines().rev().find_map(|line| {
+            let line = line.trim();
+            let name = line
+                .strip_prefix("[[")
+                .and_then(|l| l.split("]]").next())
+                .or_else(|| line.strip_prefix('[').and_then(|l| l.split(']').next()))?;
+            let name = name.trim();
+            (!name.is_empty()).then(|| name.to_owned())
+        })
     }
 }
 

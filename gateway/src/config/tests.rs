@@ -120,6 +120,18 @@ fn unknown_key_names_its_path_and_line() {
     assert!(e.contains("line 11"), "{e}");
 }
 
+/// A TOML syntax error is placed in the table it stands in, or at the top level before any.
+#[test]
+fn syntax_errors_name_their_table_or_the_top_level() {
+    let e = err(&format!(
+        "{MINIMAL}\n[http2]\nmax_concurrent_streams = = 7\n"
+    ));
+    assert!(e.starts_with("http2 (line "), "{e}");
+    let e = err(&format!("x = \n{MINIMAL}"));
+    assert!(e.starts_with("top level (line 1)"), "{e}");
+    assert!(!e.contains("(document)"), "{e}");
+}
+
 #[test]
 fn bad_listener_address_names_the_key() {
     let e = err(&MINIMAL.replace("127.0.0.1:8443", "127.0.0.1:notaport"));

@@ -25,7 +25,7 @@ use crate::route::{Peer, Route};
 use crate::telemetry::millis;
 use crate::upstream::Outgoing;
 
-pub(crate) use record::record_refusal;
+pub(crate) use record::{record_client_abort, record_connection_refusal, record_refusal};
 
 /// Serves one request on `d`, from admission to the end of its response.
 pub(crate) async fn serve<D: Downstream>(
@@ -205,6 +205,12 @@ impl Refused<'_> {
 
     /// The body could not be read before forwarding (too large, stalled, malformed, cut off).
     async fn body<D: Downstream>(&self, d: &mut D, req: &RequestHead, e: &DownstreamError) {
+        if e.client_gone() {
+            // Not a refusal: nobody is left to answer.
+            let request = Some((req, self.request_id));
+            record_client_abort(self.route, request, d.received(), e, self.client);
+            return d.abort().await;
+        }
         let r = Reject::from(e);
         let (method, path) = (req.method.to_string(), req.path().to_owned());
         record_refusal(
@@ -215,10 +221,6 @@ impl Refused<'_> {
             &e.to_string(),
             self.client,
         );
-        if e.client_gone() {
-            d.abort().await;
-        } else {
-            d.reject(&r, Some(self.request_id)).await;
-        }
+        d.reject(&r, Some(self.request_id)).await;
     }
 }

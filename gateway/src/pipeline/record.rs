@@ -23,12 +23,14 @@ pub(crate) fn record_denial(
     crate::metrics::METRICS.refused(&route.listener, d.reject.kind, d.reject.status.as_u16());
     tracing::info!(
         target: "moat::access",
-        client = %client.ip,
+        listener = %route.listener,
+        client = %client.addr,
         method = %req.method,
         path = req.path(),
         status = d.reject.status.as_u16(),
         reason = %d.reason,
-        principal = d.principal.as_ref().map(|p| p.to_string()),
+        principal = d.principal.as_ref().map(|p| p.id.as_str()),
+        principal_kind = d.principal.as_ref().map(|p| p.kind.as_str()),
         rule = d.rule.as_deref(),
         request_id,
         "request refused"
@@ -60,9 +62,9 @@ pub(crate) fn record_refusal(
     crate::metrics::METRICS.refused(&route.listener, r.kind, r.status.as_u16());
     if r.side == Side::Downstream {
         // Client-caused: info, so a client cannot raise the log's alarm level at will.
-        tracing::info!(target: "moat::access", client = %client.ip, status = r.status.as_u16(), reason = r.kind, detail, "request refused");
+        tracing::info!(target: "moat::access", listener = %route.listener, client = %client.addr, status = r.status.as_u16(), reason = r.kind, detail, "request refused");
     } else {
-        tracing::warn!(target: "moat::access", client = %client.ip, status = r.status.as_u16(), reason = r.kind, detail, "request refused");
+        tracing::warn!(target: "moat::access", listener = %route.listener, client = %client.addr, status = r.status.as_u16(), reason = r.kind, detail, "request refused");
     }
     let _ = route.audit.record(Record::Reject(Box::new(RejectRecord {
         request_id: None,
@@ -75,6 +77,74 @@ pub(crate) fn record_refusal(
         path,
         ..RejectRecord::default()
     })));
+}
+
+/// Logs and records a connection refused below HTTP (a PROXY header refused, an HTTP/2
+/// connection ended with GOAWAY): no HTTP status was sent, so the record's `status` is 0.
+pub(crate) fn record_connection_refusal(
+    route: &Route,
+    kind: &'static str,
+    detail: &str,
+    client: &ClientText,
+) {
+    crate::metrics::METRICS.refused(&route.listener, kind, 0);
+    // A flood of broken connections must not flood the log: at most one line a second (each
+    // is still counted and recorded).
+    static LOGGED: crate::caps::OncePerSecond = crate::caps::OncePerSecond::new();
+    if LOGGED.ready() {
+        tracing::info!(target: "moat::access", listener = %route.listener, client = %client.addr, reason = kind, detail, "connection refused (further ones this second are recorded, not logged)");
+    }
+    let _ = route.audit.record(Record::Reject(Box::new(RejectRecord {
+        listener: route.listener.clone(),
+        client: client.addr.clone(),
+        status: 0,
+        reason: kind.to_owned(),
+        detail: Some(detail.to_owned()),
+        ..RejectRecord::default()
+    })));
+}
+
+/// Records a request whose client went away before its body was read (closed, reset): no
+/// status was sent and nothing was refused, so the record says `client_aborted` with the body
+/// bytes that had arrived; the log line is at debug.
+/// `request` is the request and its id once its head was read; without it the client went away
+/// in the middle of a head.
+pub(crate) fn record_client_abort(
+    route: &Route,
+    request: Option<(&RequestHead, &str)>,
+    received: u64,
+    e: &dyn std::fmt::Display,
+    client: &ClientText,
+) {
+    let request_id = request.map(|(_, id)| id);
+    tracing::debug!(target: "moat::access", listener = %route.listener, client = %client.addr, request_id, bytes_in = received, error = %e, "client went away mid-request");
+    let detail = match request {
+        Some(_) => format!("the client went away after {received} request body bytes: {e}"),
+        None => format!("the client went away in the middle of a request head: {e}"),
+    };
+    let _ = route.audit.record(Record::Reject(Box::new(RejectRecord {
+        request_id: request_id.map(str::to_owned),
+        listener: route.listener.clone(),
+        client: client.addr.clone(),
+        status: 0,
+        reason: CLIENT_ABORTED.to_owned(),
+        detail: Some(detail),
+        method: request.map(|(r, _)| r.method.to_string()),
+        path: request.map(|(r, _)| r.path().to_owned()),
+        ..RejectRecord::default()
+    })));
+}
+
+/// What a record says of a request its client abandoned.
+pub(crate) const CLIENT_ABORTED: &str = "client_aborted";
+
+/// What a record's `failed` says: the side that failed, or `client_aborted` when the client
+/// went away.
+fn failed_label(f: &Failure) -> &'static str {
+    match f {
+        Failure::Downstream(e) if e.client_gone() => CLIENT_ABORTED,
+        f => f.side().as_str(),
+    }
 }
 
 /// What the exchange reports for the request's audit record.
@@ -172,7 +242,7 @@ pub(crate) fn request_record(
             )
             .collect(),
         guard: route.guard.clone(),
-        failed: done.error.map(|f| f.side().as_str().into()),
+        failed: done.error.map(|f| failed_label(f).into()),
         reason: done
             .error
             .map(ToString::to_string)
@@ -197,7 +267,7 @@ pub(crate) fn log_request(
                 target: "moat::access",
                 listener = %route.listener,
                 protocol,
-                client = %client.0.ip(),
+                client = %client.0,
                 method = %req.method,
                 path = req.path(),
                 status = done.status,
@@ -212,7 +282,7 @@ pub(crate) fn log_request(
     match done.error {
         None => access!(info),
         Some(f) => {
-            let (side, detail) = (f.side().as_str(), f.to_string());
+            let (side, detail) = (failed_label(f), f.to_string());
             if f.side() == Side::Downstream {
                 access!(info, failed = side, detail = detail.as_str());
             } else {

@@ -76,8 +76,19 @@ pub enum H1Error {
     #[error("connection closed mid-message")]
     UnexpectedEof,
     /// Reading from the peer failed.
-    #[error("read failed: {0}")]
+    #[error("read failed: {}", plain(.0))]
     Io(#[from] std::io::Error),
+}
+
+/// An I/O error's message for logs and audit records, without the documentation links some
+/// libraries append (rustls: "peer closed connection without sending TLS close_notify:
+/// https://docs.rs/…").
+pub fn plain(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match text.find("https://") {
+        Some(i) => text[..i].trim_end_matches([' ', ':']).to_owned(),
+        None => text,
+    }
 }
 
 fn malformed(reason: &'static str) -> H1Error {

@@ -208,3 +208,81 @@ async fn slow_heads_and_slow_bodies_are_closed_while_others_are_served() {
         times[times.len() - 1]
     );
 }
+
+/// A client that goes away in the middle of a request body (HTTP/1.1: the connection closed;
+/// HTTP/2: the stream reset) is recorded as `client_aborted` with status 0 and the body bytes
+/// that arrived — not as a 400 refusal — and leaves no WARN line and no library URL in the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_gone_mid_body_is_client_aborted_not_refused() {
+    let origin = Origin::start().await;
+    // `/sink` names models, so its body's start is read before anything is forwarded; `/echo`
+    // streams its body to the upstream.
+    let gw = gateway::new(origin.addr.to_string())
+        .policy(
+            "[[policy.rules]]\nid = \"models\"\npaths = [\"/sink\"]\nmodels = [\"m\"]\nrequire_region = false\naction = \"allow\"\n\n[[policy.rules]]\nid = \"echo\"\npaths = [\"/echo\"]\nrequire_region = false\naction = \"allow\"\n",
+        )
+        .run();
+    let mut c = Raw::connect(gw.addr, &gw.ca).await;
+    c.send(b"POST /sink HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"messages\"")
+        .await
+        .expect("send");
+    // Gone without a TLS close_notify, as a crashed client goes.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(c);
+    let mut h2 = crate::h2raw::H2Raw::connect(gw.addr, &gw.ca).await;
+    let mut fields = crate::h2raw::request("POST", "/echo");
+    fields.push(("content-length", "1000".into()));
+    let block = crate::h2raw::block_owned(&fields);
+    h2.frame(crate::h2raw::HEADERS, crate::h2raw::END_HEADERS, 1, &block)
+        .await;
+    h2.frame(crate::h2raw::DATA, 0, 1, b"0123456789").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    h2.frame(
+        crate::h2raw::RST_STREAM,
+        0,
+        1,
+        &crate::h2raw::CANCEL.to_be_bytes(),
+    )
+    .await;
+    let mut aborted = Vec::new();
+    for _ in 0..50 {
+        aborted = gw
+            .audit_records()
+            .into_iter()
+            .filter(|r| r["reason"] == "client_aborted" || r["failed"] == "client_aborted")
+            .collect();
+        if aborted.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(aborted.len(), 2, "{aborted:?}");
+    let kinds: Vec<&str> = aborted.iter().filter_map(|r| r["kind"].as_str()).collect();
+    assert!(
+        kinds.contains(&"reject") && kinds.contains(&"request"),
+        "{aborted:?}"
+    );
+    for r in &aborted {
+        assert_eq!(r["status"], 0, "{r}");
+        // Refused before forwarding: a `reject` record saying so; after (the body streams to
+        // the upstream): the request's record, its failure `client_aborted`.
+        let said = match r["kind"].as_str() {
+            Some("reject") => {
+                let detail = r["detail"].as_str().expect("detail");
+                assert!(detail.contains("after 11 request body bytes"), "{detail}");
+                detail.to_owned()
+            }
+            _ => {
+                assert_eq!(r["bytes_in"], 10, "{r}");
+                r["reason"].as_str().expect("reason").to_owned()
+            }
+        };
+        assert!(!said.contains("https://"), "{said}");
+    }
+    assert!(
+        !gw.audit_records().iter().any(|r| r["status"] == 400),
+        "a client that went away was recorded as a 400"
+    );
+    let log = gw.log();
+    assert!(!log.contains("WARN") && !log.contains("https://"), "{log}");
+}

@@ -267,6 +267,7 @@ async fn proxy_protocol_v2_from_trusted_sources_only() {
         rejected = untrusted.audit_records().iter().any(|r| {
             r["kind"] == "reject"
                 && r["reason"] == "proxy_protocol_refused"
+                && r["status"] == 0
                 && r["client"]
                     .as_str()
                     .is_some_and(|c| c.starts_with("127.0.0.1:"))
