@@ -51,7 +51,7 @@ fn output(cmd: &mut Command) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn ensure_nightly() -> Result<()> {
+pub(crate) fn ensure_nightly() -> Result<()> {
     let have = output(Command::new("rustup").args(["toolchain", "list"]))
         .is_some_and(|t| t.lines().any(|l| l.starts_with("nightly")));
     if !have {

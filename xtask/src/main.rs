@@ -9,12 +9,15 @@
 //!   table (see docs/benchmarks.md).
 //! - `bench-guard`: what the egress guard costs a fenced process (connect latency, loopback
 //!   throughput, ns per program run), with and without the guard, in a child cgroup; needs root.
+//! - `fuzz`: the parsers' fuzz targets (`fuzz/`, cargo-fuzz on nightly), each for a bounded time
+//!   from its committed seed corpus; `test` runs them briefly too.
 //! - `install`: builds moat with the guard and installs the binary, the systemd unit, an example
 //!   configuration (never over an existing one) and the docs; `--uninstall` reverses it.
 
 mod bench;
 mod bench_guard;
 mod ebpf;
+mod fuzz;
 mod install;
 
 use std::path::{Path, PathBuf};
@@ -29,10 +32,11 @@ fn main() -> Result<()> {
         Some("bench") => bench::run(&args[1..]),
         Some("bench-guard") => bench_guard::run(&args[1..]),
         Some("build-ebpf") => ebpf::build().map(|_| ()),
+        Some("fuzz") => fuzz::run_cli(&args[1..]),
         Some("install") => install::run(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test | build-ebpf \
+                "usage: cargo xtask <test | build-ebpf | fuzz [--seconds N] [--sanitizer address|none] [TARGET…] \
                  | bench [--duration SECS] [--rows LIST] [--moat-bin PATH] [--redaction] … \
                  | bench-guard [--connects N] [--seconds S] [--rounds N] \
                  | install [--prefix P] [--destdir D] [--uninstall]>"
@@ -123,6 +127,14 @@ fn test() -> Result<()> {
         .env("MOAT_BIN", root().join("target/debug/moat"))
         .env("MOAT_SKIP_LOG", &skip_log);
     let ((passed, failed), outcome) = run_counting(&mut tests);
+    // Then the parsers' fuzz targets, briefly, from their seed corpora (a crash fails the run).
+    let outcome = outcome.and_then(|()| {
+        fuzz::fuzz(&fuzz::Plan {
+            seconds: 10,
+            sanitizer: "none".into(),
+            targets: Vec::new(),
+        })
+    });
     let skipped: Vec<String> = std::fs::read_to_string(&skip_log)
         .unwrap_or_default()
         .lines()

@@ -142,9 +142,9 @@ fn open_quoted(text: &str) -> Option<usize> {
     let before = text[..q].trim_end_matches([' ', '\t']);
     let before = before.strip_suffix([':', '='])?;
     let before = before.trim_end_matches([' ', '\t', '"', '\'']);
-    let name_at = before
-        .rfind(|c: char| !(c.is_ascii_alphanumeric() || "_.-".contains(c)))
-        .map_or(0, |p| p + 1);
+    let name_at = super::detect::after_last(before, |c| {
+        !(c.is_ascii_alphanumeric() || "_.-".contains(c))
+    });
     super::detect::is_password_name(&before[name_at..]).then_some(q)
 }
 
@@ -153,7 +153,9 @@ fn open_quoted(text: &str) -> Option<usize> {
 fn open_pem(text: &str) -> Option<usize> {
     let start = text.rfind("-----BEGIN")?;
     let rest = &text[start..];
-    let is_key_header = rest.len() < 60 || rest[..rest.len().min(60)].contains("PRIVATE KEY");
+    // The first 60 bytes, which may end inside a character: compared as bytes.
+    let head = &rest.as_bytes()[..rest.len().min(60)];
+    let is_key_header = rest.len() < 60 || memchr::memmem::find(head, b"PRIVATE KEY").is_some();
     let closed = rest
         .find("-----END")
         .is_some_and(|e| rest[e + 8..].contains("-----"));
@@ -475,5 +477,20 @@ impl StreamRedactor for Decoded {
 
     fn error_marker(&self) -> &'static [u8] {
         self.inner.error_marker()
+    }
+}
+
+#[cfg(test)]
+mod cut_text {
+    /// Text cut inside a multi-byte character is read without slicing through it (both were
+    /// found by the `sse_stream` fuzz target).
+    #[test]
+    fn open_values_are_found_in_text_with_multibyte_characters() {
+        assert_eq!(super::open_quoted("passwordé: \"sec"), None);
+        assert_eq!(super::open_quoted("é password: \"sec"), Some(13));
+        let pem = format!("-----BEGIN {}", "é".repeat(30));
+        assert_eq!(super::open_pem(&pem), None);
+        let key = format!("-----BEGIN PRIVATE KEY-----\n{}", "é".repeat(30));
+        assert_eq!(super::open_pem(&key), Some(0));
     }
 }

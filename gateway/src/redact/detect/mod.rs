@@ -502,9 +502,9 @@ fn accept(p: &Pattern, text: &str, start: usize, m: &str) -> Option<Found> {
     if p.entity == Entity::EmailAddress {
         // `https://ghp_…@github.com`, `postgres://app:%PASS%@db`: the userinfo of a URL,
         // not an address.
-        let word = text[..start]
-            .rfind(|c: char| c.is_whitespace() || c == '"' || c == '\'')
-            .map_or(0, |p| p + 1);
+        let word = after_last(&text[..start], |c| {
+            c.is_whitespace() || c == '"' || c == '\''
+        });
         let before = &text[word..start];
         let in_authority = before
             .rfind("://")
@@ -553,4 +553,13 @@ fn resolve(mut all: Vec<Found>) -> Vec<Found> {
         }
     }
     out
+}
+
+/// Where the text after the last character `stop` accepts begins (0 when there is none): past
+/// that character whole, however many bytes it takes (a no-break space is two).
+pub(crate) fn after_last(text: &str, stop: impl Fn(char) -> bool) -> usize {
+    text.char_indices()
+        .rev()
+        .find(|&(_, c)| stop(c))
+        .map_or(0, |(p, c)| p + c.len_utf8())
 }
