@@ -338,7 +338,7 @@ fn send_reject(respond: &mut SendResponse<Bytes>, r: &Reject, request_id: Option
 async fn handle(req: http::Request<RecvStream>, mut respond: SendResponse<Bytes>, ctx: &Ctx) {
     let route = &*ctx.route;
     let started = Instant::now();
-    let (mut parts, mut recv) = req.into_parts();
+    let (mut parts, recv) = req.into_parts();
     let refuse = |respond: &mut SendResponse<Bytes>, parts: &http::request::Parts, e: &H1Error| {
         let r = Reject::from(e);
         let (method, path) = (parts.method.to_string(), parts.uri.path().to_owned());
@@ -354,12 +354,12 @@ async fn handle(req: http::Request<RecvStream>, mut respond: SendResponse<Bytes>
         route.http.max_request_body_bytes,
         route.http.body_idle_timeout,
     );
-    if head.body == BodyKind::Empty && !recv.is_end_stream() {
-        if let Err(e) = declared_empty(&mut recv, idle, route.body_pace()).await {
-            return refuse(&mut respond, &parts, &e);
+    let mut stream = H2Request::new(respond, recv, max, idle, route.body_pace());
+    if head.body == BodyKind::Empty && !stream.recv.is_end_stream() {
+        if let Err(e) = stream.declared_empty().await {
+            return refuse(&mut stream.respond, &parts, &e);
         }
     }
-    let mut stream = H2Request::new(respond, recv, max, idle, route.body_pace());
     // The request's state lives in its own allocation: the stream task stays small, so
     // spawning and ending it does not copy the whole state (several KiB) around.
     Box::pin(pipeline::serve(
@@ -418,6 +418,20 @@ impl H2Request {
         }
     }
 
+    /// Waits for the end of a stream that declared `content-length: 0` but left its stream
+    /// open: nothing goes upstream before, so DATA that breaks the declared length (H2.CL) is
+    /// refused before the upstream sees the request.
+    async fn declared_empty(&mut self) -> Result<(), H1Error> {
+        loop {
+            match self.clock.wait(0, self.idle, self.recv.data()).await? {
+                None => return Ok(()),
+                Some(Err(e)) => return Err(body_error(e)),
+                Some(Ok(d)) if d.is_empty() => {}
+                Some(Ok(_)) => return Err(MISFRAMED),
+            }
+        }
+    }
+
     /// Gives the client's window back the last piece, now that it has been passed on.
     fn release(&mut self) {
         let n = std::mem::take(&mut self.unreleased);
@@ -472,25 +486,6 @@ fn body_error(e: h2::Error) -> H1Error {
         return MISFRAMED;
     }
     H1Error::Io(std::io::Error::other(e))
-}
-
-/// Waits for the end of a stream that declared `content-length: 0` but left its stream open:
-/// nothing goes upstream before, so DATA that breaks the declared length (H2.CL) is refused
-/// before the upstream sees the request.
-async fn declared_empty(
-    recv: &mut RecvStream,
-    idle: Duration,
-    pace: BodyPace,
-) -> Result<(), H1Error> {
-    let mut clock = BodyClock::new(pace);
-    loop {
-        match clock.wait(0, idle, recv.data()).await? {
-            None => return Ok(()),
-            Some(Err(e)) => return Err(body_error(e)),
-            Some(Ok(d)) if d.is_empty() => {}
-            Some(Ok(_)) => return Err(MISFRAMED),
-        }
-    }
 }
 
 impl Downstream for H2Request {

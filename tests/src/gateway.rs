@@ -303,6 +303,28 @@ impl Gateway {
             .collect()
     }
 
+    /// The audit records `accept` takes, once there are at least `at_least` of them (waiting up
+    /// to 5 s for the writer; fewer if that time passes).
+    pub async fn wait_for_records(
+        &self,
+        at_least: usize,
+        accept: impl Fn(&serde_json::Value) -> bool,
+    ) -> Vec<serde_json::Value> {
+        let mut found = Vec::new();
+        for _ in 0..50 {
+            found = self
+                .audit_records()
+                .into_iter()
+                .filter(|r| accept(r))
+                .collect();
+            if found.len() >= at_least {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        found
+    }
+
     /// The audit record carrying `request_id`, waiting up to 3 s for the writer.
     pub async fn audit_record(&self, request_id: &str) -> serde_json::Value {
         for _ in 0..100 {

@@ -343,17 +343,15 @@ async fn content_length_mismatch_never_reaches_the_upstream() {
 
 /// The detail of the newest connection-level `reject` record that names `code`, once written.
 async fn rejected_with(gw: &Gateway, code: &str) -> Option<String> {
-    for _ in 0..50 {
-        let found = gw.audit_records().into_iter().rev().find_map(|r| {
-            let detail = r["detail"].as_str()?;
-            (r["kind"] == "reject" && detail.contains(code)).then(|| detail.to_owned())
-        });
-        if found.is_some() {
-            return found;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    None
+    let found = gw
+        .wait_for_records(1, |r| {
+            r["kind"] == "reject" && r["detail"].as_str().is_some_and(|d| d.contains(code))
+        })
+        .await;
+    found
+        .last()
+        .and_then(|r| r["detail"].as_str())
+        .map(str::to_owned)
 }
 
 /// Sends `count` copies of one frame in batches of 1,000 without reading anything, as a flooding
@@ -471,16 +469,13 @@ async fn a_declared_empty_body_followed_by_data_never_reaches_the_upstream() {
         NORMAL + 1,
         "the declared-empty stream with DATA reached the upstream"
     );
-    let mut refused = false;
-    for _ in 0..50 {
-        refused = gw
-            .audit_records()
-            .iter()
-            .any(|r| r["kind"] == "reject" && r["path"] == "/sink" && r["status"] == 400);
-        if refused {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(refused, "no 400 record for the smuggling stream");
+    let refused = gw
+        .wait_for_records(1, |r| {
+            r["kind"] == "reject" && r["path"] == "/sink" && r["status"] == 400
+        })
+        .await;
+    assert!(
+        !refused.is_empty(),
+        "no 400 record for the smuggling stream"
+    );
 }

@@ -36,18 +36,10 @@ async fn a_body_that_falls_behind_its_pace_is_cut_off() {
     );
     let took = started.elapsed();
     assert!(took < Duration::from_secs(12), "closed only after {took:?}");
-    let mut refused = false;
-    for _ in 0..50 {
-        refused = gw
-            .audit_records()
-            .iter()
-            .any(|r| r["status"] == 408 && r["path"] == "/sink");
-        if refused {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(refused, "no 408 record for the slow body");
+    let refused = gw
+        .wait_for_records(1, |r| r["status"] == 408 && r["path"] == "/sink")
+        .await;
+    assert!(!refused.is_empty(), "no 408 record for the slow body");
 }
 
 /// With `max_connections_per_ip = 2`, a third connection from the same address is closed before
@@ -252,18 +244,11 @@ async fn a_client_gone_mid_body_is_client_aborted_not_refused() {
         &crate::h2raw::CANCEL.to_be_bytes(),
     )
     .await;
-    let mut aborted = Vec::new();
-    for _ in 0..50 {
-        aborted = gw
-            .audit_records()
-            .into_iter()
-            .filter(|r| r["reason"] == "client_aborted" || r["failed"] == "client_aborted")
-            .collect();
-        if aborted.len() >= 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let aborted = gw
+        .wait_for_records(2, |r| {
+            r["reason"] == "client_aborted" || r["failed"] == "client_aborted"
+        })
+        .await;
     assert_eq!(aborted.len(), 2, "{aborted:?}");
     let kinds: Vec<&str> = aborted.iter().filter_map(|r| r["kind"].as_str()).collect();
     assert!(
