@@ -16,8 +16,7 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -68,45 +67,25 @@ pub(super) struct Budget {
     pub(super) per_second: u32,
 }
 
-/// Shared by the watched stream and the connection's loop: what was breached, and a wake-up.
+/// Shared by the watched stream and the connection's loop: what was breached (the first breach
+/// only), and a wake-up.
 #[derive(Debug, Default)]
 pub(super) struct Alarm {
-    /// 0: nothing; 1: preface; 2: flood. The preface's frame type is kept beside it.
-    breach: AtomicU8,
-    frame_type: AtomicU8,
+    breach: OnceLock<Breach>,
     rung: tokio::sync::Notify,
 }
 
 impl Alarm {
     fn raise(&self, b: Breach) {
-        let (code, ty) = match b {
-            Breach::Preface { frame_type } => (1, frame_type),
-            Breach::Flood => (2, 0),
-        };
-        self.frame_type.store(ty, Ordering::Release);
-        if self
-            .breach
-            .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-        {
+        if self.breach.set(b).is_ok() {
             self.rung.notify_one();
-        }
-    }
-
-    fn breach(&self) -> Option<Breach> {
-        match self.breach.load(Ordering::Acquire) {
-            1 => Some(Breach::Preface {
-                frame_type: self.frame_type.load(Ordering::Acquire),
-            }),
-            2 => Some(Breach::Flood),
-            _ => None,
         }
     }
 
     /// Resolves once a breach is raised, with it.
     pub(super) async fn rung(&self) -> Breach {
         loop {
-            if let Some(b) = self.breach() {
+            if let Some(&b) = self.breach.get() {
                 return b;
             }
             self.rung.notified().await;
