@@ -10,9 +10,12 @@ use anyhow::{bail, ensure, Context, Result};
 
 use super::client::HandshakeArgs;
 use super::options::{Options, Row};
-use super::parse::{parse_h2load, parse_h2load_log, parse_handshake, parse_wrk, Sample};
+use super::parse::{
+    parse_h2load, parse_h2load_log, parse_handshake, parse_slow, parse_wrk, Sample,
+};
 use super::peers::{DOWNLOAD_PATH, DOWNLOAD_SIZE, POST_PATH};
 use super::procs::{Proc, Procs, Tools, POLL};
+use super::slow::{SlowArgs, WINDOW};
 use super::sys::{
     busy_pct, own_ticks, process_ticks, reaped_children_ticks, steal_pct, CpuSnapshot,
 };
@@ -23,6 +26,8 @@ pub(super) const GRACE_SECS: u64 = 30;
 pub(super) const MAX_RERUNS: usize = 3;
 /// CPU the load generators run on.
 const LOAD_CPU: usize = 0;
+/// Slow heads, and slow bodies, of the slow-clients row.
+const SLOW_EACH: u32 = 250;
 
 /// What every run of one target needs.
 pub(super) struct Load<'a> {
@@ -104,6 +109,20 @@ impl Load<'_> {
                     .to_args(),
                 );
             }
+            Row::SlowClients => {
+                cmd = self.tools.pinned(LOAD_CPU, &self.xtask);
+                cmd.args(
+                    SlowArgs {
+                        addr: (super::peers::LOOPBACK, port).into(),
+                        host: self.host.to_owned(),
+                        key: self.key.to_owned(),
+                        heads: SLOW_EACH,
+                        bodies: SLOW_EACH,
+                        body_path: POST_PATH.to_owned(),
+                    }
+                    .to_args(),
+                );
+            }
             Row::IdleH1 | Row::IdleH2 => bail!("{} is not a load run", row.id()),
         }
         Ok(cmd)
@@ -169,6 +188,7 @@ pub(super) fn run_once(
     let parsed = match row {
         Row::WrkGet => parse_wrk(&text),
         Row::Handshake => parse_handshake(&text),
+        Row::SlowClients => parse_slow(&text),
         _ => parse_h2load(&text),
     };
     let mut r = parsed.with_context(|| format!("cannot read the output of {cmd:?}:\n{text}"))?;
@@ -266,7 +286,15 @@ pub(super) fn measure(
     warmup_errors: &mut Vec<String>,
 ) -> Result<Sample> {
     let opts = load.opts;
-    if opts.warmup > 0 {
+    // The slow-clients row runs until the slow connections are done (at most their window and
+    // the time to open them), whatever `--duration` says, and needs no warm-up.
+    let slow = row == Row::SlowClients;
+    let secs = if slow {
+        WINDOW.as_secs() + 2 * u64::from(SLOW_EACH) / u64::from(super::slow::OPEN_RATE) + 1
+    } else {
+        opts.duration
+    };
+    if opts.warmup > 0 && !slow {
         let w = run_once(procs, load, row, server, opts.warmup, false)?;
         if w.non_2xx > 0 || w.errors > 0 {
             warmup_errors.push(format!(
@@ -280,7 +308,7 @@ pub(super) fn measure(
     }
     let mut runs = Vec::new();
     for attempt in 0..=MAX_RERUNS {
-        let r = run_once(procs, load, row, server, opts.duration, true)?;
+        let r = run_once(procs, load, row, server, secs, true)?;
         let again = too_much_steal(&r, opts.max_steal) && attempt < MAX_RERUNS;
         if too_much_steal(&r, opts.max_steal) {
             eprintln!(

@@ -31,6 +31,7 @@ mod parse;
 mod peers;
 mod procs;
 mod report;
+mod slow;
 mod smoke;
 mod sys;
 
@@ -57,11 +58,15 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     if args.first().map(String::as_str) == Some(client::HANDSHAKE) {
         return client::handshake_main(&args[1..]);
     }
+    if args.first().map(String::as_str) == Some(slow::SLOW) {
+        return slow::slow_main(&args[1..]);
+    }
     let opts = Options::parse(args)?;
     let tools = Tools::ensure()?;
     let client = opts
         .rows
-        .contains(&Row::Handshake)
+        .iter()
+        .any(|r| matches!(r, Row::Handshake | Row::SlowClients))
         .then(build_client)
         .transpose()?;
     let moat = match &opts.moat_bin {
@@ -285,7 +290,7 @@ fn bench(
     let target_ports: Vec<(Target, u16)> = setup.ports.iter().map(|(t, p)| (*t, *p)).collect();
     smoke::check(tools, &target_ports, upstream_port, &ca, &api_key, &dir)?;
 
-    // The handshake client is this program in release; run a copy, as a build may replace the
+    // The handshake and slow clients are this program in release; run a copy, as a build may replace the
     // original.
     let xtask = dir.join("xtask");
     if let Some(client) = client {
@@ -412,6 +417,27 @@ fn bench(
         println!("\nTaken again for steal time:\n");
         for r in &reruns {
             println!("- {r}");
+        }
+    }
+
+    let details: Vec<String> = results
+        .iter()
+        .flat_map(|(row, target, samples)| {
+            samples.iter().enumerate().filter_map(move |(i, s)| {
+                let d = s.detail.as_deref()?;
+                Some(format!(
+                    "{} via {}, round {}: {d}",
+                    row.id(),
+                    target.label(),
+                    i + 1
+                ))
+            })
+        })
+        .collect();
+    if !details.is_empty() {
+        println!("\nWhat the slow-clients runs saw (times in the normal line are per request):\n");
+        for d in &details {
+            println!("- {d}");
         }
     }
 

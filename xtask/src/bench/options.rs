@@ -25,10 +25,13 @@ pub(super) enum Row {
     IdleH1,
     /// Memory per idle HTTP/2 TLS connection (after the preface and SETTINGS exchange).
     IdleH2,
+    /// The slowest of a paced normal client's HTTP/1.1 GETs while slow heads and slow bodies
+    /// are held against the proxy (the `__slow` subcommand).
+    SlowClients,
 }
 
 impl Row {
-    pub(super) const ALL: [Self; 9] = [
+    pub(super) const ALL: [Self; 10] = [
         Self::H1Get,
         Self::H1Post,
         Self::H2Get,
@@ -38,6 +41,7 @@ impl Row {
         Self::Handshake,
         Self::IdleH1,
         Self::IdleH2,
+        Self::SlowClients,
     ];
 
     /// The name `--rows` knows the row by.
@@ -52,6 +56,7 @@ impl Row {
             Self::Handshake => "handshake",
             Self::IdleH1 => "idle-h1",
             Self::IdleH2 => "idle-h2",
+            Self::SlowClients => "slow-clients",
         }
     }
 
@@ -66,6 +71,7 @@ impl Row {
             Self::Handshake => "new TLS 1.3 handshakes",
             Self::IdleH1 => "idle TLS connection, h1",
             Self::IdleH2 => "idle TLS connection, h2",
+            Self::SlowClients => "slowest h1 GET among 250 slow heads + 250 slow bodies",
         }
     }
 
@@ -75,6 +81,7 @@ impl Row {
             Self::Download => "MiB/s",
             Self::Handshake => "handshakes/s",
             Self::IdleH1 | Self::IdleH2 => "KiB/conn",
+            Self::SlowClients => "ms",
             _ => "req/s",
         }
     }
@@ -84,9 +91,14 @@ impl Row {
         matches!(self, Self::IdleH1 | Self::IdleH2)
     }
 
-    /// Whether a larger figure is better (throughput) or a smaller one (memory).
+    /// Whether a larger figure is better (throughput) or a smaller one (memory, latency).
     pub(super) fn higher_is_better(self) -> bool {
-        !self.is_idle()
+        !self.is_idle() && self != Self::SlowClients
+    }
+
+    /// Decimals the table shows the row's figure with.
+    pub(super) fn decimals(self) -> usize {
+        usize::from(self.is_idle() || self == Self::SlowClients)
     }
 
     /// Rows whose runs also give the p50/p99 latency rows.
@@ -351,6 +363,8 @@ mod tests {
     fn row_directions() {
         assert!(Row::H1Get.higher_is_better() && Row::Handshake.higher_is_better());
         assert!(!Row::IdleH1.higher_is_better() && !Row::IdleH2.higher_is_better());
+        assert!(!Row::SlowClients.higher_is_better(), "milliseconds");
+        assert_eq!((Row::H1Get.decimals(), Row::SlowClients.decimals()), (0, 1));
         let with_latency: Vec<Row> = Row::ALL.into_iter().filter(|r| r.has_latency()).collect();
         assert_eq!(with_latency, vec![Row::H1Get, Row::H2Get]);
     }

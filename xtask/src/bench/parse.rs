@@ -33,6 +33,9 @@ pub(super) struct Sample {
     pub(super) other_cpu: Option<f64>,
     /// Proxy-CPU steal (percent) of the runs thrown away because it was above `--max-steal`.
     pub(super) discarded_steal: Vec<f64>,
+    /// What else the run showed, for the notes under the table (the slow-clients row: how the
+    /// proxy dealt with the slow connections).
+    pub(super) detail: Option<String>,
 }
 
 /// Reads requests/s, the failures, the TLS version and the ALPN protocol from h2load's output.
@@ -206,6 +209,62 @@ pub(super) fn parse_handshake(text: &str) -> Result<Sample> {
     })
 }
 
+/// Reads the slow-clients subcommand's two lines (see `slow::summary`): the figure is the
+/// normal client's slowest request in milliseconds; the slow line becomes the detail.
+pub(super) fn parse_slow(text: &str) -> Result<Sample> {
+    let line = |prefix: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(prefix))
+            .with_context(|| format!("no {prefix:?} line"))
+    };
+    let normal = line("normal: ")?;
+    let slow = line("slow: ")?;
+    let mut r = Sample {
+        tls: Some("TLSv1.3".into()),
+        alpn: Some("http/1.1".into()),
+        detail: Some(format!("normal {normal}; slow {slow}")),
+        ..Sample::default()
+    };
+    let mut max = None;
+    for part in normal.split(", ") {
+        let (a, b) = part
+            .split_once(' ')
+            .with_context(|| format!("bad part {part:?} in {normal:?}"))?;
+        let number = |v: &str| -> Result<f64> {
+            v.trim_end_matches(" ms")
+                .parse()
+                .with_context(|| format!("bad number in {part:?}"))
+        };
+        match (a, b) {
+            (n, "answered") => r.requests = number(n)? as u64,
+            (n, "non-2xx") => r.non_2xx = number(n)? as u64,
+            (n, "errors") => r.errors += number(n)? as u64,
+            ("p50", v) => r.p50_ms = Some(number(v)?),
+            ("p99", v) => r.p99_ms = Some(number(v)?),
+            ("max", v) => max = Some(number(v.split(" at ").next().unwrap_or(v))?),
+            _ => bail!("unknown part {part:?} in {normal:?}"),
+        }
+    }
+    // Slow connections that could not even be made are errors too.
+    for part in slow.split("; ") {
+        if let Some(failed) = part
+            .rsplit(", ")
+            .next()
+            .and_then(|p| p.strip_suffix(" failed"))
+        {
+            r.errors += failed
+                .parse::<u64>()
+                .with_context(|| format!("bad failure count in {part:?}"))?;
+        }
+    }
+    r.value = max.context("no max in the normal line")?;
+    ensure!(
+        r.value.is_finite(),
+        "the normal client got no answer: {normal:?}"
+    );
+    Ok(r)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,6 +284,25 @@ traffic: 23.40MB (24536789) total, 1.02MB (1069842) headers (space savings 95.31
                      min         max         mean         sd        +/- sd
 time for request:      123us     45.67ms      8.91ms      1.23ms    75.00%
 ";
+
+    #[test]
+    fn parses_the_slow_clients_summary() -> Result<()> {
+        let text = "normal: 312 answered, 1 non-2xx, 2 errors, p50 1.20 ms, p99 6.50 ms, max \
+                    17.21 ms at 3.4 s\nslow: heads 250 closed (slowest after 10.1 s), 0 open after 30 s, 0 \
+                    failed; bodies 247 closed (slowest after 20.2 s), 0 open after 30 s, 3 failed; \
+                    in 22.7 s\n";
+        let r = parse_slow(text)?;
+        assert_eq!(r.value, 17.21);
+        assert_eq!((r.p50_ms, r.p99_ms), (Some(1.2), Some(6.5)));
+        assert_eq!((r.requests, r.non_2xx, r.errors), (312, 1, 5));
+        assert!(r
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains("bodies 247 closed")));
+        assert!(parse_slow("normal: 0 answered, 0 non-2xx, 0 errors, p50 NaN ms, p99 NaN ms, max NaN ms\nslow: in 1 s").is_err());
+        assert!(parse_slow("slow: in 1 s").is_err());
+        Ok(())
+    }
 
     #[test]
     fn parses_h2load_output() -> Result<()> {

@@ -75,9 +75,9 @@ fn cell(v: Option<f64>, decimals: usize) -> String {
     v.map_or_else(|| "?".into(), |v| format!("{v:.decimals$}"))
 }
 
-/// A figure cell: whole numbers for rates, one decimal for KiB.
+/// A figure cell: whole numbers for rates, one decimal for KiB and milliseconds.
 fn figure(row: Row, v: Option<f64>) -> String {
-    cell(v, if row.is_idle() { 1 } else { 0 })
+    cell(v, row.decimals())
 }
 
 /// One Markdown line of the table.
