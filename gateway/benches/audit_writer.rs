@@ -112,6 +112,7 @@ fn request(i: u64) -> Record {
     Record::Request(Box::new(RequestRecord {
         request_id: format!("{:032x}", u128::from(i).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
         listener: "127.0.0.1:8443".into(),
+        region: Some("eu-central".into()),
         client: format!("127.0.0.1:{}", 40_000 + i % 20_000).into(),
         tls: Arc::new(TlsFacts {
             version: Some("TLSv1_3".into()),
@@ -122,10 +123,11 @@ fn request(i: u64) -> Record {
         }),
         principal: None,
         principal_kind: None,
+        caller_regions: Arc::from([]),
         method: "POST".into(),
         host: "localhost:8443".into(),
         path: "/v1/chat/completions".into(),
-        model: None,
+        model: Some("llama-3".into()),
         rule: None,
         decision: "allow".into(),
         upstream: "model@127.0.0.1:8080".into(),

@@ -21,6 +21,8 @@ use crate::upstream::Upstream;
 pub struct Route {
     /// Listener name, for logs, records and metric labels (shared by them).
     pub listener: Arc<str>,
+    /// moat's region (`residency.region`), stamped on every request and refusal record.
+    pub region: Option<Arc<str>>,
     /// HTTP limits and timeouts.
     pub http: HttpConfig,
     /// HTTP/2 limits.

@@ -115,6 +115,7 @@ fn build(
         };
         let route = Arc::new(Route {
             listener: l.name.as_str().into(),
+            region: config.policy.region.as_deref().map(Arc::from),
             http: config.http.clone(),
             http2: config.http2.clone(),
             drain: drain.clone(),

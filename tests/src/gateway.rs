@@ -367,7 +367,6 @@ impl Gateway {
         self.child.id()
     }
 
-    /// Kills the process with SIGKILL (no cleanup of any kind) and waits for it.
     /// Sends SIGTERM (a graceful shutdown).
     pub fn terminate(&self) {
         self.signal("TERM");
@@ -394,6 +393,7 @@ impl Gateway {
         None
     }
 
+    /// Kills the process with SIGKILL (no cleanup of any kind) and waits for it.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

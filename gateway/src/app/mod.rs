@@ -183,12 +183,15 @@ pub async fn run_with(
     notifier.ready(&status);
     spawn_watchdog(notifier.clone(), audit.clone(), status.clone());
     spawn_timer_anchor();
+    // The digest of the configuration in force, for the `stop` record after any reloads.
+    let in_force = std::sync::Arc::new(std::sync::Mutex::new(config.sha256.clone()));
     spawn_reload(Reload {
         notifier: notifier.clone(),
         reloader,
         audit: audit.clone(),
         path,
         running: config.clone(),
+        in_force: in_force.clone(),
         status,
         jwks_poll,
     });
@@ -197,7 +200,10 @@ pub async fn run_with(
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     let _ = serving.await;
-    audit.shutdown(lifecycle("stop", Some(&config.sha256), None));
+    let digest = in_force
+        .lock()
+        .map_or_else(|p| p.into_inner().clone(), |d| d.clone());
+    audit.shutdown(lifecycle("stop", Some(&digest), None));
     let _ = writer.join();
     drop(fence);
     Ok(())

@@ -36,6 +36,8 @@ pub(super) struct Reload {
     pub(super) audit: crate::audit::Auditor,
     pub(super) path: PathBuf,
     pub(super) running: Config,
+    /// The running configuration's digest, shared with the `stop` record.
+    pub(super) in_force: std::sync::Arc<std::sync::Mutex<String>>,
     pub(super) status: String,
     /// The JWKS file watcher of the identity stage in use.
     pub(super) jwks_poll: Option<tokio::task::JoinHandle<()>>,
@@ -73,6 +75,10 @@ pub(super) fn spawn_reload(mut r: Reload) {
                 .audit
                 .record(crate::audit::record::Record::Lifecycle(record));
             if let Ok((config, identifier)) = result {
+                match r.in_force.lock() {
+                    Ok(mut d) => d.clone_from(&config.sha256),
+                    Err(p) => p.into_inner().clone_from(&config.sha256),
+                }
                 r.running = config;
                 if let Some(old) = r.jwks_poll.take() {
                     old.abort();

@@ -58,6 +58,9 @@ pub struct RequestRecord {
     pub request_id: String,
     /// Listener name.
     pub listener: Arc<str>,
+    /// moat's own region (`residency.region`), when set.
+    #[serde(default)]
+    pub region: Option<Arc<str>>,
     /// Client IP and port (shared by the connection's requests).
     pub client: Arc<str>,
     /// TLS facts (shared by the connection's requests).
@@ -66,13 +69,17 @@ pub struct RequestRecord {
     pub principal: Option<String>,
     /// Kind of principal (`mtls`, `jwt`, `api_key`).
     pub principal_kind: Option<Cow<'static, str>>,
+    /// The regions the caller's credential claims (a JWT's regions claim, an API key's
+    /// `regions`); empty when it claims none.
+    #[serde(default)]
+    pub caller_regions: Arc<[String]>,
     /// Method.
     pub method: Cow<'static, str>,
     /// Host header value.
     pub host: String,
     /// Path without the query.
     pub path: String,
-    /// Model name, when known.
+    /// The model the request body names (its JSON `model` field), when it names one.
     pub model: Option<String>,
     /// Policy rule that decided, once policy exists.
     pub rule: Option<Arc<str>>,
@@ -107,6 +114,9 @@ pub struct RejectRecord {
     pub request_id: Option<String>,
     /// Listener name.
     pub listener: Arc<str>,
+    /// moat's own region (`residency.region`), when set.
+    #[serde(default)]
+    pub region: Option<Arc<str>>,
     /// Client IP and port.
     pub client: Arc<str>,
     /// Status sent (0 if the connection was just closed).
@@ -123,6 +133,12 @@ pub struct RejectRecord {
     pub principal: Option<String>,
     /// Kind of the principal.
     pub principal_kind: Option<Cow<'static, str>>,
+    /// The regions the principal's credential claims, when identity succeeded.
+    #[serde(default)]
+    pub caller_regions: Arc<[String]>,
+    /// The model the request body names, when policy read it before refusing.
+    #[serde(default)]
+    pub model: Option<String>,
     /// The policy rule that decided (`default-deny` when none matched).
     pub rule: Option<Arc<str>>,
 }

@@ -60,15 +60,16 @@ pub(crate) async fn serve<D: Downstream>(
     // Identity: who is asking.
     let principal = match stages::identify(route, &req, peer.cert.as_ref()) {
         Ok(p) => p,
-        Err(denied) => return refused.deny(d, &req, &denied).await,
+        Err(denied) => return refused.deny(d, &req, &denied, None).await,
     };
 
     // Policy: may this principal use this route and model from this region? The model is read
-    // from the start of the body (kept, to be forwarded first) when rules name models.
+    // from the start of every body (kept, to be forwarded first): rules may name models, and
+    // the audit record names the model of every request that names one.
     let mut prefix = BytesMut::new();
     let mut ended = req.body == BodyKind::Empty;
     let mut model = None;
-    if route.policy.needs_model() && !ended {
+    if !ended {
         match stages::read_model(d, &mut prefix, &req, &route.http).await {
             Ok((m, end)) => (model, ended) = (m, end),
             Err(e) => return refused.body(d, &req, &e).await,
@@ -76,7 +77,7 @@ pub(crate) async fn serve<D: Downstream>(
     }
     let auth = match stages::authorize(route, &req, client, &principal, model.as_deref()) {
         Ok(a) => a,
-        Err(denied) => return refused.deny(d, &req, &denied).await,
+        Err(denied) => return refused.deny(d, &req, &denied, model.as_deref()).await,
     };
 
     // Request inspection: under a profile for requests the body is read whole (bounded),
@@ -105,7 +106,7 @@ pub(crate) async fn serve<D: Downstream>(
                     note = inspected.note;
                     (inspected.body, false)
                 }
-                Err(denied) => return refused.deny(d, &req, &denied).await,
+                Err(denied) => return refused.deny(d, &req, &denied, model.as_deref()).await,
             }
         }
         _ if ended => (prefix.freeze(), false),
@@ -198,8 +199,15 @@ impl Refused<'_> {
 
     /// Refused by identity, policy or request redaction: 401, 403, 413, 415 or 422, with the
     /// reason the client is not told in the record.
-    async fn deny<D: Downstream>(&self, d: &mut D, req: &RequestHead, denied: &stages::Denied) {
-        record::record_denial(self.route, denied, req, self.request_id, self.client);
+    async fn deny<D: Downstream>(
+        &self,
+        d: &mut D,
+        req: &RequestHead,
+        denied: &stages::Denied,
+        model: Option<&str>,
+    ) {
+        let request = (req, self.request_id, model);
+        record::record_denial(self.route, denied, request, self.client);
         d.reject(&denied.reject, Some(self.request_id)).await;
     }
 

@@ -13,11 +13,11 @@ use crate::route::{Peer, Route};
 use super::stages::{Authorized, Denied};
 
 /// Logs and records a refusal by identity, policy or request redaction.
+/// `request` is the refused request, its id and the model its body names (when read).
 pub(crate) fn record_denial(
     route: &Route,
     d: &Denied,
-    req: &RequestHead,
-    request_id: &str,
+    (req, request_id, model): (&RequestHead, &str, Option<&str>),
     client: &ClientText,
 ) {
     crate::metrics::METRICS.refused(&route.listener, d.reject.kind, d.reject.status.as_u16());
@@ -38,6 +38,7 @@ pub(crate) fn record_denial(
     let _ = route.audit.record(Record::Reject(Box::new(RejectRecord {
         request_id: Some(request_id.to_owned()),
         listener: route.listener.clone(),
+        region: route.region.clone(),
         client: client.addr.clone(),
         status: d.reject.status.as_u16(),
         reason: d.reject.kind.to_owned(),
@@ -46,6 +47,12 @@ pub(crate) fn record_denial(
         path: Some(req.path().to_owned()),
         principal: d.principal.as_ref().map(|p| p.id.clone()),
         principal_kind: d.principal.as_ref().map(|p| p.kind.as_str().into()),
+        caller_regions: d
+            .principal
+            .as_ref()
+            .map(|p| p.regions.clone())
+            .unwrap_or_default(),
+        model: model.map(str::to_owned),
         rule: d.rule.clone(),
     })));
 }
@@ -69,6 +76,7 @@ pub(crate) fn record_refusal(
     let _ = route.audit.record(Record::Reject(Box::new(RejectRecord {
         request_id: None,
         listener: route.listener.clone(),
+        region: route.region.clone(),
         client: client.addr.clone(),
         status: r.status.as_u16(),
         reason: r.kind.to_owned(),
@@ -96,6 +104,7 @@ pub(crate) fn record_connection_refusal(
     }
     let _ = route.audit.record(Record::Reject(Box::new(RejectRecord {
         listener: route.listener.clone(),
+        region: route.region.clone(),
         client: client.addr.clone(),
         status: 0,
         reason: kind.to_owned(),
@@ -125,6 +134,7 @@ pub(crate) fn record_client_abort(
     let _ = route.audit.record(Record::Reject(Box::new(RejectRecord {
         request_id: request_id.map(str::to_owned),
         listener: route.listener.clone(),
+        region: route.region.clone(),
         client: client.addr.clone(),
         status: 0,
         reason: CLIENT_ABORTED.to_owned(),
@@ -215,10 +225,12 @@ pub(crate) fn request_record(
     Record::Request(Box::new(RequestRecord {
         request_id: request_id.to_owned(),
         listener: route.listener.clone(),
+        region: route.region.clone(),
         client: peer.text.addr.clone(),
         tls: peer.tls.clone(),
         principal: Some(principal.id.clone()),
         principal_kind: Some(principal.kind.as_str().into()),
+        caller_regions: principal.regions.clone(),
         method: crate::protocol::method_name(&req.method),
         host: String::from_utf8_lossy(&req.host).into_owned(),
         path: req.path().to_owned(),

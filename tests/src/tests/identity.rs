@@ -255,6 +255,78 @@ async fn jwt_rejections_carry_their_reason_to_the_audit_record() {
     );
 }
 
+/// Every request and refusal record answers the auditor's questions: moat's region, the regions
+/// the caller's credential claims, and the model the body names, also on a route whose rule
+/// names no models.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_name_the_region_the_callers_regions_and_the_model() {
+    let origin = Origin::start().await;
+    let idp = Idp::new();
+    let gw = gateway(&origin, &idp).await;
+
+    // `ml-users-chat` names no models.
+    let token = idp.token(|_| {});
+    let r = send(
+        &gw,
+        &chat(&format!("Authorization: Bearer {token}\r\n"), "llama-3"),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let rec = gw.audit_record(r.header("x-request-id").expect("id")).await;
+    assert_eq!(rec["kind"], "request");
+    assert_eq!(rec["rule"], "ml-users-chat");
+    assert_eq!(rec["model"], "llama-3", "{rec}");
+    assert_eq!(rec["region"], "eu-central", "{rec}");
+    assert_eq!(
+        rec["caller_regions"],
+        serde_json::json!(["eu-central"]),
+        "{rec}"
+    );
+
+    // Refused by policy after the model was read: the same facts on the refusal.
+    let r = send(
+        &gw,
+        &chat("Authorization: Bearer batch-s3cr3t\r\n", "gpt-y"),
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    let rec = gw.audit_record(r.header("x-request-id").expect("id")).await;
+    assert_eq!(rec["kind"], "reject");
+    assert_eq!(
+        (&rec["principal"], &rec["model"], &rec["region"]),
+        (&"batch-job".into(), &"gpt-y".into(), &"eu-central".into()),
+        "{rec}"
+    );
+    assert_eq!(
+        rec["caller_regions"],
+        serde_json::json!(["eu-central"]),
+        "{rec}"
+    );
+
+    // Refused before identity: moat's region still, no caller.
+    let r = send(&gw, &chat("", "gpt-x")).await;
+    assert_eq!(r.status, 401);
+    let rec = gw.audit_record(r.header("x-request-id").expect("id")).await;
+    assert_eq!(rec["region"], "eu-central", "{rec}");
+    assert_eq!(rec["caller_regions"], serde_json::json!([]), "{rec}");
+
+    // No rule anywhere names a model: the record names it all the same.
+    let plain = gateway::new(origin.addr.to_string()).run();
+    let (r, _) =
+        client::raw_exchange(plain.addr, &plain.ca, chat("", "mistral-7b").as_bytes()).await;
+    let r = r.expect("response");
+    assert_eq!(r.status, 200);
+    let rec = plain
+        .audit_record(r.header("x-request-id").expect("id"))
+        .await;
+    assert_eq!(rec["model"], "mistral-7b", "{rec}");
+    assert_eq!(
+        rec["region"],
+        serde_json::Value::Null,
+        "no residency.region: {rec}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_keys_models_and_traversal() {
     let origin = Origin::start().await;

@@ -288,7 +288,7 @@ const ROOT_AND_HEADERS: &str = "[[policy.rules]]\nid = \"root\"\nrequire_region 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_under_load_swaps_atomically_and_refuses_a_broken_file() {
     let origin = Origin::start().await;
-    let gw = gateway::new(origin.addr.to_string())
+    let mut gw = gateway::new(origin.addr.to_string())
         .policy(ROOT_ONLY)
         .run();
     let http = crate::client::http(&gw.ca);
@@ -393,6 +393,25 @@ async fn reload_under_load_swaps_atomically_and_refuses_a_broken_file() {
         matches!((accepted, refused), (Some(a), Some(r)) if a < r),
         "{events:?}"
     );
+
+    // Each lifecycle record names the configuration in force: the stop record the reloaded
+    // one (the refused reload changed nothing), not the one moat started with.
+    gw.terminate();
+    assert!(
+        gw.wait_exit(Duration::from_secs(10)).is_some(),
+        "moat did not stop"
+    );
+    let digest = |event: &str| {
+        gw.audit_records()
+            .iter()
+            .find(|r| r["kind"] == "lifecycle" && r["event"] == event)
+            .and_then(|r| r["config_sha256"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| panic!("no {event} record with a config_sha256"))
+    };
+    let (start, reloaded) = (digest("start"), digest("reload_accepted"));
+    assert_ne!(start, reloaded, "the reload changed the file");
+    assert_eq!(digest("reload_refused"), reloaded);
+    assert_eq!(digest("stop"), reloaded);
 }
 
 /// Started as root with `runtime.user`, moat serves as that user with no capabilities left,

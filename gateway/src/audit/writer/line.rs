@@ -27,10 +27,12 @@ pub(super) fn request(out: &mut Vec<u8>, seq: u64, prev: &str, time: &str, r: &R
     let RequestRecord {
         request_id,
         listener,
+        region,
         client,
         tls,
         principal,
         principal_kind,
+        caller_regions,
         method,
         host,
         path,
@@ -57,10 +59,12 @@ pub(super) fn request(out: &mut Vec<u8>, seq: u64, prev: &str, time: &str, r: &R
     members!(out:
         request_id => string,
         listener => string,
+        region => opt_string,
         client => string,
         tls => tls_facts,
         principal => opt_string,
         principal_kind => opt_string,
+        caller_regions => strings,
         method => string,
         host => string,
         path => string,
@@ -101,6 +105,18 @@ fn guard_facts(out: &mut Vec<u8>, g: &GuardFacts) {
     string(out, mode);
     members!(out: allow_sha256 => opt_string);
     out.push(b'}');
+}
+
+/// A JSON array of strings.
+fn strings(out: &mut Vec<u8>, items: &std::sync::Arc<[String]>) {
+    out.push(b'[');
+    for (i, s) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        string(out, s);
+    }
+    out.push(b']');
 }
 
 /// Redaction counts by entity, in the map's (sorted) order.
@@ -251,6 +267,7 @@ mod tests {
         RequestRecord {
             request_id: format!("{text}-id"),
             listener: text.into(),
+            region: Some(text.into()),
             client: "[2001:db8::7]:443".into(),
             tls: Arc::new(TlsFacts {
                 version: Some("TLSv1_3".into()),
@@ -261,6 +278,7 @@ mod tests {
             }),
             principal: Some(text.into()),
             principal_kind: Some("jwt".into()),
+            caller_regions: [text.to_owned(), "eu-central".to_owned()].into(),
             method: "POST".into(),
             host: format!("{text}:8443"),
             path: format!("/v1/{text}"),
