@@ -9,6 +9,7 @@
 
 pub mod export;
 pub mod record;
+pub mod syslog;
 pub mod tail;
 #[cfg(test)]
 mod tests;
