@@ -1,5 +1,6 @@
 mod audit;
 mod cli;
+mod dashboards;
 mod failures;
 mod framing;
 mod guard;
