@@ -192,8 +192,8 @@ struct Refused<'a> {
 impl Refused<'_> {
     /// Refused before identity (not canonical).
     async fn refuse<D: Downstream>(&self, d: &mut D, req: &RequestHead, r: &Reject, detail: &str) {
-        let (method, path) = (req.method.to_string(), req.path().to_owned());
-        record_refusal(self.route, r, Some(method), Some(path), detail, self.client);
+        let request = self.head_of(req);
+        record::record_refusal_of(self.route, r, request, detail, self.client);
         d.reject(r, Some(self.request_id)).await;
     }
 
@@ -220,15 +220,17 @@ impl Refused<'_> {
             return d.abort().await;
         }
         let r = Reject::from(e);
-        let (method, path) = (req.method.to_string(), req.path().to_owned());
-        record_refusal(
-            self.route,
-            &r,
-            Some(method),
-            Some(path),
-            &e.to_string(),
-            self.client,
-        );
+        let request = self.head_of(req);
+        record::record_refusal_of(self.route, &r, request, &e.to_string(), self.client);
         d.reject(&r, Some(self.request_id)).await;
+    }
+
+    /// The request's id, method and path, for its refusal record.
+    fn head_of(&self, req: &RequestHead) -> (Option<&str>, Option<String>, Option<String>) {
+        (
+            Some(self.request_id),
+            Some(req.method.to_string()),
+            Some(req.path().to_owned()),
+        )
     }
 }

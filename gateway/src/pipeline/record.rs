@@ -66,6 +66,18 @@ pub(crate) fn record_refusal(
     detail: &str,
     client: &ClientText,
 ) {
+    record_refusal_of(route, r, (None, method, path), detail, client);
+}
+
+/// [`record_refusal`] of a request that has its id already (sent to the client in
+/// `X-Request-Id`): the record carries it.
+pub(crate) fn record_refusal_of(
+    route: &Route,
+    r: &Reject,
+    (request_id, method, path): (Option<&str>, Option<String>, Option<String>),
+    detail: &str,
+    client: &ClientText,
+) {
     crate::metrics::METRICS.refused(&route.listener, r.kind, r.status.as_u16());
     if r.side == Side::Downstream {
         // Client-caused: info, so a client cannot raise the log's alarm level at will.
@@ -74,7 +86,7 @@ pub(crate) fn record_refusal(
         tracing::warn!(target: "moat::access", listener = %route.listener, client = %client.addr, status = r.status.as_u16(), reason = r.kind, detail, "request refused");
     }
     let _ = route.audit.record(Record::Reject(Box::new(RejectRecord {
-        request_id: None,
+        request_id: request_id.map(str::to_owned),
         listener: route.listener.clone(),
         region: route.region.clone(),
         client: client.addr.clone(),
