@@ -83,14 +83,24 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
-    /// Check every hash link, sequence number, checkpoint signature and the signed head.
+    /// Check every hash link, sequence number, checkpoint signature and the signed head; with
+    /// --keys, check what a syslog collector holds of each host's trail.
     Verify {
-        /// The audit directory.
-        dir: PathBuf,
-        /// The public key to check signatures against (default: the copy in DIR, which only
-        /// shows the trail is self-consistent).
+        /// The audit directory; with --keys, the collector's files and directories (every
+        /// regular file in a directory, not recursive).
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+        /// The public key to check signatures against (default: the copy in the audit
+        /// directory, which only shows the trail is self-consistent).
         #[arg(long)]
         pubkey: Option<PathBuf>,
+        /// Check collector files instead of an audit directory: DIR holds each host's public
+        /// key as HOST.pub.
+        #[arg(long, value_name = "DIR")]
+        keys: Option<PathBuf>,
+        /// With --keys: print a JSON document instead of the table.
+        #[arg(long)]
+        json: bool,
     },
     /// Write a signed bundle of records for a SIEM: records, manifest.json, manifest.sig.
     Export {
@@ -190,8 +200,14 @@ fn main() -> ExitCode {
             command: AuditCommand::Tail { dir, lines },
         } => commands::audit_tail(&dir, lines),
         Command::Audit {
-            command: AuditCommand::Verify { dir, pubkey },
-        } => commands::audit_verify(&dir, pubkey.as_deref()),
+            command:
+                AuditCommand::Verify {
+                    paths,
+                    pubkey,
+                    keys,
+                    json,
+                },
+        } => commands::audit_verify(&paths, pubkey.as_deref(), keys.as_deref(), json),
         Command::Redact {
             config,
             profile,

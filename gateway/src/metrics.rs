@@ -95,6 +95,14 @@ pub struct Metrics {
     pub audit_write_seconds: Histogram,
     /// Time a response waited for its audit record to be durable (`fsync = "always"`).
     pub audit_durable_wait_seconds: Histogram,
+    /// Trail records not yet sent to the collector (`[audit.ship]`).
+    pub audit_ship_lag_records: Gauge,
+    /// While records wait: how long ago the newest record the collector has was written.
+    pub audit_ship_lag_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// Records sent to the collector (again after a failure included).
+    pub audit_ship_sent: Counter,
+    /// 1 while connected to the collector.
+    pub audit_ship_connected: Gauge,
 }
 
 fn request_histogram() -> Histogram {
@@ -177,6 +185,30 @@ impl Metrics {
             "Time a response waited for its audit record to be on disk",
             audit_durable_wait_seconds.clone(),
         );
+        let audit_ship_lag_records = Gauge::default();
+        registry.register(
+            "audit_ship_lag_records",
+            "Audit records not yet sent to the collector",
+            audit_ship_lag_records.clone(),
+        );
+        let audit_ship_lag_seconds = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "audit_ship_lag_seconds",
+            "While audit records wait to be shipped, the age of the newest one the collector has",
+            audit_ship_lag_seconds.clone(),
+        );
+        let audit_ship_sent = Counter::default();
+        registry.register(
+            "audit_ship_sent",
+            "Audit records sent to the collector",
+            audit_ship_sent.clone(),
+        );
+        let audit_ship_connected = Gauge::default();
+        registry.register(
+            "audit_ship_connected",
+            "1 while moat is connected to the audit collector",
+            audit_ship_connected.clone(),
+        );
         Self {
             registry,
             requests,
@@ -190,6 +222,10 @@ impl Metrics {
             audit_queue_depth,
             audit_write_seconds,
             audit_durable_wait_seconds,
+            audit_ship_lag_records,
+            audit_ship_lag_seconds,
+            audit_ship_sent,
+            audit_ship_connected,
         }
     }
 

@@ -12,6 +12,7 @@ pub mod h2raw;
 pub mod model;
 pub mod netns;
 pub mod origin;
+pub mod rsyslog;
 pub mod skip;
 
 #[cfg(test)]

@@ -62,8 +62,69 @@ pub fn cert_init(dir: &Path, hosts: &[String]) -> ExitCode {
 }
 
 /// `moat audit verify`: checks every hash link, sequence number, checkpoint signature and the
-/// signed head.
-pub fn audit_verify(dir: &Path, pubkey: Option<&Path>) -> ExitCode {
+/// signed head of the trail in one audit directory; with `keys`, what a syslog collector holds
+/// of each host's trail in `paths` (see [`crate::audit::collected`]).
+pub fn audit_verify(
+    paths: &[PathBuf],
+    pubkey: Option<&Path>,
+    keys: Option<&Path>,
+    json: bool,
+) -> ExitCode {
+    let usage = |what: &str| {
+        eprintln!("moat audit verify: {what}");
+        ExitCode::from(EX_USAGE)
+    };
+    if let Some(keys) = keys {
+        if pubkey.is_some() {
+            return usage("--pubkey checks one audit directory; with --keys, each host's key is HOST.pub in the --keys directory");
+        }
+        return audit_verify_collected(paths, keys, json);
+    }
+    if json {
+        return usage("--json needs --keys (it reports on collector files)");
+    }
+    match paths {
+        [dir] => audit_verify_trail(dir, pubkey),
+        _ => usage("one audit directory at a time; several paths are collector files, which need --keys DIR"),
+    }
+}
+
+/// `moat audit verify --keys DIR [--json] PATH…`: the table (or JSON document) and one line
+/// per problem; exit status 1 unless every host is OK and none is silent.
+fn audit_verify_collected(paths: &[PathBuf], keys: &Path, json: bool) -> ExitCode {
+    use crate::audit::collected::{check, CollectError};
+    match check(paths, keys) {
+        Ok(c) => {
+            if json {
+                match serde_json::to_string_pretty(&c) {
+                    Ok(doc) => println!("{doc}"),
+                    Err(e) => {
+                        eprintln!("moat audit verify: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            } else {
+                print!("{}", c.text());
+            }
+            if c.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(CollectError::Usage(what)) => {
+            eprintln!("moat audit verify: {what}");
+            ExitCode::from(EX_USAGE)
+        }
+        Err(e) => {
+            eprintln!("moat audit verify: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `moat audit verify DIR [--pubkey FILE]`: one trail, as moat wrote it.
+fn audit_verify_trail(dir: &Path, pubkey: Option<&Path>) -> ExitCode {
     if pubkey.is_none() {
         eprintln!("note: checking against the public key stored in {}; pass --pubkey for an independent check", dir.display());
     }

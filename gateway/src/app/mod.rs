@@ -96,6 +96,14 @@ pub async fn run_with(
         ),
     )
     .map_err(|e| anyhow::anyhow!("cannot open the audit trail: {e}"))?;
+    // Shipping reads the trail on a thread of its own; the collector need not be up.
+    let shipper = match &config.audit.ship {
+        Some(s) => Some(
+            crate::audit::ship::Shipper::start(s.clone(), config.audit.dir.clone(), audit.clone())
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        ),
+        None => None,
+    };
     // The fence goes up before the gateway serves anything; when it is required and cannot,
     // moat does not start.
     let fence = start_guard(&config.guard, &audit)?;
@@ -205,6 +213,10 @@ pub async fn run_with(
         .map_or_else(|p| p.into_inner().clone(), |d| d.clone());
     audit.shutdown(lifecycle("stop", Some(&digest), None));
     let _ = writer.join();
+    // The last records (`stop` included) go to the collector if it is there.
+    if let Some(s) = shipper {
+        s.stop(std::time::Duration::from_secs(5));
+    }
     drop(fence);
     Ok(())
 }

@@ -7,8 +7,10 @@
 //! auditor reports itself unhealthy and the proxy refuses to forward (503) until writing works
 //! again. [`verify`] checks a directory offline. Records hold metadata only, never content.
 
+pub mod collected;
 pub mod export;
 pub mod record;
+pub mod ship;
 pub mod syslog;
 pub mod tail;
 #[cfg(test)]
@@ -67,6 +69,8 @@ pub struct AuditConfig {
     pub segment_max_age: Duration,
     /// Records that may wait for the writer; past this, requests are refused (503).
     pub queue_capacity: usize,
+    /// Where every record is shipped, if anywhere (`[audit.ship]`).
+    pub ship: Option<ship::ShipConfig>,
 }
 
 impl Default for AuditConfig {
@@ -81,6 +85,7 @@ impl Default for AuditConfig {
             segment_max_bytes: 64 * 1024 * 1024,
             segment_max_age: Duration::from_secs(3600),
             queue_capacity: 65_536,
+            ship: None,
         }
     }
 }

@@ -231,7 +231,10 @@ mod tests {
     #[test]
     fn a_record_line_becomes_one_message_and_reads_back() {
         let f = line_fields(LINE).expect("fields");
-        assert_eq!((f.seq, f.time, f.kind), (42, "2026-12-04T01:41:03.935Z", "reject"));
+        assert_eq!(
+            (f.seq, f.time, f.kind),
+            (42, "2026-12-04T01:41:03.935Z", "reject")
+        );
         let m = message("gpu-07 \"a]\\", 4711, LINE, &f);
         assert!(
             m.starts_with("<109>1 2026-12-04T01:41:03.935Z gpu-07\"a]\\ moat 4711 reject [moat@32473 host=\"gpu-07 \\\"a\\]\\\\\" seq=\"42\" hash=\""),
@@ -239,7 +242,11 @@ mod tests {
         );
         assert!(m.ends_with(&format!("\"] {LINE}")));
         let (host, line) = parse(&m).expect("parses");
-        assert_eq!(host.as_deref(), Some("gpu-07 \"a]\\"), "the element's host, unescaped");
+        assert_eq!(
+            host.as_deref(),
+            Some("gpu-07 \"a]\\"),
+            "the element's host, unescaped"
+        );
         assert_eq!(line, LINE);
         let mut framed = Vec::new();
         frame(&mut framed, &m);

@@ -17,7 +17,7 @@ fn config(dir: &Path) -> AuditConfig {
     }
 }
 
-fn life(event: &str) -> LifecycleRecord {
+pub(super) fn life(event: &str) -> LifecycleRecord {
     LifecycleRecord {
         event: event.into(),
         version: "test".into(),
@@ -26,7 +26,7 @@ fn life(event: &str) -> LifecycleRecord {
     }
 }
 
-fn reject(i: u64) -> Record {
+pub(super) fn reject(i: u64) -> Record {
     Record::Reject(Box::new(RejectRecord {
         listener: "l".into(),
         client: format!("127.0.0.1:{i}").into(),

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use ed25519_dalek::{Signature, Verifier, VerifyingKey};
 
-use super::record::{checkpoint_message, Envelope, Record, SCHEMA_VERSION};
+use super::record::{checkpoint_message, CheckpointRecord, Envelope, Record, SCHEMA_VERSION};
 use super::writer::{head_message, key_id, Head};
 use super::{segments, sha256_hex, unhex, AuditError, GENESIS, HEAD_FILE, PUBKEY_FILE};
 
@@ -76,6 +76,31 @@ fn signature(hex_sig: &str) -> Option<Signature> {
     Some(Signature::from_bytes(&bytes))
 }
 
+/// Checks a checkpoint record (at `seq`, with `prev`) against `key`, whose id is `kid`: the
+/// key id it names, then its signature over [`checkpoint_message`]. The problem, worded as
+/// `verify` reports it, when either is wrong.
+pub fn check_checkpoint(
+    key: &VerifyingKey,
+    kid: &str,
+    seq: u64,
+    prev: &str,
+    cp: &CheckpointRecord,
+) -> Result<(), String> {
+    if cp.key_id != kid {
+        return Err(format!(
+            "checkpoint signed with key {}, expected {kid}",
+            cp.key_id
+        ));
+    }
+    let ok = signature(&cp.signature)
+        .is_some_and(|s| key.verify(&checkpoint_message(seq, prev), &s).is_ok());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("checkpoint signature at seq {seq} does not verify"))
+    }
+}
+
 /// Verifies the trail in `dir` against `pubkey` (default: the copy in `dir`, which only proves
 /// self-consistency; pass the key you were given for an independent check).
 pub fn verify(dir: &Path, pubkey: Option<&Path>) -> Result<Report, VerifyError> {
@@ -132,22 +157,7 @@ pub fn verify(dir: &Path, pubkey: Option<&Path>) -> Result<Report, VerifyError> 
                 ));
             }
             if let Record::Checkpoint(cp) = &env.record {
-                if cp.key_id != kid {
-                    return Err(bad(
-                        line,
-                        format!("checkpoint signed with key {}, expected {kid}", cp.key_id),
-                    ));
-                }
-                let ok = signature(&cp.signature).is_some_and(|s| {
-                    key.verify(&checkpoint_message(env.seq, &env.prev), &s)
-                        .is_ok()
-                });
-                if !ok {
-                    return Err(bad(
-                        line,
-                        format!("checkpoint signature at seq {} does not verify", env.seq),
-                    ));
-                }
+                check_checkpoint(&key, &kid, env.seq, &env.prev, cp).map_err(|w| bad(line, w))?;
                 report.checkpoints += 1;
                 report.unsigned_tail = 0;
                 checkpoints.push((env.seq, sha256_hex(raw)));

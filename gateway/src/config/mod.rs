@@ -221,6 +221,19 @@ impl Config {
             self.audit.fsync.as_str(),
             self.audit.key_dir.display()
         ));
+        if let Some(s) = &self.audit.ship {
+            out.push_str(&format!(
+                "audit shipping: RFC 5424 over TLS to {} (certificate name {}{}), as host {}\n",
+                s.address,
+                s.server_name.to_str(),
+                if s.client_cert.is_some() {
+                    ", with a client certificate"
+                } else {
+                    ""
+                },
+                s.hostname
+            ));
+        }
         out.push_str(&format!("guard: {}", self.guard.mode.as_str()));
         if self.guard.mode != GuardMode::Off {
             out.push_str(&format!(

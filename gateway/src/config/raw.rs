@@ -184,6 +184,19 @@ pub(crate) struct RawAudit {
     pub(crate) segment_max_bytes: Option<u64>,
     pub(crate) segment_max_age: Option<String>,
     pub(crate) queue_capacity: Option<usize>,
+    pub(crate) ship: Option<RawShip>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawShip {
+    pub(crate) address: Option<String>,
+    pub(crate) server_name: Option<String>,
+    pub(crate) ca_file: Option<String>,
+    pub(crate) client_cert: Option<String>,
+    pub(crate) client_key: Option<String>,
+    pub(crate) hostname: Option<String>,
+    pub(crate) retry_max: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -433,3 +433,44 @@ fn runtime_user_must_exist() {
         Some("root")
     );
 }
+
+#[test]
+fn audit_shipping_stays_in_the_region() {
+    let ship = |table: &str| format!("{MINIMAL}\n[audit.ship]\n{table}\n");
+    // Outside the region: refused, the key named.
+    let e = err(&ship(
+        "address = \"203.0.113.5:6514\"\nca_file = \"tls/server.pem\"",
+    ));
+    assert!(e.starts_with("audit.ship.address"), "{e}");
+    assert!(e.contains("may not leave the region"), "{e}");
+    // In a listed in-region network the address passes (and the next check is the CA file).
+    let e = err(&format!(
+        "{}\n[residency]\nin_region_cidrs = [\"10.20.0.0/16\"]\n",
+        ship("address = \"10.20.0.5:6514\"\nca_file = \"tls/server.pem\"")
+    ));
+    assert!(e.starts_with("audit.ship"), "{e}");
+    assert!(!e.contains("may not leave"), "{e}");
+    assert!(e.contains("ca_file"), "the fake CA file does not load: {e}");
+    for (table, key) in [
+        ("ca_file = \"tls/server.pem\"", "audit.ship.address"),
+        ("address = \"collector:6514\"\nca_file = \"tls/server.pem\"", "audit.ship.address"),
+        ("address = \"127.0.0.1:6514\"", "audit.ship.ca_file"),
+        ("address = \"127.0.0.1:6514\"\nca_file = \"nope.pem\"", "audit.ship.ca_file"),
+        (
+            "address = \"127.0.0.1:6514\"\nca_file = \"tls/server.pem\"\nclient_cert = \"tls/server.pem\"",
+            "audit.ship.client_key",
+        ),
+        (
+            "address = \"127.0.0.1:6514\"\nca_file = \"tls/server.pem\"\nhostname = \"two words\"",
+            "audit.ship.hostname",
+        ),
+        (
+            "address = \"127.0.0.1:6514\"\nca_file = \"tls/server.pem\"\nretry_max = \"soon\"",
+            "audit.ship.retry_max",
+        ),
+        ("address = \"127.0.0.1:6514\"\nport = 1", "audit.ship"),
+    ] {
+        let e = err(&ship(table));
+        assert!(e.starts_with(key), "{table:?}: {e}");
+    }
+}

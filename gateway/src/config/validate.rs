@@ -79,7 +79,7 @@ impl Validator<'_> {
         let http2 = self.http2(&raw.http2)?;
         let log = self.log(&raw.log)?;
         let guard = self.guard(&raw.guard, &listeners)?;
-        let audit = self.audit(&raw.audit)?;
+        let audit = self.audit(&raw.audit, &in_region)?;
         let admin = self.admin(&raw.admin)?;
         let region = self.region(&raw.residency.region)?;
         let identity = self.identity(&raw.identity, &listeners)?;

@@ -311,10 +311,18 @@ async fn records_name_the_region_the_callers_regions_and_the_model() {
     assert_eq!(rec["caller_regions"], serde_json::json!([]), "{rec}");
 
     // Refused for its path before identity: the record carries the id the client was given.
-    let r = send(&gw, "GET /v1/chat%2fcompletions HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
+    let r = send(
+        &gw,
+        "GET /v1/chat%2fcompletions HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    )
+    .await;
     assert_eq!(r.status, 400);
     let rec = gw.audit_record(r.header("x-request-id").expect("id")).await;
-    assert_eq!((&rec["kind"], &rec["reason"]), (&"reject".into(), &"bad_request".into()), "{rec}");
+    assert_eq!(
+        (&rec["kind"], &rec["reason"]),
+        (&"reject".into(), &"bad_request".into()),
+        "{rec}"
+    );
 
     // No rule anywhere names a model: the record names it all the same.
     let plain = gateway::new(origin.addr.to_string()).run();

@@ -14,3 +14,4 @@ mod proxy;
 mod readme;
 mod redact_cli;
 mod redaction;
+mod shipping;
