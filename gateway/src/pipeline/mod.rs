@@ -64,14 +64,24 @@ pub(crate) async fn serve<D: Downstream>(
     };
 
     // Policy: may this principal use this route and model from this region? The model is read
-    // from the start of every body (kept, to be forwarded first): rules may name models, and
-    // the audit record names the model of every request that names one.
+    // from the start of the body (kept, to be forwarded first): when rules name models, up to
+    // 64 KiB of it is waited for; otherwise, for the audit record, what came with the head —
+    // unless the client waits for `100 Continue`, which is only sent once policy allowed.
     let mut prefix = BytesMut::new();
     let mut ended = req.body == BodyKind::Empty;
     let mut model = None;
-    if !ended {
+    if route.policy.needs_model() && !ended {
         match stages::read_model(d, &mut prefix, &req, &route.http).await {
             Ok((m, end)) => (model, ended) = (m, end),
+            Err(e) => return refused.body(d, &req, &e).await,
+        }
+    } else if !ended && !req.expect_continue {
+        match d.prefetch().await {
+            Ok((start, whole)) => {
+                model = stages::model_in(&start, &req);
+                prefix.extend_from_slice(&start);
+                ended = whole;
+            }
             Err(e) => return refused.body(d, &req, &e).await,
         }
     }

@@ -105,6 +105,21 @@ pub(crate) async fn read_model<D: Downstream>(
     Ok((model, ended))
 }
 
+/// The model a body's start names (its top-level JSON `model` string), without reading more
+/// of the body: for the audit record when no rule needs the model. A compressed body's start
+/// names none here.
+pub(crate) fn model_in(start: &[u8], req: &RequestHead) -> Option<String> {
+    use crate::lookahead::{Model, ModelScan};
+    if start.is_empty() || !matches!(crate::coding::Coding::of(&req.headers), Ok(None)) {
+        return None;
+    }
+    let mut scan = ModelScan::new();
+    match scan.push(start) {
+        Model::Found(m) => Some(m.clone()),
+        _ => None,
+    }
+}
+
 /// Reads the rest of the body after `prefix` (bounded by the protocol's body limit).
 pub(crate) async fn read_rest<D: Downstream>(
     d: &mut D,

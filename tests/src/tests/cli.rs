@@ -86,6 +86,11 @@ fn check_names_each_problem_and_exits_64() {
             "key does not match",
         ),
         ("not TOML", "[[listener]\n".to_owned(), "(line 1)"),
+        (
+            "audit shipped out of the region",
+            format!("{GOOD}\n[audit.ship]\naddress = \"198.51.100.20:6514\"\nca_file = \"tls/ca.pem\"\n"),
+            "audit.ship.address",
+        ),
     ];
     for (name, config, expected) in cases {
         let (code, text) = check(&config);
@@ -321,4 +326,18 @@ fn curl_http2_and_nghttp_against_the_demo() {
         stream.1
     );
     assert!(!stream.1.contains("jane@example.com"), "{}", stream.1);
+}
+
+/// `[audit.ship]` to a collector on loopback passes `moat check`, its certificates loaded, and
+/// the summary says where the records go.
+#[test]
+fn check_summarizes_audit_shipping() {
+    let (code, text) = check(&format!(
+        "{GOOD}\n[audit.ship]\naddress = \"127.0.0.1:6514\"\nca_file = \"tls/ca.pem\"\nhostname = \"gpu-07\"\n"
+    ));
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("audit shipping: RFC 5424 over TLS to 127.0.0.1:6514 (certificate name 127.0.0.1), as host gpu-07"),
+        "{text}"
+    );
 }
