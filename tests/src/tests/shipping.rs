@@ -122,6 +122,23 @@ async fn three_hosts_ship_to_rsyslog_through_an_outage_and_a_kill_and_verify_com
     traffic([&hosts[0], &hosts[2]], 10).await;
     hosts[1].restart();
     traffic(&hosts, 20).await;
+    // A graceful stop sends the last records, the `stop` record included, before moat exits.
+    hosts[0].terminate();
+    assert!(
+        hosts[0].wait_exit(Duration::from_secs(10)).is_some(),
+        "moat did not stop"
+    );
+    let stopped = collected_seqs(&collector.out.join("host-a.log"));
+    let last = hosts[0]
+        .audit_records()
+        .iter()
+        .filter_map(|r| r["seq"].as_u64())
+        .max();
+    assert_eq!(
+        stopped.iter().max().copied(),
+        last,
+        "host-a's last records were not shipped at stop"
+    );
     caught_up(&hosts, &collector).await;
     collector.pause();
 
