@@ -131,6 +131,7 @@ impl Shipper {
                     audit,
                     stop: s,
                     pid: std::process::id(),
+                    lag_checked: tokio::time::Instant::now(),
                 }
                 .run();
             })
@@ -264,7 +265,8 @@ impl TrailReader {
         if self.segment.is_none() && !self.locate()? {
             return Ok(Vec::new());
         }
-        let mut chunk = max.max(64 * 1024);
+        // A small first read: when nothing is new, what is there is the zero fill.
+        let mut chunk = max.min(64 * 1024);
         loop {
             let Some(path) = self.segment.clone() else {
                 return Ok(Vec::new());
@@ -320,13 +322,16 @@ impl TrailReader {
         }
     }
 
-    /// The `seq` of the last complete line in the trail (0 for none).
+    /// The `seq` of the last complete line in the trail (0 for none). Reads the end of the
+    /// newest segment only: its zero fill ahead of the records is at most 1 MiB.
     fn last_written(&self) -> u64 {
         let Ok(all) = segments(&self.dir) else {
             return 0;
         };
         for p in all.iter().rev() {
-            let Ok(data) = std::fs::read(p) else { continue };
+            let Ok(data) = tail_of(p, 4 << 20) else {
+                continue;
+            };
             let written = super::written(&data);
             let end = written.iter().rposition(|b| *b == b'\n');
             let Some(end) = end else { continue };
@@ -345,6 +350,26 @@ impl TrailReader {
     }
 }
 
+/// The last `max` bytes of a file (all of it when smaller).
+fn tail_of(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    let mut f = std::fs::File::open(path)?;
+    let len = f.metadata()?.len();
+    let from = len.saturating_sub(max);
+    f.seek(SeekFrom::Start(from))?;
+    let mut buf = Vec::with_capacity((len - from) as usize);
+    f.read_to_end(&mut buf)?;
+    // Started inside the records: only whole lines count.
+    if from > 0 {
+        match buf.iter().position(|b| *b == b'\n') {
+            Some(i) => {
+                buf.drain(..=i);
+            }
+            None => buf.clear(),
+        }
+    }
+    Ok(buf)
+}
+
 /// A TLS connection to the collector.
 type Conn = StreamOwned<ClientConnection, TcpStream>;
 
@@ -356,6 +381,8 @@ struct Worker {
     reader: TrailReader,
     stop: Arc<AtomicBool>,
     pid: u32,
+    /// When the lag was last measured while records waited.
+    lag_checked: tokio::time::Instant,
 }
 
 /// Why a connection ended.
@@ -409,7 +436,7 @@ impl Worker {
                 }
             }
             self.cursor.save(true);
-            self.update_lag(None);
+            self.update_lag(None, false);
             if self.stop.load(Ordering::Acquire) {
                 return;
             }
@@ -488,7 +515,7 @@ impl Worker {
                     return Ok(());
                 }
                 self.cursor.save(false);
-                self.update_lag(last_sent_time.as_deref());
+                self.update_lag(last_sent_time.as_deref(), true);
                 // Idle: notice a collector that went away before the next write.
                 if peer_closed(&conn.sock) {
                     return Err("the collector closed the connection".into());
@@ -524,16 +551,24 @@ impl Worker {
                 pending.pop_front();
             }
             self.cursor.save(false);
-            self.update_lag(last_sent_time.as_deref());
+            self.update_lag(last_sent_time.as_deref(), false);
         }
     }
 
     /// Records written but not sent, and the age of the newest one sent while any wait.
-    fn update_lag(&self, last_sent_time: Option<&str>) {
-        let behind = self
-            .reader
-            .last_written()
-            .saturating_sub(self.reader.next_seq.saturating_sub(1));
+    /// `caught_up`: the reader has just found nothing new, so nothing waits.
+    fn update_lag(&mut self, last_sent_time: Option<&str>, caught_up: bool) {
+        if !caught_up && self.lag_checked.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        self.lag_checked = tokio::time::Instant::now();
+        let behind = if caught_up {
+            0
+        } else {
+            self.reader
+                .last_written()
+                .saturating_sub(self.reader.next_seq.saturating_sub(1))
+        };
         METRICS.audit_ship_lag_records.set(behind as i64);
         let seconds = match (behind, last_sent_time) {
             (0, _) => 0.0,
@@ -611,6 +646,21 @@ mod tests {
             again.extend(seqs(&r.read(1 << 20).expect("read")));
         }
         assert_eq!(again, [5, 6]);
+    }
+
+    #[test]
+    fn the_last_record_of_a_large_segment_is_found_from_its_end() {
+        let dir = tempfile::tempdir().expect("dir");
+        let many: Vec<u64> = (1..=60_000).collect();
+        segment(dir.path(), 1, &many, 1 << 20);
+        let size = std::fs::metadata(dir.path().join(super::super::segment_name(1)))
+            .expect("segment")
+            .len();
+        assert!(size > 4 << 20, "larger than the tail read: {size}");
+        assert_eq!(
+            TrailReader::new(dir.path().to_path_buf()).last_written(),
+            60_000
+        );
     }
 
     #[test]
