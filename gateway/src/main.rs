@@ -125,6 +125,35 @@ enum AuditCommand {
         #[arg(long)]
         pubkey: Option<PathBuf>,
     },
+    /// Write one self-contained HTML report (tables, and charts as inline SVG) of audit trails,
+    /// JSONL export bundles or collector files, for an auditor to open offline.
+    Report {
+        /// Audit directories (segment-*.jsonl), export bundles (manifest.json), or collector
+        /// files and directories (these need --keys).
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+        /// Each host's public key as HOST.pub: needed for collector files; with it, a trail's or
+        /// bundle's signatures are checked against its host's HOST.pub (without it, a trail's
+        /// against its own key copy, a bundle's not at all).
+        #[arg(long, value_name = "DIR")]
+        keys: Option<PathBuf>,
+        /// Count records at or after this time (RFC 3339, e.g. 2026-11-30T00:00:00Z).
+        #[arg(long)]
+        since: Option<String>,
+        /// Count records before this time (RFC 3339).
+        #[arg(long)]
+        until: Option<String>,
+        /// Report on this host only (repeatable; default: every host).
+        #[arg(long = "host", value_name = "NAME")]
+        hosts: Vec<String>,
+        /// The host name of a trail or bundle PATH (repeatable: one per trail or bundle, in
+        /// order; default: the directory's name).
+        #[arg(long = "host-name", value_name = "NAME")]
+        host_names: Vec<String>,
+        /// The HTML file to write.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
     /// Print the last records, then follow new ones as they are written.
     Tail {
         /// The audit directory.
@@ -199,6 +228,26 @@ fn main() -> ExitCode {
         Command::Audit {
             command: AuditCommand::Tail { dir, lines },
         } => commands::audit_tail(&dir, lines),
+        Command::Audit {
+            command:
+                AuditCommand::Report {
+                    paths,
+                    keys,
+                    since,
+                    until,
+                    hosts,
+                    host_names,
+                    out,
+                },
+        } => commands::audit_report(commands::ReportArgs {
+            paths,
+            keys,
+            since,
+            until,
+            hosts,
+            host_names,
+            out,
+        }),
         Command::Audit {
             command:
                 AuditCommand::Verify {

@@ -220,6 +220,118 @@ pub fn audit_export(
     }
 }
 
+/// The arguments of `moat audit report`, as given.
+#[derive(Debug, Clone, Default)]
+pub struct ReportArgs {
+    /// Trails, bundles, collector files and directories.
+    pub paths: Vec<PathBuf>,
+    /// `--keys DIR`.
+    pub keys: Option<PathBuf>,
+    /// `--since` (RFC 3339).
+    pub since: Option<String>,
+    /// `--until` (RFC 3339).
+    pub until: Option<String>,
+    /// `--host`, repeated.
+    pub hosts: Vec<String>,
+    /// `--host-name`, repeated.
+    pub host_names: Vec<String>,
+    /// `--out FILE`.
+    pub out: PathBuf,
+}
+
+/// `moat audit report`: writes one self-contained HTML report of trails, bundles or collector
+/// files (see [`crate::audit::report`]). Exit status 0 once it is written (a BROKEN chain is
+/// in the report, and named on stderr), 64 for a bad argument, 1 when a file cannot be read or
+/// the report cannot be written.
+pub fn audit_report(args: ReportArgs) -> ExitCode {
+    use crate::audit::report::{build, render, Filters, ReportError, ReportRequest};
+    let usage = |what: &str| {
+        eprintln!("moat audit report: {what}");
+        ExitCode::from(EX_USAGE)
+    };
+    let rfc = time::format_description::well_known::Rfc3339;
+    let mut window = [None, None];
+    for (slot, (flag, value)) in window
+        .iter_mut()
+        .zip([("since", &args.since), ("until", &args.until)])
+    {
+        if let Some(v) = value {
+            match time::OffsetDateTime::parse(v, &rfc) {
+                Ok(t) => *slot = Some(t),
+                Err(_) => {
+                    return usage(&format!(
+                        "--{flag} {v}: expected an RFC 3339 time such as 2026-11-30T00:00:00Z"
+                    ))
+                }
+            }
+        }
+    }
+    if args.out.is_dir() {
+        return usage(&format!("--out {}: is a directory", args.out.display()));
+    }
+    let parent = match args.out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !parent.is_dir() {
+        return usage(&format!(
+            "--out {}: {} is not a directory",
+            args.out.display(),
+            parent.display()
+        ));
+    }
+    if let Some(bad) = args.hosts.iter().find(|h| h.is_empty()) {
+        return usage(&format!("--host {bad:?}: a host name cannot be empty"));
+    }
+    let [since, until] = window;
+    let req = ReportRequest {
+        paths: args.paths,
+        keys: args.keys,
+        host_names: args.host_names,
+        filters: Filters {
+            since,
+            until,
+            hosts: args.hosts,
+        },
+    };
+    let report = match build(&req) {
+        Ok(r) => r,
+        Err(ReportError::Usage(what)) => return usage(&what),
+        Err(e) => {
+            eprintln!("moat audit report: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = std::fs::write(&args.out, render(&report)) {
+        eprintln!("moat audit report: {}: {e}", args.out.display());
+        return ExitCode::FAILURE;
+    }
+    let broken: Vec<&str> = report
+        .chain
+        .iter()
+        .filter(|r| r.status != crate::audit::collected::Status::Ok)
+        .map(|r| r.host.as_str())
+        .collect();
+    println!(
+        "wrote {}: {} record(s) from {} host(s); chain status: {} OK, {} BROKEN",
+        args.out.display(),
+        report.summary.records,
+        report.summary.hosts.len(),
+        report.chain.len() - broken.len(),
+        broken.len()
+    );
+    if !broken.is_empty() {
+        eprintln!(
+            "moat audit report: chain BROKEN for {} (see the report's chain status)",
+            broken.join(", ")
+        );
+    }
+    for h in &report.unmatched_hosts {
+        eprintln!("moat audit report: --host {h}: no source holds anything of this host");
+    }
+    ExitCode::SUCCESS
+}
+
 /// The guard's pin directory: `--pin-dir`, else `guard.pin_dir` of `--config`, else the default.
 fn pin_dir(pin_dir: Option<PathBuf>, config: Option<PathBuf>) -> Result<PathBuf, ExitCode> {
     match (pin_dir, config) {

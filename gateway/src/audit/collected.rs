@@ -393,6 +393,36 @@ pub fn check(paths: &[PathBuf], keys_dir: &Path) -> Result<Collected, CollectErr
     })
 }
 
+/// Every record line the collector files in `paths` hold, with the host it belongs to, read and
+/// attributed as [`check`] reads them (the same files, the `moat@32473` host, else HOSTNAME, else
+/// the file's name): `each(host, line)` in file order, duplicates included. Lines that are not
+/// record lines are skipped here ([`check`] counts them as unreadable). For `moat audit report`,
+/// which counts what the records say.
+pub fn record_lines(
+    paths: &[PathBuf],
+    mut each: impl FnMut(&str, &str),
+) -> Result<(), CollectError> {
+    for path in input_files(paths)? {
+        let default_host = file_host(&path);
+        let f = std::fs::File::open(&path).map_err(io_err(&path))?;
+        let mut reader = std::io::BufReader::with_capacity(1 << 16, f);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            if reader.read_until(b'\n', &mut buf).map_err(io_err(&path))? == 0 {
+                break;
+            }
+            let Ok(stored) = std::str::from_utf8(&buf) else {
+                continue;
+            };
+            if let Some((host, line)) = syslog::parse(stored.trim_start_matches(' ')) {
+                each(host.as_deref().unwrap_or(&default_host), line);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// One host's checks over its lines.
 fn report(
     host: String,
@@ -618,7 +648,6 @@ mod tests {
     use super::*;
     use crate::audit::tests::{life, reject};
     use crate::audit::{segments, written, AuditConfig, Auditor, FsyncMode, PUBKEY_FILE};
-
 
     /// A host's trail, written by the real writer: its lines (read as `moat audit verify`
     /// reads a segment: up to the first NUL) and its public key file.

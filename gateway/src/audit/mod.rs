@@ -10,6 +10,7 @@
 pub mod collected;
 pub mod export;
 pub mod record;
+pub mod report;
 pub mod ship;
 pub mod syslog;
 pub mod tail;

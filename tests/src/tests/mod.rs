@@ -14,4 +14,5 @@ mod proxy;
 mod readme;
 mod redact_cli;
 mod redaction;
+mod report;
 mod shipping;
