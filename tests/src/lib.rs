@@ -9,6 +9,7 @@ pub mod gateway;
 pub mod grpc;
 pub mod guard;
 pub mod h2raw;
+pub mod idp;
 pub mod model;
 pub mod netns;
 pub mod origin;

@@ -643,11 +643,9 @@ impl Collected {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
-    use crate::audit::tests::{life, reject};
-    use crate::audit::{segments, written, AuditConfig, Auditor, FsyncMode, PUBKEY_FILE};
+    use crate::audit::tests::{config, reject, trail_lines, write_records};
+    use crate::audit::{AuditConfig, FsyncMode, PUBKEY_FILE};
 
     /// A host's trail, written by the real writer: its lines (read as `moat audit verify`
     /// reads a segment: up to the first NUL) and its public key file.
@@ -660,26 +658,11 @@ mod tests {
     /// `root/name`.
     fn trail(root: &Path, name: &str, n: u64) -> Trail {
         let cfg = AuditConfig {
-            dir: root.join(name).join("audit"),
-            key_dir: root.join(name).join("state"),
             fsync: FsyncMode::Never,
-            checkpoint_every: 5,
-            checkpoint_interval: Duration::from_secs(3600),
-            segment_max_bytes: 2048,
-            ..AuditConfig::default()
+            ..config(&root.join(name))
         };
-        let (a, thread) = Auditor::start(&cfg, life("start")).expect("start");
-        for i in 0..n {
-            a.record(reject(i)).expect("queued");
-        }
-        a.shutdown(life("stop"));
-        thread.join().expect("writer thread");
-        let mut lines = Vec::new();
-        for seg in segments(&cfg.dir).expect("segments") {
-            let data = std::fs::read(&seg).expect("segment");
-            let text = std::str::from_utf8(written(&data)).expect("utf-8");
-            lines.extend(text.lines().map(str::to_owned));
-        }
+        write_records(&cfg, (0..n).map(reject));
+        let lines = trail_lines(&cfg.dir);
         assert!(lines.len() as u64 > n + 2, "records plus checkpoints");
         Trail {
             lines,

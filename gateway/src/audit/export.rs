@@ -265,23 +265,11 @@ fn metadata(env: &Envelope) -> Value {
         "product": {"name": "moat", "vendor_name": "moat", "version": env!("CARGO_PKG_VERSION")},
         "log_name": "moat-audit",
         "log_version": env.v.to_string(),
-        "event_code": record_kind(&env.record),
+        "event_code": env.record.kind(),
         "uid": env.seq.to_string(),
         "sequence": env.seq,
         "original_time": env.time,
     })
-}
-
-/// The record's `kind`.
-fn record_kind(r: &Record) -> &'static str {
-    match r {
-        Record::Request(_) => "request",
-        Record::Reject(_) => "reject",
-        Record::Guard(_) => "guard",
-        Record::Connection(_) => "connection",
-        Record::Lifecycle(_) => "lifecycle",
-        Record::Checkpoint(_) => "checkpoint",
-    }
 }
 
 /// An OCSF network endpoint: `ip` and `port` of a socket address, else the text as `name`.

@@ -27,6 +27,20 @@ pub enum Record {
     Checkpoint(CheckpointRecord),
 }
 
+impl Record {
+    /// The record's `kind`, as its JSON names it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Request(_) => "request",
+            Self::Reject(_) => "reject",
+            Self::Guard(_) => "guard",
+            Self::Connection(_) => "connection",
+            Self::Lifecycle(_) => "lifecycle",
+            Self::Checkpoint(_) => "checkpoint",
+        }
+    }
+}
+
 /// TLS facts of the connection a request arrived on.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TlsFacts {

@@ -5,7 +5,7 @@ use super::record::{LifecycleRecord, Record, RejectRecord};
 use super::verify::{verify, VerifyError};
 use super::*;
 
-fn config(dir: &Path) -> AuditConfig {
+pub(super) fn config(dir: &Path) -> AuditConfig {
     AuditConfig {
         dir: dir.join("audit"),
         key_dir: dir.join("state"),
@@ -34,6 +34,28 @@ pub(super) fn reject(i: u64) -> Record {
         reason: "bad_request".into(),
         ..RejectRecord::default()
     }))
+}
+
+/// Writes start, `records` (queued, not waited for) and stop, then shuts the writer down.
+pub(super) fn write_records(cfg: &AuditConfig, records: impl IntoIterator<Item = Record>) {
+    let (a, thread) = Auditor::start(cfg, life("start")).expect("start");
+    for r in records {
+        a.record(r).expect("queued");
+    }
+    a.shutdown(life("stop"));
+    thread.join().expect("writer thread");
+}
+
+/// The trail's lines, segment by segment, each read as `moat audit verify` reads a segment: up
+/// to the first NUL.
+pub(super) fn trail_lines(dir: &Path) -> Vec<String> {
+    let mut lines = Vec::new();
+    for seg in segments(dir).expect("segments") {
+        let data = std::fs::read(&seg).expect("segment");
+        let text = std::str::from_utf8(written(&data)).expect("utf-8");
+        lines.extend(text.lines().map(str::to_owned));
+    }
+    lines
 }
 
 /// Writes `n` records plus start/stop, then shuts the writer down.

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use super::ops::{allowed_masked_denied, METRICS_POLICY};
 use crate::client::Raw;
 use crate::gateway;
 use crate::origin::Origin;
@@ -278,31 +279,10 @@ async fn dashboard_and_alerts_name_only_metrics_moat_exposes() {
     let gw = gateway::new(origin.addr.to_string())
         .listener("max_connections_per_ip = 2")
         .section(&format!("[admin]\naddress = \"127.0.0.1:{port}\""))
-        .policy(
-            "[redaction.profiles.p]\n\n[[policy.rules]]\nid = \"chat\"\nrequire_region = false\npaths = [\"/echo\"]\nredaction = \"p\"\naction = \"allow\"\n\n[[policy.rules]]\nid = \"root\"\nrequire_region = false\npaths = [\"/\"]\naction = \"allow\"\n",
-        )
+        .policy(METRICS_POLICY)
         .run();
     let http = crate::client::http(&gw.ca);
-    let ok = http
-        .get(crate::client::url(gw.addr, "/"))
-        .send()
-        .await
-        .expect("GET /");
-    assert_eq!(ok.status(), 200);
-    let masked = http
-        .post(crate::client::url(gw.addr, "/echo"))
-        .header("content-type", "text/plain")
-        .body("mail jane@example.com")
-        .send()
-        .await
-        .expect("POST /echo");
-    assert_eq!(masked.status(), 200);
-    let denied = http
-        .get(crate::client::url(gw.addr, "/elsewhere"))
-        .send()
-        .await
-        .expect("GET /elsewhere");
-    assert_eq!(denied.status(), 403);
+    allowed_masked_denied(&http, gw.addr).await;
     let garbled = Raw::connect_after(gw.addr, &gw.ca, b"not TLS\r\n\r\n").await;
     assert!(garbled.is_err(), "a handshake after plain text succeeded");
     // From 127.0.0.2 (loopback too), which nothing else connects from: two are served, the

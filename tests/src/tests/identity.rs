@@ -8,44 +8,8 @@ use serde_json::json;
 
 use crate::client::{self, Raw};
 use crate::gateway::{self, Gateway};
+use crate::idp::{Idp, ISS};
 use crate::origin::Origin;
-
-const ISS: &str = "https://idp.example/oauth2/default";
-
-struct Idp {
-    dir: tempfile::TempDir,
-    key: EncodingKey,
-    public_raw: Vec<u8>,
-}
-
-impl Idp {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
-        let raw = kp.public_key_raw().to_vec();
-        let jwks = json!({"keys": [{"kty": "EC", "kid": "k1", "crv": "P-256", "x": B64.encode(&raw[1..33]), "y": B64.encode(&raw[33..65])}]});
-        std::fs::write(dir.path().join("jwks.json"), jwks.to_string()).expect("jwks");
-        Self {
-            key: EncodingKey::from_ec_pem(kp.serialize_pem().as_bytes()).expect("ec"),
-            public_raw: raw,
-            dir,
-        }
-    }
-
-    fn jwks(&self) -> String {
-        self.dir.path().join("jwks.json").display().to_string()
-    }
-
-    fn token(&self, edit: impl Fn(&mut serde_json::Value)) -> String {
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let mut c = json!({"iss": ISS, "aud": "moat", "sub": "alice@example.com", "exp": now + 300,
-                           "groups": ["ml-users"], "regions": ["eu-central"]});
-        edit(&mut c);
-        let mut h = Header::new(Algorithm::ES256);
-        h.kid = Some("k1".into());
-        jsonwebtoken::encode(&h, &c, &self.key).expect("sign")
-    }
-}
 
 fn sha256_hex(s: &str) -> String {
     use sha2::{Digest, Sha256};

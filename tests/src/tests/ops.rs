@@ -103,6 +103,35 @@ async fn sd_notify_ready_watchdog_reloading_stopping() {
     );
 }
 
+/// Rule `chat` allows `/echo` with redaction profile `p` (no entities named: all of them), rule
+/// `root` allows `/`; nothing else is allowed.
+pub(super) const METRICS_POLICY: &str = "[redaction.profiles.p]\n\n[[policy.rules]]\nid = \"chat\"\nrequire_region = false\npaths = [\"/echo\"]\nredaction = \"p\"\naction = \"allow\"\n\n[[policy.rules]]\nid = \"root\"\nrequire_region = false\npaths = [\"/\"]\naction = \"allow\"\n";
+
+/// Under [`METRICS_POLICY`], through `http`: `GET /` is forwarded by rule `root`, `POST /echo`
+/// by rule `chat` with one email address masked, and `GET /elsewhere` is refused (403).
+pub(super) async fn allowed_masked_denied(http: &reqwest::Client, addr: std::net::SocketAddr) {
+    let ok = http
+        .get(crate::client::url(addr, "/"))
+        .send()
+        .await
+        .expect("GET /");
+    assert_eq!(ok.status(), 200);
+    let masked = http
+        .post(crate::client::url(addr, "/echo"))
+        .header("content-type", "text/plain")
+        .body("mail jane@example.com")
+        .send()
+        .await
+        .expect("POST /echo");
+    assert_eq!(masked.status(), 200);
+    let denied = http
+        .get(crate::client::url(addr, "/elsewhere"))
+        .send()
+        .await
+        .expect("GET /elsewhere");
+    assert_eq!(denied.status(), 403);
+}
+
 /// The admin endpoint: `/metrics` counts what happened (requests by status and rule, refusals,
 /// redactions, connections, the audit writer) and `promtool check metrics` accepts it;
 /// `/healthz` and `/readyz` answer 200.
@@ -112,31 +141,10 @@ async fn admin_metrics_pass_promtool_and_count_what_happened() {
     let port = gateway::free_port();
     let gw = gateway::new(origin.addr.to_string())
         .section(&format!("[admin]\naddress = \"127.0.0.1:{port}\""))
-        .policy(
-            "[redaction.profiles.p]\n\n[[policy.rules]]\nid = \"chat\"\nrequire_region = false\npaths = [\"/echo\"]\nredaction = \"p\"\naction = \"allow\"\n\n[[policy.rules]]\nid = \"root\"\nrequire_region = false\npaths = [\"/\"]\naction = \"allow\"\n",
-        )
+        .policy(METRICS_POLICY)
         .run();
     let http = crate::client::http(&gw.ca);
-    let ok = http
-        .get(crate::client::url(gw.addr, "/"))
-        .send()
-        .await
-        .expect("GET /");
-    assert_eq!(ok.status(), 200);
-    let masked = http
-        .post(crate::client::url(gw.addr, "/echo"))
-        .header("content-type", "text/plain")
-        .body("mail jane@example.com")
-        .send()
-        .await
-        .expect("POST /echo");
-    assert_eq!(masked.status(), 200);
-    let denied = http
-        .get(crate::client::url(gw.addr, "/elsewhere"))
-        .send()
-        .await
-        .expect("GET /elsewhere");
-    assert_eq!(denied.status(), 403);
+    allowed_masked_denied(&http, gw.addr).await;
 
     let admin = crate::client::http(&gw.ca);
     let get = |path: &str| admin.get(format!("http://127.0.0.1:{port}{path}")).send();

@@ -9,47 +9,15 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use base64::Engine;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::client;
 use crate::gateway::{self, Gateway};
+use crate::idp::{Idp, ISS};
 use crate::origin::Origin;
 
-const ISS: &str = "https://idp.example/oauth2/default";
 /// A principal an attacker chose: it must reach the report as text, never as markup.
 const HOSTILE: &str = "<script>alert(1)</script>";
-
-/// A JWKS file with one P-256 key, and tokens signed by it.
-struct Idp {
-    dir: tempfile::TempDir,
-    key: EncodingKey,
-}
-
-impl Idp {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
-        let raw = kp.public_key_raw().to_vec();
-        let jwks = json!({"keys": [{"kty": "EC", "kid": "k1", "crv": "P-256", "x": B64.encode(&raw[1..33]), "y": B64.encode(&raw[33..65])}]});
-        std::fs::write(dir.path().join("jwks.json"), jwks.to_string()).expect("jwks");
-        Self {
-            key: EncodingKey::from_ec_pem(kp.serialize_pem().as_bytes()).expect("ec"),
-            dir,
-        }
-    }
-
-    fn token(&self, sub: &str) -> String {
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let claims = json!({"iss": ISS, "aud": "moat", "sub": sub, "exp": now + 300,
-                            "groups": ["ml-users"], "regions": ["eu-central"]});
-        let mut h = Header::new(Algorithm::ES256);
-        h.kid = Some("k1".into());
-        jsonwebtoken::encode(&h, &claims, &self.key).expect("sign")
-    }
-}
 
 fn config(idp: &Idp) -> String {
     format!(
@@ -66,7 +34,7 @@ leeway = "5s"
 entities = ["EMAIL_ADDRESS"]
 direction = "request"
 "#,
-        idp.dir.path().join("jwks.json").display()
+        idp.jwks()
     )
 }
 
@@ -157,8 +125,8 @@ async fn the_report_counts_what_the_trail_holds_and_renders_offline() {
         .section(&config(&idp))
         .policy(POLICY)
         .run();
-    let hostile = idp.token(HOSTILE);
-    let alice = idp.token("alice@example.com");
+    let hostile = idp.token(|c| c["sub"] = HOSTILE.into());
+    let alice = idp.token(|_| {});
     for i in 0..3 {
         let status = send(&gw, &post(Some(&hostile), &format!("{{\"n\":{i}}}"))).await;
         assert_eq!(status, 200);

@@ -4,6 +4,7 @@
 //! characters here. Legends are left to the HTML around the chart.
 
 use plotters::coord::ranged1d::SegmentValue;
+use plotters::coord::Shift;
 use plotters::prelude::*;
 
 /// Width of every chart, in pixels.
@@ -95,6 +96,34 @@ fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
+/// A chart `height` pixels high (and [`WIDTH`] wide) as SVG: `draw` draws on the white area.
+fn svg(
+    height: u32,
+    draw: impl FnOnce(&DrawingArea<SVGBackend<'_>, Shift>) -> Result<(), String>,
+) -> Result<String, String> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        draw(&root)?;
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
+}
+
+/// The chart builder every chart starts from: its margin, the x axis' label area and a y label
+/// area `y_label_area` pixels wide.
+fn builder<'a, 'b>(
+    root: &'a DrawingArea<SVGBackend<'b>, Shift>,
+    y_label_area: u32,
+) -> ChartBuilder<'a, 'b, SVGBackend<'b>> {
+    let mut b = ChartBuilder::on(root);
+    b.margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(y_label_area);
+    b
+}
+
 /// Stacked vertical bars: one bar per x label, one segment per series.
 pub(super) fn stacked(
     y_desc: &str,
@@ -113,14 +142,8 @@ pub(super) fn stacked(
     let ymax = totals.iter().copied().max().unwrap_or(0).max(1);
     let ymax = ymax + ymax / 10 + 1;
     let (range, lead) = slots(n);
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (WIDTH, 340)).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
-        let mut chart = ChartBuilder::on(&root)
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(64)
+    svg(340, |root| {
+        let mut chart = builder(root, 64)
             .build_cartesian_2d(range.into_segmented(), 0u64..ymax)
             .map_err(err)?;
         let format_x = |v: &SegmentValue<u32>| match v {
@@ -162,9 +185,8 @@ pub(super) fn stacked(
             }
             chart.draw_series(bars).map_err(err)?;
         }
-        root.present().map_err(err)?;
-    }
-    Ok(svg)
+        Ok(())
+    })
 }
 
 /// Horizontal bars, largest first: `(label, value)`.
@@ -177,14 +199,8 @@ pub(super) fn bars(x_desc: &str, items: &[(String, u64)]) -> Result<String, Stri
     let label_area = u32::try_from(widest * 7 + 16).unwrap_or(360).clamp(60, 360);
     let (range, lead) = slots(n);
     let height = 70 + 26 * (n + 2 * lead);
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
-        let mut chart = ChartBuilder::on(&root)
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(label_area)
+    svg(height, |root| {
+        let mut chart = builder(root, label_area)
             .build_cartesian_2d(0u64..xmax, range.into_segmented())
             .map_err(err)?;
         // Row 0 is drawn at the top: y = lead + n - 1 - row.
@@ -226,9 +242,8 @@ pub(super) fn bars(x_desc: &str, items: &[(String, u64)]) -> Result<String, Stri
         }
         chart.draw_series(shapes).map_err(err)?;
         chart.draw_series(texts).map_err(err)?;
-        root.present().map_err(err)?;
-    }
-    Ok(svg)
+        Ok(())
+    })
 }
 
 /// Lanes over time (Unix seconds `t0..t1`): spans as bars, marks as vertical strokes.
@@ -250,14 +265,8 @@ pub(super) fn timeline(
     let label_area = u32::try_from(widest * 7 + 16).unwrap_or(300).clamp(60, 300);
     let (range, lead) = slots(n);
     let height = 80 + 46 * (n + 2 * lead);
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
-        let mut chart = ChartBuilder::on(&root)
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(label_area)
+    svg(height, |root| {
+        let mut chart = builder(root, label_area)
             .build_cartesian_2d(t0..t1, range.into_segmented())
             .map_err(err)?;
         let format_y = |v: &SegmentValue<u32>| match v {
@@ -306,7 +315,6 @@ pub(super) fn timeline(
             ));
         }
         chart.draw_series(strokes).map_err(err)?;
-        root.present().map_err(err)?;
-    }
-    Ok(svg)
+        Ok(())
+    })
 }

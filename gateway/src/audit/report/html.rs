@@ -216,6 +216,34 @@ fn counts_cols() -> [Col; 4] {
     ]
 }
 
+/// Counts per time bucket: a row per bucket, a column per name (in `names`' order), then the
+/// row's total.
+fn bucket_table(
+    out: &mut String,
+    id: &str,
+    bucket: Bucket,
+    names: &[String],
+    per_bucket: &BTreeMap<i64, BTreeMap<String, u64>>,
+) {
+    let mut cols = vec![col("bucket", bucket.name())];
+    cols.extend(names.iter().map(|n| num(n, n)));
+    cols.push(num("total", "total"));
+    let rows: Vec<Vec<String>> = per_bucket
+        .iter()
+        .map(|(b, per)| {
+            let mut row = vec![bucket.label(*b)];
+            row.extend(
+                names
+                    .iter()
+                    .map(|n| per.get(n).copied().unwrap_or(0).to_string()),
+            );
+            row.push(per.values().sum::<u64>().to_string());
+            row
+        })
+        .collect();
+    table(out, id, &cols, &rows);
+}
+
 const CSS: &str = "
 body{font-family:sans-serif;margin:24px auto;max-width:1160px;color:#222;line-height:1.4}
 h1{font-size:1.6em}h2{margin-top:2em;border-bottom:2px solid #ccc;padding-bottom:4px}
@@ -470,24 +498,7 @@ fn requests(out: &mut String, s: &Summary) {
         (total > 0).then(|| charts::stacked("requests", &labels, &series)),
         &legend(&names),
     );
-    let mut cols = vec![col("bucket", s.bucket.name())];
-    cols.extend(names.iter().map(|n| num(n, n)));
-    cols.push(num("total", "total"));
-    let rows: Vec<Vec<String>> = s
-        .decisions
-        .iter()
-        .map(|(b, per)| {
-            let mut row = vec![s.bucket.label(*b)];
-            row.extend(
-                names
-                    .iter()
-                    .map(|n| per.get(n).copied().unwrap_or(0).to_string()),
-            );
-            row.push(per.values().sum::<u64>().to_string());
-            row
-        })
-        .collect();
-    table(out, "requests-by-decision", &cols, &rows);
+    bucket_table(out, "requests-by-decision", s.bucket, &names, &s.decisions);
 
     // By rule: the busiest rules as series of their own, the rest together.
     let mut rule_totals: BTreeMap<String, Counts> = BTreeMap::new();
@@ -935,29 +946,12 @@ fn guard(out: &mut String, s: &Summary) {
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let mut cols = vec![col("bucket", s.bucket.name())];
-    cols.extend(names.iter().map(|n| num(n, n)));
-    cols.push(num("total", "total"));
-    let rows: Vec<Vec<String>> = s
-        .guard_modes
-        .iter()
-        .map(|(b, per)| {
-            let mut row = vec![s.bucket.label(*b)];
-            row.extend(
-                names
-                    .iter()
-                    .map(|n| per.get(n).copied().unwrap_or(0).to_string()),
-            );
-            row.push(per.values().sum::<u64>().to_string());
-            row
-        })
-        .collect();
     let _ = writeln!(
         out,
         "<p>Requests per {} by the guard mode they were served under:</p>",
         s.bucket.name()
     );
-    table(out, "guard-modes", &cols, &rows);
+    bucket_table(out, "guard-modes", s.bucket, &names, &s.guard_modes);
 }
 
 fn talker_table(out: &mut String, id: &str, key: (&str, &str), rows: &[(String, Talker)]) {

@@ -127,6 +127,27 @@ pub struct ChainRow {
     pub problems: Vec<String>,
 }
 
+impl ChainRow {
+    /// A BROKEN row that holds nothing (yet), and no problem said.
+    fn broken(host: String, source: String, key: String) -> Self {
+        Self {
+            host,
+            source,
+            key,
+            status: Status::Broken,
+            records: 0,
+            first_seq: None,
+            last_seq: None,
+            gaps: Vec::new(),
+            duplicates: 0,
+            checkpoints: None,
+            last_signed_seq: None,
+            unsigned_tail: None,
+            problems: Vec::new(),
+        }
+    }
+}
+
 /// Everything the HTML shows.
 #[derive(Debug, Clone)]
 pub struct Report {
@@ -467,21 +488,11 @@ fn bundle(
     let mut problems = Vec::new();
     let mpath = dir.join("manifest.json");
     let body = std::fs::read(&mpath).map_err(io_err(&mpath))?;
-    let mut row = ChainRow {
-        host: host.to_owned(),
-        source: format!("bundle {}", dir.display()),
-        key: "none: signatures not checked (give --keys DIR with HOST.pub)".to_owned(),
-        status: Status::Broken,
-        records: 0,
-        first_seq: None,
-        last_seq: None,
-        gaps: Vec::new(),
-        duplicates: 0,
-        checkpoints: None,
-        last_signed_seq: None,
-        unsigned_tail: None,
-        problems: Vec::new(),
-    };
+    let mut row = ChainRow::broken(
+        host.to_owned(),
+        format!("bundle {}", dir.display()),
+        "none: signatures not checked (give --keys DIR with HOST.pub)".to_owned(),
+    );
     let manifest: Manifest = match serde_json::from_slice(&body) {
         Ok(m) => m,
         Err(e) => {
@@ -639,21 +650,14 @@ fn collector(
         })
         .collect();
     rows.extend(c.silent.iter().map(|s| ChainRow {
-        host: s.clone(),
-        source: "collector".to_owned(),
-        key: format!("--keys: {s}{KEY_SUFFIX}"),
-        status: Status::Broken,
-        records: 0,
-        first_seq: None,
-        last_seq: None,
-        gaps: Vec::new(),
-        duplicates: 0,
-        checkpoints: None,
-        last_signed_seq: None,
-        unsigned_tail: None,
         problems: vec![format!(
             "silent: its key is in the key directory ({s}{KEY_SUFFIX}), but the collector holds nothing from it"
         )],
+        ..ChainRow::broken(
+            s.clone(),
+            "collector".to_owned(),
+            format!("--keys: {s}{KEY_SUFFIX}"),
+        )
     }));
     collected::record_lines(paths, |host, line| {
         if let Some(env) = parse(line) {

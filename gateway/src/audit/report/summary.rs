@@ -368,7 +368,7 @@ impl Builder {
         let ms = t.map(unix_ms);
         let s = &mut self.s;
         s.records += 1;
-        *s.by_kind.entry(kind(&env.record).to_owned()).or_default() += 1;
+        *s.by_kind.entry(env.record.kind().to_owned()).or_default() += 1;
         if !s.hosts.contains(host) {
             s.hosts.insert(host.to_owned());
         }
@@ -603,17 +603,5 @@ impl Builder {
         s.guard_events
             .sort_by(|a, b| (a.unix, &a.host, &a.time).cmp(&(b.unix, &b.host, &b.time)));
         s
-    }
-}
-
-/// A record's `kind`.
-pub fn kind(r: &Record) -> &'static str {
-    match r {
-        Record::Request(_) => "request",
-        Record::Reject(_) => "reject",
-        Record::Guard(_) => "guard",
-        Record::Connection(_) => "connection",
-        Record::Lifecycle(_) => "lifecycle",
-        Record::Checkpoint(_) => "checkpoint",
     }
 }

@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -15,7 +14,8 @@ use crate::audit::record::{
     CheckpointRecord, ConnectionRecord, GuardFacts, GuardRecord, LifecycleRecord, RejectRecord,
     RequestRecord,
 };
-use crate::audit::{AuditConfig, Auditor, FsyncMode};
+use crate::audit::tests::{config, trail_lines, write_records};
+use crate::audit::{AuditConfig, FsyncMode};
 
 const T0: i64 = 1_796_000_000; // 2026-11-30T…Z
 
@@ -739,45 +739,22 @@ fn an_empty_report_still_has_every_table() {
 
 // Real files: a trail written by moat's writer, an export bundle of it, its shipped messages.
 
-fn life(event: &str) -> LifecycleRecord {
-    LifecycleRecord {
-        event: event.into(),
-        version: "test".into(),
-        config_sha256: None,
-        detail: None,
-    }
-}
-
 /// Writes a trail of `n` records of every kind into `root/name/audit`; returns the config.
 fn write_trail(root: &Path, name: &str, n: u64) -> AuditConfig {
     let cfg = AuditConfig {
-        dir: root.join(name).join("audit"),
-        key_dir: root.join(name).join("state"),
         fsync: FsyncMode::Never,
         checkpoint_every: 7,
-        checkpoint_interval: Duration::from_secs(3600),
         segment_max_bytes: 4096,
-        ..AuditConfig::default()
+        ..config(&root.join(name))
     };
-    let (a, thread) = Auditor::start(&cfg, life("start")).expect("start");
-    for (_, e) in corpus(n, 10) {
-        if !matches!(e.record, Record::Checkpoint(_)) {
-            a.record(e.record).expect("queued");
-        }
-    }
-    a.shutdown(life("stop"));
-    thread.join().expect("writer thread");
+    write_records(
+        &cfg,
+        corpus(n, 10)
+            .into_iter()
+            .map(|(_, e)| e.record)
+            .filter(|r| !matches!(r, Record::Checkpoint(_))),
+    );
     cfg
-}
-
-fn trail_lines(dir: &Path) -> Vec<String> {
-    let mut lines = Vec::new();
-    for seg in segments(dir).expect("segments") {
-        let data = std::fs::read(&seg).expect("segment");
-        let text = std::str::from_utf8(written(&data)).expect("utf-8");
-        lines.extend(text.lines().map(str::to_owned));
-    }
-    lines
 }
 
 fn trail_json(dir: &Path, host: &str) -> Vec<(String, Value)> {
