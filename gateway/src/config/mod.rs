@@ -179,8 +179,9 @@ impl Config {
 
     /// Parses and validates configuration text; relative file paths resolve against `base`.
     pub fn parse(text: &str, base: &Path) -> Result<Self, ConfigError> {
+        let deserializer =
+            toml::Deserializer::parse(text).map_err(|e| Spans::text_only(text).syntax(&e))?;
         let spans = Spans::new(text);
-        let deserializer = toml::Deserializer::parse(text).map_err(|e| spans.syntax(&e))?;
         let raw: RawConfig = serde_path_to_error::deserialize(deserializer).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();

@@ -9,9 +9,19 @@ pub(super) struct Spans {
 }
 
 impl Spans {
+    /// Positions in `text`, which the `toml` parser has accepted: `toml_edit` reads only valid
+    /// TOML here (its error recovery can panic on some broken files, found by fuzzing).
     pub(super) fn new(text: &str) -> Self {
         Self {
             doc: toml_edit::Document::parse(text.to_owned()).ok(),
+            text: text.to_owned(),
+        }
+    }
+
+    /// Positions in text the `toml` parser refused: by line and table header only.
+    pub(super) fn text_only(text: &str) -> Self {
+        Self {
+            doc: None,
             text: text.to_owned(),
         }
     }
