@@ -292,9 +292,10 @@ impl TrailReader {
                     continue;
                 }
                 let line = String::from_utf8_lossy(raw).into_owned();
-                match syslog::line_fields(&line) {
-                    Some(f) if f.seq < self.next_seq => continue,
-                    Some(f) => self.next_seq = f.seq + 1,
+                // The line is hashed once, when it is sent.
+                match syslog::line_seq(&line) {
+                    Some(seq) if seq < self.next_seq => continue,
+                    Some(seq) => self.next_seq = seq + 1,
                     None => {}
                 }
                 lines.push(line);
@@ -339,11 +340,11 @@ impl TrailReader {
                 .iter()
                 .rposition(|b| *b == b'\n')
                 .map_or(0, |i| i + 1);
-            if let Some(f) = std::str::from_utf8(&written[start..end])
+            if let Some(seq) = std::str::from_utf8(&written[start..end])
                 .ok()
-                .and_then(syslog::line_fields)
+                .and_then(syslog::line_seq)
             {
-                return f.seq;
+                return seq;
             }
         }
         0

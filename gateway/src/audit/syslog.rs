@@ -118,6 +118,16 @@ pub struct LineFields<'a> {
     pub hash: String,
 }
 
+/// The `seq` of a trail line as moat writes it, without hashing the line.
+pub fn line_seq(line: &str) -> Option<u64> {
+    let at = line.find("\"seq\":")? + "\"seq\":".len();
+    let rest = &line[at..];
+    let end = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
 /// `seq`, `time` and `kind` of a trail line as moat writes them (`{"v":1,"seq":N,"prev":"…",
 /// "time":"…","kind":"…",…}`), and its hash. `None` for anything else.
 pub fn line_fields(line: &str) -> Option<LineFields<'_>> {
@@ -125,11 +135,7 @@ pub fn line_fields(line: &str) -> Option<LineFields<'_>> {
         let at = line.find(key)? + key.len();
         Some(&line[at..])
     };
-    let seq_text = value_after("\"seq\":")?;
-    let end = seq_text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(seq_text.len());
-    let seq = seq_text[..end].parse().ok()?;
+    let seq = line_seq(line)?;
     let quoted = |key: &str| -> Option<&str> {
         let rest = value_after(key)?.strip_prefix('"')?;
         Some(&rest[..rest.find('"')?])

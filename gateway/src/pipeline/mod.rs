@@ -14,7 +14,7 @@ mod record;
 mod response;
 mod stages;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use tokio::time::Instant;
 
 use crate::downstream::Downstream;
@@ -68,6 +68,8 @@ pub(crate) async fn serve<D: Downstream>(
     // 64 KiB of it is waited for; otherwise, for the audit record, what came with the head —
     // unless the client waits for `100 Continue`, which is only sent once policy allowed.
     let mut prefix = BytesMut::new();
+    // What `prefetch` took with the head, forwarded as it is (no copy into `prefix`).
+    let mut early: Option<Bytes> = None;
     let mut ended = req.body == BodyKind::Empty;
     let mut model = None;
     if route.policy.needs_model() && !ended {
@@ -79,8 +81,8 @@ pub(crate) async fn serve<D: Downstream>(
         match d.prefetch().await {
             Ok((start, whole)) => {
                 model = stages::model_in(&start, &req);
-                prefix.extend_from_slice(&start);
                 ended = whole;
+                early = Some(start);
             }
             Err(e) => return refused.body(d, &req, &e).await,
         }
@@ -102,8 +104,11 @@ pub(crate) async fn serve<D: Downstream>(
         Some(p) if req.body != BodyKind::Empty => {
             // The look-ahead may have read it to its end already.
             let raw = if ended {
-                prefix.freeze()
+                early.unwrap_or_else(|| prefix.freeze())
             } else {
+                if let Some(start) = early {
+                    prefix.extend_from_slice(&start);
+                }
                 match stages::read_rest(d, prefix).await {
                     Ok(b) => b,
                     Err(e) => return refused.body(d, &req, &e).await,
@@ -119,11 +124,15 @@ pub(crate) async fn serve<D: Downstream>(
                 Err(denied) => return refused.deny(d, &req, &denied, model.as_deref()).await,
             }
         }
-        _ if ended => (prefix.freeze(), false),
-        _ if !prefix.is_empty() => (prefix.freeze(), true),
-        _ => match d.prefetch().await {
-            Ok((start, whole)) => (start, !whole),
-            Err(e) => return refused.body(d, &req, &e).await,
+        _ if ended => (early.unwrap_or_else(|| prefix.freeze()), false),
+        _ => match early.filter(|s| !s.is_empty()) {
+            Some(start) => (start, true),
+            None if !prefix.is_empty() => (prefix.freeze(), true),
+            // Nothing came with the head yet.
+            None => match d.prefetch().await {
+                Ok((start, whole)) => (start, !whole),
+                Err(e) => return refused.body(d, &req, &e).await,
+            },
         },
     };
     if !streaming {
